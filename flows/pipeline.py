@@ -1,0 +1,152 @@
+"""The pipeline as a Prefect flow: each DVC stage is a task, then registration.
+
+DVC decides what re-runs (dvc.lock is the one cache); a stage that DVC reports up to date is
+shown as Cached in Prefect, so `dvc repro` and this flow never disagree about what is stale.
+
+    python -m flows.pipeline            # run (ephemeral Prefect unless PREFECT_API_URL is set)
+    python -m flows.pipeline --no-register
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed
+
+from tunepipe import paths, registry
+from tunepipe import params as params_mod
+from tunepipe.errors import PipelineError
+from tunepipe.io import read_json
+from tunepipe.stage import set_env_defaults
+
+STAGES = ("load", "validate", "tokenize", "train", "evaluate")
+TAIL_LINES = 40
+
+
+def stage_env() -> dict[str, str]:
+    """Stage commands say `python`: make that the interpreter running this flow."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def up_to_date(root: Path, stage: str) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return not repo.status(targets=[stage])
+
+
+def reproduce(root: Path, stage: str) -> None:
+    """`dvc repro --single-item <stage>`: output streams through; its tail goes into any error."""
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    with subprocess.Popen(
+        cmd, cwd=root, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail.append(line.rstrip().rsplit("\r", 1)[-1])
+    if proc.returncode != 0:
+        shown = "\n".join(line for line in tail if line.strip())
+        raise PipelineError(f"stage {stage!r} failed (exit {proc.returncode}):\n{shown}")
+
+
+@task(cache_policy=NO_CACHE)
+def dvc_stage(root: Path, stage: str) -> Any:
+    logger = get_run_logger()
+    if up_to_date(root, stage):
+        logger.info("dvc: stage %s is up to date, not re-run", stage)
+        return Completed(name="Cached", message=f"dvc.lock: stage {stage} up to date")
+    logger.info("dvc: running stage %s", stage)
+    reproduce(root, stage)
+    return stage
+
+
+@task(cache_policy=NO_CACHE, task_run_name="register")
+def register_model(root: Path, name: str, bump: str) -> Any:
+    result = registry.register(root, name, bump, flow_run_id=str(flow_run.get_id() or "") or None)
+    if not result["new"]:
+        return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
+    get_run_logger().info("registered %s at commit %s", result["tag"], result["commit"][:10])
+    return result
+
+
+def publish_validation(root: Path) -> None:
+    report = read_json(root / paths.VALIDATION_REPORT)
+    rows = [
+        {
+            "split": split,
+            "rows": data["rows"],
+            "classes": ", ".join(f"{k}: {v}" for k, v in data["class_counts"].items()),
+            "checks passed": f"{sum(c['success'] for c in data['checks'])}/{len(data['checks'])}",
+        }
+        for split, data in report["splits"].items()
+    ]
+    create_table_artifact(rows, key="validation-summary", description="Great Expectations checks per split")
+
+
+def publish_metrics(root: Path) -> dict[str, Any]:
+    evaluation = read_json(root / paths.EVALUATION)
+    metrics = evaluation["metrics"]
+    lines = ["| metric | value | threshold |", "|---|---|---|"]
+    thresholds = {c["metric"]: c["minimum"] for c in evaluation["thresholds"]}
+    for name, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {shown} | {thresholds.get(name, '')} |")
+    labels = evaluation["confusion_matrix"]["labels"]
+    matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
+    lines += ["", "Confusion matrix (rows: true, columns: predicted)", "", "| | " + " | ".join(labels) + " |",
+              "|---" * (len(labels) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix, strict=True)]
+    create_markdown_artifact("\n".join(lines), key="test-metrics", description="Test-split metrics")
+    return evaluation
+
+
+@flow(name="tunepipe", log_prints=True)
+def pipeline(root: str = ".", register: bool = True) -> dict[str, Any]:
+    """Run load -> validate -> tokenize -> train -> evaluate through DVC, then register."""
+    base = Path(root).resolve()
+    p = params_mod.read(base / paths.PARAMS)
+    for stage in STAGES:
+        dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage)
+        if stage == "validate":
+            publish_validation(base)
+    evaluation = publish_metrics(base)
+    result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
+    if register:
+        result["registered"] = register_model(base, p.register.name, p.register.bump)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=".", help="project directory (with dvc.yaml and params.yaml)")
+    parser.add_argument("--no-register", action="store_true", help="stop after evaluation")
+    args = parser.parse_args(argv)
+    set_env_defaults()
+    try:
+        result = pipeline(root=args.root, register=not args.no_register)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
+    print(f"test metrics: {metrics}")
+    reg = result["registered"]
+    if reg:
+        print(f"registered: {reg['tag']} (commit {reg['commit'][:10]})" + ("" if reg["new"] else ", already registered"))
+
+
+if __name__ == "__main__":
+    main()

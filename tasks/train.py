@@ -1,0 +1,220 @@
+"""Stage `train`: fine-tune with transformers.Trainer and save a save_pretrained model directory.
+
+Checkpoints live under models/checkpoints/<fingerprint of data and params>, persisted by DVC
+between runs, so a killed run resumes from its last checkpoint while a run with other data or
+params never picks up a stale one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tunepipe import assets, paths
+from tunepipe import params as params_mod
+from tunepipe.errors import PipelineError
+from tunepipe.io import atomic_dir, write_json, write_text
+from tunepipe.params import Params, TrainParams
+
+
+CHECKPOINTS_NOTE = (
+    "Checkpoints of an unfinished train run live here, one folder per data+params fingerprint.\n"
+    "A re-run of the train stage resumes from the newest; a finished run removes its folder.\n"
+)
+
+
+def choose_device(t: TrainParams) -> dict[str, Any]:
+    """CUDA with bf16 (or fp16 where bf16 is unsupported) when present, else CPU in fp32."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if t.device == "cuda" and not cuda:
+        raise PipelineError("params.yaml: train.device is cuda but no CUDA device is available")
+    if t.device not in ("auto", "cpu", "cuda"):
+        raise PipelineError(f"params.yaml: train.device must be auto, cpu or cuda, got {t.device!r}")
+    on_cuda = cuda and t.device != "cpu"
+    precision = t.precision
+    if precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise PipelineError(f"params.yaml: train.precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp16" and not on_cuda:
+        raise PipelineError("params.yaml: train.precision fp16 needs a CUDA device")
+    return {"device": "cuda" if on_cuda else "cpu", "precision": precision}
+
+
+def fingerprint(p: Params, data_dir: Path) -> str:
+    """Identifies a training run: same data and same params -> same checkpoint folder."""
+    h = hashlib.sha256()
+    h.update(json.dumps([p.task, asdict(p.model), asdict(p.train), asdict(p.tokenize)], sort_keys=True).encode())
+    for f in sorted(data_dir.rglob("*")):
+        if f.is_file():
+            h.update(str(f.relative_to(data_dir)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def count_parameters(model: Any) -> dict[str, int]:
+    total = sum(x.numel() for x in model.parameters())
+    trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def build_model(p: Params, labels: list[str]) -> Any:
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(
+        assets.resolve_model(p.model.name),
+        revision=p.model.revision,
+        trust_remote_code=p.model.trust_remote_code,
+        use_safetensors=True,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={name: i for i, name in enumerate(labels)},
+        ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
+    )
+
+
+def training_arguments(p: Params, out_dir: Path, n_train: int, device: dict[str, Any]) -> Any:
+    from transformers import TrainingArguments
+
+    t = p.train
+    steps_per_epoch = max(1, math.ceil(n_train / t.batch_size))
+    eval_steps = max(1, steps_per_epoch // max(1, t.evaluations_per_epoch))
+    metric = t.metric_for_best_model
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,  # with load_best_model_at_end the best checkpoint is always kept
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=not metric.endswith("loss"),
+        logging_steps=t.logging_steps,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        use_cpu=device["device"] == "cpu",
+        bf16=device["precision"] == "bf16",
+        fp16=device["precision"] == "fp16",
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def write_curves(log_history: list[dict[str, Any]]) -> None:
+    """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
+    train_rows = [
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4), "loss": e["loss"]} for e in log_history if "loss" in e
+    ]
+    eval_rows = [
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)} | {k: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}
+        for e in log_history
+        if "eval_loss" in e
+    ]
+    for path, rows in ((paths.TRAIN_LOSS, train_rows), (paths.EVAL_CURVE, eval_rows)):
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["step"]
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text(path, buf.getvalue())
+
+
+def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
+    import torch
+    from datasets import load_from_disk
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from tasks.tokenize import load_tokenizer, read_labels
+    from tunepipe.metrics import trainer_metrics
+
+    t = p.train
+    device = choose_device(t)
+    labels = read_labels(data_dir)
+    dsd = load_from_disk(str(data_dir / "dataset"))
+    train_ds = dsd["train"].shuffle(seed=t.seed)
+    if t.max_train_samples:
+        train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
+    columns = [c for c in train_ds.column_names if c not in ("source_row",)]
+    train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
+
+    run_dir = paths.CHECKPOINTS / fingerprint(p, data_dir)
+    if paths.CHECKPOINTS.exists():
+        for other in paths.CHECKPOINTS.iterdir():
+            if other != run_dir:
+                shutil.rmtree(other, ignore_errors=True)
+    resume = get_last_checkpoint(str(run_dir)) if run_dir.exists() else None
+    if resume:
+        print(f"train: resuming from {resume}")
+
+    torch.manual_seed(t.seed)
+    tok = load_tokenizer(p)
+    model = build_model(p, labels)
+    params_count = count_parameters(model)
+    print(f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
+          f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples")
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(p, run_dir, len(train_ds), device),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=trainer_metrics(len(labels)),
+        callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold)],
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    with atomic_dir(paths.MODEL) as tmp:
+        trainer.save_model(str(tmp))
+    state = trainer.state
+    write_curves(state.log_history)
+    report = {
+        "device": device,
+        "parameters": params_count,
+        "train_examples": len(train_ds),
+        "epochs_run": round(state.epoch or 0, 4),
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "stopped_early": state.global_step < state.max_steps,
+        "best_metric": {t.metric_for_best_model: state.best_metric},
+        "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        "resumed_from": Path(resume).name if resume else None,
+        "train_runtime_s": round(time.perf_counter() - started, 1),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+    }
+    write_json(paths.TRAIN_REPORT, report)
+    shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
+    write_text(paths.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
+    return report
+
+
+def main() -> None:
+    p = params_mod.read(paths.PARAMS)
+    report = train(p)
+    print(f"train: done in {report['train_runtime_s']} s, best {report['best_metric']} at {report['best_checkpoint']}")
+
+
+if __name__ == "__main__":
+    from tunepipe.stage import run
+
+    run(main)

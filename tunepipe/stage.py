@@ -1,0 +1,34 @@
+"""Shared entry point for `python -m tasks.<stage>`: environment defaults and clean errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from tunepipe.errors import PipelineError
+
+QUIET_DEFAULTS = {
+    "TOKENIZERS_PARALLELISM": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+def set_env_defaults() -> None:
+    """Quiet, telemetry-free defaults that a user's own environment can still override."""
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage; a PipelineError prints one clear line and exits 1 instead of a traceback."""
+    set_env_defaults()
+    try:
+        main()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
