@@ -56,13 +56,11 @@ def describe_misses(evaluation: dict[str, Any]) -> str:
 
 
 def evaluate(p: Params) -> dict[str, Any]:
-    from datasets import load_from_disk
-
-    from tasks.tokenize import read_labels
+    from tasks.tokenize import read_labels, read_tokenized
     from tunepipe.inference import load_model, logits_for
 
     labels = read_labels()
-    test = load_from_disk(str(paths.TOKENIZED / "dataset"))["test"]
+    test = read_tokenized()["test"]
     model, tok = load_model(paths.MODEL)
     logits = logits_for(model, tok, test, p.evaluate.batch_size)
     references = np.asarray(test["labels"])

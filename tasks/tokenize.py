@@ -86,6 +86,13 @@ def write_tokenized(dsd: Any, info: dict[str, Any], out: Path) -> None:
         write_json(tmp / "labels.json", info)
 
 
+def read_tokenized(root: Path = paths.TOKENIZED) -> Any:
+    """Loaded into memory: shuffles and selects must not write cache files into a DVC output."""
+    from datasets import load_from_disk
+
+    return load_from_disk(str(root / "dataset"), keep_in_memory=True)
+
+
 def read_labels(root: Path = paths.TOKENIZED) -> list[str]:
     from tunepipe.io import read_json
 

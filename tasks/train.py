@@ -140,17 +140,16 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
 
 def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     import torch
-    from datasets import load_from_disk
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
     from transformers.trainer_utils import get_last_checkpoint
 
-    from tasks.tokenize import load_tokenizer, read_labels
+    from tasks.tokenize import load_tokenizer, read_labels, read_tokenized
     from tunepipe.metrics import trainer_metrics
 
     t = p.train
     device = choose_device(t)
     labels = read_labels(data_dir)
-    dsd = load_from_disk(str(data_dir / "dataset"))
+    dsd = read_tokenized(data_dir)
     train_ds = dsd["train"].shuffle(seed=t.seed)
     if t.max_train_samples:
         train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))

@@ -73,14 +73,8 @@ def pipeline_status(root: Path) -> dict[str, Any]:
         return repo.status()
 
 
-def latest_version(root: Path, name: str) -> str | None:
-    from gto.api import find_latest_version
-
-    found = find_latest_version(str(root), name)
-    return found.version if found else None
-
-
 def versions(root: Path, name: str) -> list[str]:
+    """Registered versions, oldest first (GTO tags `<name>@vX.Y.Z`, sorted as versions)."""
     prefix = f"{name}@v"
     return [t.split("@", 1)[1] for t in git(root, "tag", "--list", f"{prefix}*", "--sort=v:refname").splitlines()]
 
@@ -190,7 +184,8 @@ def register(root: Path, name: str, bump_part: str = "patch", flow_run_id: str |
         tag = full_name(name, existing)
         return {"version": existing, "tag": tag, "commit": git(root, "rev-list", "-n", "1", tag), "new": False}
 
-    version = bump(latest_version(root, name), bump_part)
+    known = versions(root, name)
+    version = bump(known[-1] if known else None, bump_part)
     record = build_lineage(root, name, version, flow_run_id)
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
