@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from tunepipe import paths, registry
+from tunepipe import dvcrepo, paths, registry
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
@@ -38,13 +38,6 @@ def stage_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
-
-
-def up_to_date(root: Path, stage: str) -> bool:
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return not repo.status(targets=[stage])
 
 
 def reproduce(root: Path, stage: str) -> None:
@@ -66,7 +59,7 @@ def reproduce(root: Path, stage: str) -> None:
 @task(cache_policy=NO_CACHE)
 def dvc_stage(root: Path, stage: str) -> Any:
     logger = get_run_logger()
-    if up_to_date(root, stage):
+    if not dvcrepo.stale(root, stage):
         logger.info("dvc: stage %s is up to date, not re-run", stage)
         return Completed(name="Cached", message=f"dvc.lock: stage {stage} up to date")
     logger.info("dvc: running stage %s", stage)
@@ -107,15 +100,22 @@ def publish_metrics(root: Path) -> dict[str, Any]:
         lines.append(f"| {name} | {shown} | {thresholds.get(name, '')} |")
     labels = evaluation["confusion_matrix"]["labels"]
     matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
-    lines += ["", "Confusion matrix (rows: true, columns: predicted)", "", "| | " + " | ".join(labels) + " |",
-              "|---" * (len(labels) + 1) + "|"]
-    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix, strict=True)]
+    lines += [
+        "",
+        "Confusion matrix (rows: true, columns: predicted)",
+        "",
+        "| | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    lines += [
+        f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix, strict=True)
+    ]
     create_markdown_artifact("\n".join(lines), key="test-metrics", description="Test-split metrics")
     return evaluation
 
 
 @flow(name="tunepipe", log_prints=True)
-def pipeline(root: str = ".", register: bool = True) -> dict[str, Any]:
+def pipeline(root: str = ".", registration: bool = True) -> dict[str, Any]:
     """Run load -> validate -> tokenize -> train -> evaluate through DVC, then register."""
     base = Path(root).resolve()
     p = params_mod.read(base / paths.PARAMS)
@@ -125,7 +125,7 @@ def pipeline(root: str = ".", register: bool = True) -> dict[str, Any]:
             publish_validation(base)
     evaluation = publish_metrics(base)
     result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
-    if register:
+    if registration:
         result["registered"] = register_model(base, p.register.name, p.register.bump)
     return result
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_env_defaults()
     try:
-        result = pipeline(root=args.root, register=not args.no_register)
+        result = pipeline(root=args.root, registration=not args.no_register)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
@@ -145,7 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"test metrics: {metrics}")
     reg = result["registered"]
     if reg:
-        print(f"registered: {reg['tag']} (commit {reg['commit'][:10]})" + ("" if reg["new"] else ", already registered"))
+        print(
+            f"registered: {reg['tag']} (commit {reg['commit'][:10]})"
+            + ("" if reg["new"] else ", already registered")
+        )
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunepipe import paths
 from tunepipe import params as params_mod
+from tunepipe import paths
 from tunepipe.io import write_json, write_text
 from tunepipe.metrics import classification_scores, confusion_matrix, per_class_scores, softmax
 from tunepipe.params import Params
@@ -23,16 +23,20 @@ def check_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) ->
     checks = []
     for name, minimum in thresholds.items():
         value = metrics.get(name)
-        checks.append({
-            "metric": name,
-            "minimum": minimum,
-            "value": value,
-            "passed": value is not None and value >= minimum,
-        })
+        checks.append(
+            {
+                "metric": name,
+                "minimum": minimum,
+                "value": value,
+                "passed": value is not None and value >= minimum,
+            }
+        )
     return checks
 
 
-def score(references: np.ndarray, logits: np.ndarray, labels: list[str], thresholds: dict[str, float]) -> dict[str, Any]:
+def score(
+    references: np.ndarray, logits: np.ndarray, labels: list[str], thresholds: dict[str, float]
+) -> dict[str, Any]:
     """The whole stage as a pure function of labels and logits."""
     preds = logits.argmax(axis=-1)
     metrics = classification_scores(references, preds, len(labels))
@@ -41,7 +45,10 @@ def score(references: np.ndarray, logits: np.ndarray, labels: list[str], thresho
     return {
         "metrics": metrics,
         "per_class": per_class_scores(references, preds, labels),
-        "confusion_matrix": {"labels": labels, "rows_true_cols_predicted": confusion_matrix(references, preds, len(labels)).tolist()},
+        "confusion_matrix": {
+            "labels": labels,
+            "rows_true_cols_predicted": confusion_matrix(references, preds, len(labels)).tolist(),
+        },
         "thresholds": checks,
         "passed": all(c["passed"] for c in checks),
     }
@@ -50,7 +57,8 @@ def score(references: np.ndarray, logits: np.ndarray, labels: list[str], thresho
 def describe_misses(evaluation: dict[str, Any]) -> str:
     misses = [c for c in evaluation["thresholds"] if not c["passed"]]
     return "; ".join(
-        f"{c['metric']} = {'missing' if c['value'] is None else format(c['value'], '.4f')} is below the threshold {c['minimum']}"
+        f"{c['metric']} = {'missing' if c['value'] is None else format(c['value'], '.4f')} "
+        f"is below the threshold {c['minimum']}"
         for c in misses
     )
 
@@ -66,12 +74,14 @@ def evaluate(p: Params) -> dict[str, Any]:
     references = np.asarray(test["labels"])
     evaluation = score(references, logits, labels, p.evaluate.thresholds)
     probs = softmax(logits)
-    predictions = pd.DataFrame({
-        "source_row": test["source_row"],
-        "actual": [labels[i] for i in references],
-        "predicted": [labels[i] for i in probs.argmax(axis=-1)],
-        "score": probs.max(axis=-1).round(6),
-    })
+    predictions = pd.DataFrame(
+        {
+            "source_row": test["source_row"],
+            "actual": [labels[i] for i in references],
+            "predicted": [labels[i] for i in probs.argmax(axis=-1)],
+            "score": probs.max(axis=-1).round(6),
+        }
+    )
     write_text(paths.TEST_PREDICTIONS, predictions.to_csv(index=False))
     write_json(paths.METRICS, evaluation["metrics"])
     write_json(paths.EVALUATION, evaluation)
@@ -84,7 +94,10 @@ def main() -> None:
     shown = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["metrics"].items() if isinstance(v, float))
     print(f"evaluate: {shown} on {evaluation['metrics']['examples']} test examples")
     if not evaluation["passed"]:
-        print(f"evaluate: model rejected: {describe_misses(evaluation)} (params.yaml evaluate.thresholds)", file=sys.stderr)
+        print(
+            f"evaluate: model rejected: {describe_misses(evaluation)} (params.yaml evaluate.thresholds)",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -93,7 +93,9 @@ def read_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, str]]
     if isinstance(p.source, dict):
         unknown = set(p.source) - set(paths.SPLIT_NAMES)
         if unknown:
-            raise PipelineError(f"load.source: unknown split(s) {sorted(unknown)}; use train, validation, test")
+            raise PipelineError(
+                f"load.source: unknown split(s) {sorted(unknown)}; use train, validation, test"
+            )
         if "train" not in p.source:
             raise PipelineError("load.source: a mapping of splits needs at least `train`")
         frames, origin = {}, {}

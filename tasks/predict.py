@@ -13,8 +13,15 @@ from tunepipe.io import write_text
 from tunepipe.metrics import softmax
 
 
-def predict_frame(model: Any, tok: Any, df: pd.DataFrame, text_column: str, pair_column: str | None = None,
-                  batch_size: int = 64, origin: str = "input") -> pd.DataFrame:
+def predict_frame(
+    model: Any,
+    tok: Any,
+    df: pd.DataFrame,
+    text_column: str,
+    pair_column: str | None = None,
+    batch_size: int = 64,
+    origin: str = "input",
+) -> pd.DataFrame:
     """Pure function of a model and a table: returns the table with `label` and `score` added."""
     from datasets import Dataset
 
@@ -23,13 +30,16 @@ def predict_frame(model: Any, tok: Any, df: pd.DataFrame, text_column: str, pair
     for col in filter(None, (text_column, pair_column)):
         if col not in df.columns:
             raise PipelineError(
-                f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} (use --text-column)"
+                f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} "
+                "(use --text-column)"
             )
     texts = df[text_column]
     bad = texts.isna() | texts.astype(str).str.strip().eq("")
     if bad.any():
         rows = ", ".join(str(i + 1) for i in df.index[bad][:5])
-        raise PipelineError(f"{origin}: column {text_column!r} is empty in {int(bad.sum())} row(s), e.g. row {rows}")
+        raise PipelineError(
+            f"{origin}: column {text_column!r} is empty in {int(bad.sum())} row(s), e.g. row {rows}"
+        )
     max_length = min(tok.model_max_length, getattr(model.config, "max_position_embeddings", 512))
     pairs = df[pair_column].astype(str).tolist() if pair_column else None
     enc = tok(texts.astype(str).tolist(), pairs, truncation=True, max_length=max_length)
@@ -51,9 +61,16 @@ def resolve_model(model: str, root: Path, name: str, workdir: Path) -> Path:
     return registry.fetch_model(root, name, model, workdir / "model")
 
 
-def predict_file(model: str, input_path: Path, output_path: Path, text_column: str,
-                 pair_column: str | None = None, root: Path = Path("."), name: str = "model",
-                 batch_size: int = 64) -> pd.DataFrame:
+def predict_file(
+    model: str,
+    input_path: Path,
+    output_path: Path,
+    text_column: str,
+    pair_column: str | None = None,
+    root: Path = Path("."),
+    name: str = "model",
+    batch_size: int = 64,
+) -> pd.DataFrame:
     from tasks.load import read_table
     from tunepipe.inference import load_model
 

@@ -58,7 +58,9 @@ def encode(tok: Any, frames: dict[str, pd.DataFrame], labels: list[str], max_len
         keep = [c for c in ("text", "text_pair", "label", "source_row") if c in df.columns]
         ds = Dataset.from_pandas(df[keep], preserve_index=False)
         dropped = [c for c in keep if c != "source_row"]  # source_row stays: errors and predictions cite it
-        out[split] = ds.map(fn, batched=True, batch_size=1000, remove_columns=dropped, desc=f"tokenize {split}")
+        out[split] = ds.map(
+            fn, batched=True, batch_size=1000, remove_columns=dropped, desc=f"tokenize {split}"
+        )
     return DatasetDict(out)
 
 

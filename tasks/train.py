@@ -23,7 +23,6 @@ from tunepipe.errors import PipelineError
 from tunepipe.io import atomic_dir, write_json, write_text
 from tunepipe.params import Params, TrainParams
 
-
 CHECKPOINTS_NOTE = (
     "Checkpoints of an unfinished train run live here, one folder per data+params fingerprint.\n"
     "A re-run of the train stage resumes from the newest; a finished run removes its folder.\n"
@@ -44,7 +43,9 @@ def choose_device(t: TrainParams) -> dict[str, Any]:
     if precision == "auto":
         precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if on_cuda else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
-        raise PipelineError(f"params.yaml: train.precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+        raise PipelineError(
+            f"params.yaml: train.precision must be auto, fp32, bf16 or fp16, got {precision!r}"
+        )
     if precision == "fp16" and not on_cuda:
         raise PipelineError("params.yaml: train.precision fp16 needs a CUDA device")
     return {"device": "cuda" if on_cuda else "cpu", "precision": precision}
@@ -53,7 +54,9 @@ def choose_device(t: TrainParams) -> dict[str, Any]:
 def fingerprint(p: Params, data_dir: Path) -> str:
     """Identifies a training run: same data and same params -> same checkpoint folder."""
     h = hashlib.sha256()
-    h.update(json.dumps([p.task, asdict(p.model), asdict(p.train), asdict(p.tokenize)], sort_keys=True).encode())
+    h.update(
+        json.dumps([p.task, asdict(p.model), asdict(p.train), asdict(p.tokenize)], sort_keys=True).encode()
+    )
     for f in sorted(data_dir.rglob("*")):
         if f.is_file():
             h.update(str(f.relative_to(data_dir)).encode())
@@ -120,10 +123,13 @@ def training_arguments(p: Params, out_dir: Path, n_train: int, device: dict[str,
 def write_curves(log_history: list[dict[str, Any]]) -> None:
     """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
     train_rows = [
-        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4), "loss": e["loss"]} for e in log_history if "loss" in e
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4), "loss": e["loss"]}
+        for e in log_history
+        if "loss" in e
     ]
     eval_rows = [
-        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)} | {k: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)}
+        | {k: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}
         for e in log_history
         if "eval_loss" in e
     ]
@@ -169,8 +175,10 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     tok = load_tokenizer(p)
     model = build_model(p, labels)
     params_count = count_parameters(model)
-    print(f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
-          f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples")
+    print(
+        f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
+        f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples"
+    )
     trainer = Trainer(
         model=model,
         args=training_arguments(p, run_dir, len(train_ds), device),
@@ -210,7 +218,10 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
 def main() -> None:
     p = params_mod.read(paths.PARAMS)
     report = train(p)
-    print(f"train: done in {report['train_runtime_s']} s, best {report['best_metric']} at {report['best_checkpoint']}")
+    print(
+        f"train: done in {report['train_runtime_s']} s, "
+        f"best {report['best_metric']} at {report['best_checkpoint']}"
+    )
 
 
 if __name__ == "__main__":

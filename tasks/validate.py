@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from tunepipe import paths
 from tunepipe import params as params_mod
+from tunepipe import paths
 from tunepipe.io import write_json
 from tunepipe.params import Params
 
@@ -118,14 +118,24 @@ def validate(p: Params, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
     for split, df in splits.items():
         counts = class_count_table(df, labels)
         checks = run_suite(ctx, split, suites["split"], df)
-        checks += [dict(c, table="class_counts") for c in run_suite(ctx, f"{split}_classes", suites["class_counts"], counts)]
+        checks += [
+            dict(c, table="class_counts")
+            for c in run_suite(ctx, f"{split}_classes", suites["class_counts"], counts)
+        ]
         if split == "test":
-            checks += [dict(c, table="test_vs_train") for c in run_suite(ctx, "test_vs_train", suites["test_vs_train"], df)]
+            checks += [
+                dict(c, table="test_vs_train")
+                for c in run_suite(ctx, "test_vs_train", suites["test_vs_train"], df)
+            ]
         text_len = df["text"].dropna().astype(str).str.len()
         report["splits"][split] = {
             "rows": len(df),
             "class_counts": dict(zip(counts["label"], counts["rows"], strict=True)),
-            "text_chars": {"min": int(text_len.min()), "median": float(text_len.median()), "max": int(text_len.max())}
+            "text_chars": {
+                "min": int(text_len.min()),
+                "median": float(text_len.median()),
+                "max": int(text_len.max()),
+            }
             if len(text_len)
             else {},
             "checks": checks,
@@ -162,11 +172,17 @@ def main() -> None:
     report = validate(p, read_split_frames())
     write_json(paths.VALIDATION_REPORT, report)
     if not report["success"]:
-        print(f"validate: {len(report['failures'])} expectation(s) failed (report: {paths.VALIDATION_REPORT})", file=sys.stderr)
+        print(
+            f"validate: {len(report['failures'])} expectation(s) failed (report: {paths.VALIDATION_REPORT})",
+            file=sys.stderr,
+        )
         for check in report["failures"]:
             print("  " + describe_failure(check), file=sys.stderr)
         sys.exit(1)
-    print("validate: all expectations met on " + ", ".join(f"{s} ({d['rows']} rows)" for s, d in report["splits"].items()))
+    print(
+        "validate: all expectations met on "
+        + ", ".join(f"{s} ({d['rows']} rows)" for s, d in report["splits"].items())
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = (
-    "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore", "tasks", "tunepipe", "flows", "data/raw/README.md",
-    "data/.gitignore", "models/.gitignore", "reports/.gitignore",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".gitignore",
+    "tasks",
+    "tunepipe",
+    "flows",
+    "data/raw/README.md",
+    "data/.gitignore",
+    "models/.gitignore",
+    "reports/.gitignore",
 )
 
 OFFLINE = {
@@ -30,8 +39,8 @@ os.environ.update(OFFLINE)
 # Stage commands say `python`: it must be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 
-POSITIVE = "wonderful brilliant moving delightful superb charming gripping masterful".split()
-NEGATIVE = "dull tedious clumsy boring awful lifeless messy forgettable".split()
+POSITIVE = ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "masterful"]
+NEGATIVE = ["dull", "tedious", "clumsy", "boring", "awful", "lifeless", "messy", "forgettable"]
 FILLER = "the film story cast plot director script movie scenes acting ending camera".split()
 
 
@@ -63,16 +72,27 @@ def build_tiny_bert(out: Path, texts: list[str]) -> Path:
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
     )
     tok.decoder = decoders.WordPiece()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=128,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
     )
     config = BertConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     import torch
 
@@ -134,8 +154,8 @@ def make_project(root: Path, model_dir: Path, rows: list[dict[str, str]] | None 
             "load.split.test": 0.2,
             "validate.min_rows_per_class": 5,
             "tokenize.max_length": 32,
-            "train.epochs": 4,
-            "train.learning_rate": 2e-3,
+            "train.epochs": 10,
+            "train.learning_rate": 3e-3,
             "train.batch_size": 16,
             "train.logging_steps": 5,
             "train.evaluations_per_epoch": 1,

@@ -35,7 +35,9 @@ def artifacts(flow_state: Any) -> set[str]:
 
     flow_run_id = flow_state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
     return {a.key for a in found}
 
 
@@ -46,7 +48,11 @@ def test_flow_and_dvc_repro_agree(project: Path, prefect_backend: None) -> None:
     state = pipeline(root=str(project), return_state=True)
     assert state.is_completed()
     assert task_states(state) == {
-        "load": "Cached", "validate": "Cached", "tokenize": "Cached", "train": "Cached", "evaluate": "Cached",
+        "load": "Cached",
+        "validate": "Cached",
+        "tokenize": "Cached",
+        "train": "Cached",
+        "evaluate": "Cached",
         "register": "Completed",
     }
     assert {"validation-summary", "test-metrics"} <= artifacts(state)
@@ -57,11 +63,15 @@ def test_flow_and_dvc_repro_agree(project: Path, prefect_backend: None) -> None:
 
     # A param change: the flow re-runs exactly train and evaluate, registers a new version,
     # and leaves nothing for `dvc repro` to do.
-    set_params(project, **{"train.learning_rate": 3e-3})
+    set_params(project, **{"train.learning_rate": 5e-3})
     state = pipeline(root=str(project), return_state=True)
     assert task_states(state) == {
-        "load": "Cached", "validate": "Cached", "tokenize": "Cached", "train": "Completed",
-        "evaluate": "Completed", "register": "Completed",
+        "load": "Cached",
+        "validate": "Cached",
+        "tokenize": "Cached",
+        "train": "Completed",
+        "evaluate": "Completed",
+        "register": "Completed",
     }
     assert state.result()["registered"]["tag"] == "model@v0.1.1"
     status = dvc(project, "status")

@@ -63,7 +63,9 @@ def test_dropped_labels_and_duplicates(tmp_path: Path) -> None:
 
 def test_missing_column_names_file_and_column(reviews_csv: Path) -> None:
     p = load_params(str(reviews_csv), columns={"text": "review", "label": "category"})
-    with pytest.raises(PipelineError, match=r"reviews.csv: missing text column 'review'; the file has columns category, text"):
+    with pytest.raises(
+        PipelineError, match=r"reviews.csv: missing text column 'review'; the file has columns category, text"
+    ):
         load.make_splits(p)
 
 
@@ -125,10 +127,12 @@ def test_saved_datasetdict_with_classlabels(tmp_path: Path) -> None:
     features = Features({"sentence": Value("string"), "label": ClassLabel(names=["negative", "positive"])})
     rows = make_reviews(60)
     data = {"sentence": [r["text"] for r in rows], "label": [int(r["category"] == "fresh") for r in rows]}
-    DatasetDict({
-        "train": Dataset.from_dict(data, features=features),
-        "validation_matched": Dataset.from_dict({k: v[:10] for k, v in data.items()}, features=features),
-    }).save_to_disk(str(tmp_path / "saved"))
+    DatasetDict(
+        {
+            "train": Dataset.from_dict(data, features=features),
+            "validation_matched": Dataset.from_dict({k: v[:10] for k, v in data.items()}, features=features),
+        }
+    ).save_to_disk(str(tmp_path / "saved"))
     p = load_params(
         str(tmp_path / "saved"),
         columns={"text": "sentence", "label": "label"},

@@ -16,9 +16,10 @@ def test_scores_match_sklearn(num_labels: int, seed: int) -> None:
     assert ours["precision_macro"] == pytest.approx(p)
     assert ours["recall_macro"] == pytest.approx(r)
     assert ours["f1_macro"] == pytest.approx(f)
-    assert metrics.confusion_matrix(refs, preds, num_labels).tolist() == confusion_matrix(
-        refs, preds, labels=range(num_labels)
-    ).tolist()
+    assert (
+        metrics.confusion_matrix(refs, preds, num_labels).tolist()
+        == confusion_matrix(refs, preds, labels=range(num_labels)).tolist()
+    )
 
 
 def test_class_never_predicted_scores_zero_precision() -> None:

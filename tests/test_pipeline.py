@@ -47,7 +47,7 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(project: Pat
     assert ran(second.stdout) == []
     assert "Data and pipelines are up to date" in second.stdout
 
-    set_params(project, **{"train.learning_rate": 3e-3})
+    set_params(project, **{"train.learning_rate": 5e-3})
     third = dvc(project, "repro")
     assert ran(third.stdout) == ["train", "evaluate"]
 
@@ -65,8 +65,10 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(project: Pat
     record = json.loads(tunepipe(project, "lineage", "v0.1.0", "--json").stdout)
     assert record["data"]["splits"]["md5"] == splits_md5
     assert record["model"]["md5"] == model_md5
-    assert record["params"]["train"]["learning_rate"] == pytest.approx(3e-3)
-    assert record["metrics"]["accuracy"] == pytest.approx(json.loads((project / "reports/metrics.json").read_text())["accuracy"])
+    assert record["params"]["train"]["learning_rate"] == pytest.approx(5e-3)
+    assert record["metrics"]["accuracy"] == pytest.approx(
+        json.loads((project / "reports/metrics.json").read_text())["accuracy"]
+    )
     assert record["packages"]["transformers"]
     assert splits_md5 in tunepipe(project, "lineage", "model@v0.1.0").stdout
     missing = tunepipe(project, "lineage", "v9.9.9", check=False)
@@ -83,7 +85,15 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(project: Pat
     assert predicted["score"].between(0.5, 1.0).all()
     # The fetched version predicts exactly what the workspace model predicts.
     by_path = tmp_path / "by_path.csv"
-    tunepipe(project, "predict", "--model", str(project / "models/model"), str(tmp_path / "unlabelled.csv"), "-o", str(by_path))
+    tunepipe(
+        project,
+        "predict",
+        "--model",
+        str(project / "models/model"),
+        str(tmp_path / "unlabelled.csv"),
+        "-o",
+        str(by_path),
+    )
     pd.testing.assert_frame_equal(predicted, pd.read_csv(by_path))
 
 

@@ -7,11 +7,13 @@ from tunepipe import params
 
 def frames(texts_by_split: dict[str, list[tuple[str, str]]]) -> dict[str, pd.DataFrame]:
     return {
-        split: pd.DataFrame({
-            "text": [t for t, _ in rows],
-            "label": [label for _, label in rows],
-            "source_row": range(1, len(rows) + 1),
-        })
+        split: pd.DataFrame(
+            {
+                "text": [t for t, _ in rows],
+                "label": [label for _, label in rows],
+                "source_row": range(1, len(rows) + 1),
+            }
+        )
         for split, rows in texts_by_split.items()
     }
 

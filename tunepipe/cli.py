@@ -49,8 +49,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
         text_column, pair_column = columns.text, pair_column or columns.text_pair
     output = Path(args.output) if args.output else Path(args.input).with_suffix(".predictions.csv")
     out = predict_file(
-        args.model, Path(args.input), output, text_column or "text", pair_column,
-        root=Path(args.root), name=_artifact_name(args), batch_size=args.batch_size,
+        args.model,
+        Path(args.input),
+        output,
+        text_column or "text",
+        pair_column,
+        root=Path(args.root),
+        name=_artifact_name(args),
+        batch_size=args.batch_size,
     )
     counts = out["label"].value_counts().to_dict()
     print(f"predicted {len(out)} rows -> {output} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
@@ -67,17 +73,24 @@ def cmd_lineage(args: argparse.Namespace) -> None:
     lines = [
         f"{record['artifact']}@{record['version']}  registered {record['registered_at']}",
         f"  registered commit   {record['registered_commit']}",
-        f"  code commit         {record['code_commit']}" + (" (with uncommitted changes)" if record["uncommitted_changes"] else ""),
+        f"  code commit         {record['code_commit']}"
+        + (" (with uncommitted changes)" if record["uncommitted_changes"] else ""),
         f"  model               {model['path']} md5 {model['md5']}",
         f"  data splits         {data['splits']['md5'] if data['splits'] else '-'}",
         f"  tokenized data      {data['tokenized']['md5'] if data['tokenized'] else '-'}",
         "  data source         " + "; ".join(f"{k}: {v}" for k, v in data["source"].items()),
-        "  metrics             " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record["metrics"].items()),
-        "  validation          " + ("passed" if record["validation"]["success"] else "FAILED") + ", rows "
+        "  metrics             "
+        + ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record["metrics"].items()
+        ),
+        "  validation          "
+        + ("passed" if record["validation"]["success"] else "FAILED")
+        + ", rows "
         + ", ".join(f"{s} {d['rows']}" for s, d in record["validation"]["splits"].items()),
         f"  prefect flow run    {record['prefect_flow_run_id'] or '-'}",
         "  packages            " + ", ".join(f"{k}=={v}" for k, v in record["packages"].items()),
-        "  params              " + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
+        "  params              "
+        + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
     ]
     print("\n".join(lines))
 

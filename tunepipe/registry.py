@@ -16,13 +16,24 @@ from typing import Any
 
 import yaml
 
-from tunepipe import paths
+from tunepipe import dvcrepo, paths
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json
 
 PACKAGES = (
-    "tunepipe", "torch", "transformers", "datasets", "tokenizers", "accelerate", "prefect",
-    "dvc", "gto", "great-expectations", "pandas", "numpy", "scikit-learn",
+    "tunepipe",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "prefect",
+    "dvc",
+    "gto",
+    "great-expectations",
+    "pandas",
+    "numpy",
+    "scikit-learn",
 )
 FALLBACK_IDENTITY = ("-c", "user.name=tunepipe", "-c", "user.email=tunepipe@localhost")
 
@@ -66,17 +77,12 @@ def lineage_path(name: str, version: str) -> Path:
     return paths.LINEAGE / f"{full_name(name, version)}.json"
 
 
-def pipeline_status(root: Path) -> dict[str, Any]:
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return repo.status()
-
-
 def versions(root: Path, name: str) -> list[str]:
     """Registered versions, oldest first (GTO tags `<name>@vX.Y.Z`, sorted as versions)."""
     prefix = f"{name}@v"
-    return [t.split("@", 1)[1] for t in git(root, "tag", "--list", f"{prefix}*", "--sort=v:refname").splitlines()]
+    return [
+        t.split("@", 1)[1] for t in git(root, "tag", "--list", f"{prefix}*", "--sort=v:refname").splitlines()
+    ]
 
 
 def bump(version: str | None, part: str) -> str:
@@ -130,7 +136,10 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "thresholds": read_json(root / paths.EVALUATION)["thresholds"],
         "validation": {
             "success": validation["success"],
-            "splits": {s: {"rows": d["rows"], "class_counts": d["class_counts"]} for s, d in validation["splits"].items()},
+            "splits": {
+                s: {"rows": d["rows"], "class_counts": d["class_counts"]}
+                for s, d in validation["splits"].items()
+            },
         },
         "training": read_json(root / paths.TRAIN_REPORT),
         "packages": package_versions(),
@@ -161,7 +170,9 @@ def check_declared(root: Path, name: str) -> None:
         )
 
 
-def register(root: Path, name: str, bump_part: str = "patch", flow_run_id: str | None = None) -> dict[str, Any]:
+def register(
+    root: Path, name: str, bump_part: str = "patch", flow_run_id: str | None = None
+) -> dict[str, Any]:
     """Register the current, evaluated model as a new version; returns {version, tag, commit, new}."""
     from gto.api import register as gto_register
 
@@ -172,7 +183,7 @@ def register(root: Path, name: str, bump_part: str = "patch", flow_run_id: str |
         raise PipelineError(f"{paths.EVALUATION} not found: run the evaluate stage before registering")
     if not read_json(evaluation_file)["passed"]:
         raise PipelineError("the model missed its evaluation thresholds; it cannot be registered")
-    stale = pipeline_status(root)
+    stale = dvcrepo.stale(root)
     if stale:
         raise PipelineError(
             f"the pipeline is not up to date ({', '.join(sorted(stale))}): run `dvc repro` first, "
@@ -182,7 +193,12 @@ def register(root: Path, name: str, bump_part: str = "patch", flow_run_id: str |
     existing = find_registered_model(root, name, model_md5)
     if existing:
         tag = full_name(name, existing)
-        return {"version": existing, "tag": tag, "commit": git(root, "rev-list", "-n", "1", tag), "new": False}
+        return {
+            "version": existing,
+            "tag": tag,
+            "commit": git(root, "rev-list", "-n", "1", tag),
+            "new": False,
+        }
 
     known = versions(root, name)
     version = bump(known[-1] if known else None, bump_part)
@@ -191,17 +207,32 @@ def register(root: Path, name: str, bump_part: str = "patch", flow_run_id: str |
     write_json(root / record_path, record)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.
     tracked = [str(paths.PARAMS), "dvc.yaml", "dvc.lock", str(paths.METRICS), str(record_path)]
-    tracked += [g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()]
+    tracked += [
+        g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
+    ]
     git(root, "add", "--", *tracked)
     metrics = record["metrics"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-    git(root, *identity_args(root), "commit", "--quiet", "-m", f"Register {full_name(name, version)} ({summary})", "--", *tracked)
+    git(
+        root,
+        *identity_args(root),
+        "commit",
+        "--quiet",
+        "-m",
+        f"Register {full_name(name, version)} ({summary})",
+        "--",
+        *tracked,
+    )
     commit = git(root, "rev-parse", "HEAD")
     ident = identity_args(root)
     gto_register(
-        str(root), name, commit, version=version,
+        str(root),
+        name,
+        commit,
+        version=version,
         message=f"{full_name(name, version)}: {summary}",
-        author=None if not ident else "tunepipe", author_email=None if not ident else "tunepipe@localhost",
+        author=None if not ident else "tunepipe",
+        author_email=None if not ident else "tunepipe@localhost",
     )
     return {"version": version, "tag": full_name(name, version), "commit": commit, "new": True}
 
@@ -218,11 +249,10 @@ def lineage(root: Path, name: str, version: str) -> dict[str, Any]:
 
 def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
     """Materialise a registered version's model directory from the DVC cache (or remote)."""
-    from dvc.repo import Repo
-
     tag = full_name(name, version)
     if not git(root, "tag", "--list", tag):
         raise PipelineError(f"no registered version {tag}")
-    with Repo(str(root)) as repo:
+    out = Path(out).resolve()
+    with dvcrepo.open_repo(root) as repo:
         repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(out), force=True)
     return out
