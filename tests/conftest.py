@@ -41,7 +41,20 @@ os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.envir
 
 POSITIVE = ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "masterful"]
 NEGATIVE = ["dull", "tedious", "clumsy", "boring", "awful", "lifeless", "messy", "forgettable"]
-FILLER = "the film story cast plot director script movie scenes acting ending camera".split()
+FILLER = [
+    "the",
+    "film",
+    "story",
+    "cast",
+    "plot",
+    "director",
+    "script",
+    "movie",
+    "scenes",
+    "acting",
+    "ending",
+    "camera",
+]
 
 
 def review(rng: random.Random, label: str) -> str:
