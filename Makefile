@@ -30,7 +30,8 @@ run: install        ## the whole pipeline as a Prefect flow, ending in a registe
 repro: install      ## the same stages through DVC alone
 	$(BIN)/dvc repro
 
-test: install
+test: install      ## lint, then the whole test suite
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 lint: install
