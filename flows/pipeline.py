@@ -45,12 +45,20 @@ def reproduce(root: Path, stage: str) -> None:
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
-        cmd, cwd=root, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        cmd, cwd=root, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            tail.append(line.rstrip().rsplit("\r", 1)[-1])
+        # Bytes pass through unchanged, so progress bars redraw in place ('\r') instead of
+        # printing one line per update.
+        out = getattr(sys.stdout, "buffer", None)
+        for raw in proc.stdout:
+            text = raw.decode(errors="replace")
+            if out is not None:
+                out.write(raw)
+                out.flush()
+            else:
+                sys.stdout.write(text)
+            tail.append(text.rstrip().rsplit("\r", 1)[-1])
     if proc.returncode != 0:
         shown = "\n".join(line for line in tail if line.strip())
         raise PipelineError(f"stage {stage!r} failed (exit {proc.returncode}):\n{shown}")
@@ -126,7 +134,10 @@ def pipeline(root: str = ".", registration: bool = True) -> dict[str, Any]:
     evaluation = publish_metrics(base)
     result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
     if registration:
-        result["registered"] = register_model(base, p.register.name, p.register.bump)
+        # A task returning a State (Cached) hands back that State: unwrap it; a failure raises here.
+        result["registered"] = register_model(
+            base, p.register.name, p.register.bump, return_state=True
+        ).result()
     return result
 
 

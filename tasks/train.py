@@ -129,7 +129,11 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
     ]
     eval_rows = [
         {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)}
-        | {k: v for k, v in e.items() if k.startswith("eval_") and isinstance(v, float)}
+        | {
+            k: v
+            for k, v in e.items()
+            if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("runtime", "per_second"))
+        }
         for e in log_history
         if "eval_loss" in e
     ]

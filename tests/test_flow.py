@@ -78,6 +78,17 @@ def test_flow_and_dvc_repro_agree(project: Path, prefect_backend: None) -> None:
     assert "Data and pipelines are up to date" in status.stdout
     assert "Data and pipelines are up to date" in dvc(project, "repro").stdout
 
+    # Nothing changed: every task is Cached and the same version is reported, not a new one.
+    state = pipeline(root=str(project), return_state=True)
+    assert set(task_states(state).values()) == {"Cached"}
+    assert state.result()["registered"] == {
+        "version": "v0.1.1",
+        "tag": "model@v0.1.1",
+        "commit": run(["git", "rev-parse", "HEAD"], project).stdout.strip(),
+        "new": False,
+    }
+    assert run(["git", "tag", "--list"], project).stdout.split() == ["model@v0.1.0", "model@v0.1.1"]
+
 
 def test_flow_stops_at_failed_validation(project: Path, prefect_backend: None) -> None:
     from flows.pipeline import pipeline
