@@ -42,7 +42,8 @@ def stage_env() -> dict[str, str]:
 
 def reproduce(root: Path, stage: str) -> None:
     """`dvc repro --single-item <stage>`: output streams through; its tail goes into any error."""
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    # -q hides DVC's own chatter (git hints per stage); the stage command's output still streams.
+    cmd = [sys.executable, "-m", "dvc", "repro", "--quiet", "--single-item", stage]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
         cmd, cwd=root, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
