@@ -7,7 +7,6 @@ params never picks up a stale one.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -16,6 +15,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from tunepipe import assets, paths
 from tunepipe import params as params_mod
@@ -138,14 +139,7 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
         if "eval_loss" in e
     ]
     for path, rows in ((paths.TRAIN_LOSS, train_rows), (paths.EVAL_CURVE, eval_rows)):
-        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["step"]
-        import io
-
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text(path, buf.getvalue())
+        write_text(path, pd.DataFrame(rows, columns=None if rows else ["step"]).to_csv(index=False))
 
 
 def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:

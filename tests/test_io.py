@@ -1,0 +1,43 @@
+import os
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tasks import predict
+from tunepipe.errors import PipelineError
+from tunepipe.io import atomic_dir, write_text
+
+
+def test_atomic_dir_keeps_the_old_output_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("first")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert (target / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dirs left behind
+    with atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+
+
+def test_write_text_replaces_whole_files(tmp_path: Path) -> None:
+    path = tmp_path / "r" / "x.json"
+    write_text(path, "{}")
+    write_text(path, '{"a": 1}')
+    assert path.read_text() == '{"a": 1}'
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask  # as open() would create it, not 0600
+
+
+def test_predict_names_missing_and_empty_text(tmp_path: Path) -> None:
+    df = pd.DataFrame({"review": ["good", "  "]})
+    with pytest.raises(PipelineError, match=r"new.csv: no column 'text'; columns are review"):
+        predict.predict_frame(None, None, df, "text", origin="new.csv")
+    with pytest.raises(PipelineError, match=r"new.csv: column 'review' is empty in 1 row\(s\), e.g. row 2"):
+        predict.predict_frame(None, None, df, "review", origin="new.csv")
