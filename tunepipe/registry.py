@@ -213,9 +213,10 @@ def register(
     git(root, "add", "--", *tracked)
     metrics = record["metrics"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    ident = identity_args(root)
     git(
         root,
-        *identity_args(root),
+        *ident,
         "commit",
         "--quiet",
         "-m",
@@ -224,7 +225,6 @@ def register(
         *tracked,
     )
     commit = git(root, "rev-parse", "HEAD")
-    ident = identity_args(root)
     gto_register(
         str(root),
         name,
