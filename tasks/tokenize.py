@@ -5,6 +5,8 @@ Writes a DatasetDict plus labels.json (the id <-> name mapping every later stage
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +55,29 @@ def encode(tok: Any, frames: dict[str, pd.DataFrame], labels: list[str], max_len
         enc["truncated"] = [len(ids) >= max_length for ids in enc["input_ids"]]
         return enc
 
+    settings = json.dumps([tok.backend_tokenizer.to_str(), max_length, labels]).encode()
     out = {}
     for split, df in frames.items():
         keep = [c for c in ("text", "text_pair", "label", "source_row") if c in df.columns]
         ds = Dataset.from_pandas(df[keep], preserve_index=False)
         dropped = [c for c in keep if c != "source_row"]  # source_row stays: errors and predictions cite it
         out[split] = ds.map(
-            fn, batched=True, batch_size=1000, remove_columns=dropped, desc=f"tokenize {split}"
+            fn,
+            batched=True,
+            batch_size=1000,
+            remove_columns=dropped,
+            new_fingerprint=content_fingerprint(df[keep], settings),
+            desc=f"tokenize {split}",
         )
     return DatasetDict(out)
+
+
+def content_fingerprint(df: pd.DataFrame, settings: bytes) -> str:
+    """datasets stores a random fingerprint for in-memory data; a content hash keeps the saved
+    dataset, and so its DVC hash, identical when the same data is tokenized again."""
+    h = hashlib.sha256(settings)
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str, Any]]:

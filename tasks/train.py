@@ -191,6 +191,9 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     result = trainer.train(resume_from_checkpoint=resume)
     with atomic_dir(paths.MODEL) as tmp:
         trainer.save_model(str(tmp))
+        # A pickle holding run-specific paths: not needed to load the model, and it would make
+        # the model's hash differ between identical runs. The params are in the lineage record.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
     state = trainer.state
     write_curves(state.log_history)
     report = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -124,3 +125,26 @@ def test_below_threshold_model_is_not_registered(tmp_path: Path, tiny_bert: Path
     assert refused.returncode == 1
     assert "missed its evaluation thresholds" in refused.stderr
     assert tags(project) == []
+
+
+def test_two_clones_reproduce_identical_hashes(tmp_path: Path, tiny_bert: Path) -> None:
+    """Same code, params, data and model in two checkouts at different paths: byte-identical data
+    and model outputs, so lineage hashes and DVC's run-cache hold across machines."""
+
+    def hashes(project: Path) -> dict[str, str]:
+        lock = yaml.safe_load((project / "dvc.lock").read_text())
+        return {
+            o["path"]: o["md5"]
+            for stage in lock["stages"].values()
+            for o in stage.get("outs", [])
+            if o["path"] in ("data/splits", "data/tokenized", "models/model")
+        }
+
+    # Each checkout has its own copy of the model, as each machine has its own site-packages.
+    other_model = shutil.copytree(tiny_bert, tmp_path / "other-site-packages" / "model")
+    one = make_project(tmp_path / "one", tiny_bert)
+    two = make_project(tmp_path / "elsewhere" / "two", other_model)
+    dvc(one, "repro")
+    dvc(two, "repro")
+    assert len(hashes(one)) == 3
+    assert hashes(one) == hashes(two)
