@@ -27,6 +27,7 @@ from tunepipe import dvcrepo, paths, registry
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
+from tunepipe.metrics import format_metrics
 from tunepipe.stage import set_env_defaults
 
 STAGES = ("load", "validate", "tokenize", "train", "evaluate")
@@ -153,8 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
-    print(f"test metrics: {metrics}")
+    print(f"test metrics: {format_metrics(result['metrics'])}")
     reg = result["registered"]
     if reg:
         print(

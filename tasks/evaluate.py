@@ -15,7 +15,13 @@ import pandas as pd
 from tunepipe import params as params_mod
 from tunepipe import paths
 from tunepipe.io import write_json, write_text
-from tunepipe.metrics import classification_scores, confusion_matrix, per_class_scores, softmax
+from tunepipe.metrics import (
+    classification_scores,
+    confusion_matrix,
+    format_metrics,
+    per_class_scores,
+    softmax,
+)
 from tunepipe.params import Params
 
 
@@ -91,7 +97,7 @@ def evaluate(p: Params) -> dict[str, Any]:
 def main() -> None:
     p = params_mod.read(paths.PARAMS)
     evaluation = evaluate(p)
-    shown = ", ".join(f"{k} {v:.4f}" for k, v in evaluation["metrics"].items() if isinstance(v, float))
+    shown = format_metrics(evaluation["metrics"])
     print(f"evaluate: {shown} on {evaluation['metrics']['examples']} test examples")
     if not evaluation["passed"]:
         print(

@@ -97,6 +97,7 @@ def cmd_lineage(args: argparse.Namespace) -> None:
 
 def cmd_versions(args: argparse.Namespace) -> None:
     from tunepipe import registry
+    from tunepipe.metrics import format_metrics
 
     name = _artifact_name(args)
     found = registry.versions(Path(args.root), name)
@@ -104,8 +105,7 @@ def cmd_versions(args: argparse.Namespace) -> None:
         print(f"no registered versions of {name}")
     for version in found:
         record = registry.lineage(Path(args.root), name, version)
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if isinstance(v, float))
-        print(f"{name}@{version}  {record['registered_commit'][:10]}  {metrics}")
+        print(f"{name}@{version}  {record['registered_commit'][:10]}  {format_metrics(record['metrics'])}")
 
 
 def cmd_fetch(args: argparse.Namespace) -> None:

@@ -54,6 +54,11 @@ def per_class_scores(references: Any, predictions: Any, labels: list[str]) -> di
     return out
 
 
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """`accuracy 0.8298, f1_macro 0.8294`: the one-line form used in logs, commits and tags."""
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)

@@ -19,6 +19,7 @@ import yaml
 from tunepipe import dvcrepo, paths
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json
+from tunepipe.metrics import format_metrics
 
 PACKAGES = (
     "tunepipe",
@@ -35,7 +36,7 @@ PACKAGES = (
     "numpy",
     "scikit-learn",
 )
-FALLBACK_IDENTITY = ("-c", "user.name=tunepipe", "-c", "user.email=tunepipe@localhost")
+FALLBACK_NAME, FALLBACK_EMAIL = "tunepipe", "tunepipe@localhost"
 
 
 def git(root: Path, *args: str, check: bool = True) -> str:
@@ -48,7 +49,7 @@ def git(root: Path, *args: str, check: bool = True) -> str:
 def identity_args(root: Path) -> tuple[str, ...]:
     """Commit as the user when git knows them, else as `tunepipe` (fresh CI machines)."""
     known = git(root, "config", "user.email", check=False)
-    return () if known else FALLBACK_IDENTITY
+    return () if known else ("-c", f"user.name={FALLBACK_NAME}", "-c", f"user.email={FALLBACK_EMAIL}")
 
 
 def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -212,7 +213,7 @@ def register(
     ]
     git(root, "add", "--", *tracked)
     metrics = record["metrics"]
-    summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    summary = format_metrics(metrics)
     ident = identity_args(root)
     git(
         root,
@@ -231,17 +232,23 @@ def register(
         commit,
         version=version,
         message=f"{full_name(name, version)}: {summary}",
-        author=None if not ident else "tunepipe",
-        author_email=None if not ident else "tunepipe@localhost",
+        author=FALLBACK_NAME if ident else None,
+        author_email=FALLBACK_EMAIL if ident else None,
     )
     return {"version": version, "tag": full_name(name, version), "commit": commit, "new": True}
 
 
-def lineage(root: Path, name: str, version: str) -> dict[str, Any]:
+def registered_tag(root: Path, name: str, version: str) -> str:
+    """The tag of a registered version, or an error listing the versions there are."""
     tag = full_name(name, version)
     if not git(root, "tag", "--list", tag):
         known = ", ".join(versions(root, name)) or "none"
         raise PipelineError(f"no registered version {tag} (registered versions of {name}: {known})")
+    return tag
+
+
+def lineage(root: Path, name: str, version: str) -> dict[str, Any]:
+    tag = registered_tag(root, name, version)
     record = json.loads(git(root, "show", f"{tag}:{lineage_path(name, version).as_posix()}"))
     record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
     return record
@@ -249,9 +256,7 @@ def lineage(root: Path, name: str, version: str) -> dict[str, Any]:
 
 def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
     """Materialise a registered version's model directory from the DVC cache (or remote)."""
-    tag = full_name(name, version)
-    if not git(root, "tag", "--list", tag):
-        raise PipelineError(f"no registered version {tag}")
+    tag = registered_tag(root, name, version)
     out = Path(out).resolve()
     with dvcrepo.open_repo(root) as repo:
         repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(out), force=True)
