@@ -88,15 +88,20 @@ def register_model(root: Path, name: str, bump: str) -> Any:
 
 def publish_validation(root: Path) -> None:
     report = read_json(root / paths.VALIDATION_REPORT)
-    rows = [
-        {
-            "split": split,
-            "rows": data["rows"],
-            "classes": ", ".join(f"{k}: {v}" for k, v in data["class_counts"].items()),
-            "checks passed": f"{sum(c['success'] for c in data['checks'])}/{len(data['checks'])}",
-        }
-        for split, data in report["splits"].items()
-    ]
+    truncation = report.get("truncation", {})
+    rows = []
+    for split, data in report["splits"].items():
+        counts = data.get("class_counts") or data.get("tag_counts") or data.get("target") or {}
+        cut = truncation.get(split)
+        rows.append(
+            {
+                "split": split,
+                "rows": data["rows"],
+                "labels": ", ".join(f"{k}: {v}" for k, v in counts.items()),
+                "truncated": f"{cut['truncated']} ({cut['share']:.1%})" if cut else "",
+                "checks passed": f"{sum(c['success'] for c in data['checks'])}/{len(data['checks'])}",
+            }
+        )
     create_table_artifact(rows, key="validation-summary", description="Great Expectations checks per split")
 
 
@@ -108,6 +113,9 @@ def publish_metrics(root: Path) -> dict[str, Any]:
     for name, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"| {name} | {shown} | {thresholds.get(name, '')} |")
+    if "confusion_matrix" not in evaluation:
+        create_markdown_artifact("\n".join(lines), key="test-metrics", description="Test-split metrics")
+        return evaluation
     labels = evaluation["confusion_matrix"]["labels"]
     matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
     lines += [

@@ -1,7 +1,10 @@
 """Stage `load`: read the source named in params and write canonical train/validation/test splits.
 
-Canonical columns: text, [text_pair], label (as a string), source_row (1-based row in the source
-split, so later errors can point at the user's own data).
+Canonical columns, with source_row (1-based row, or line of a CoNLL file, in the source split) so
+that later errors can point at the user's own data:
+- sequence_classification: text, [text_pair], label (a string, so 0/1 match `labels: [0, 1]`);
+- regression: text, [text_pair], label (a float);
+- token_classification: tokens (list of words), tags (list of tag names, one per word).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from tunepipe import assets, paths
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import atomic_dir, write_json
-from tunepipe.params import LoadParams
+from tunepipe.params import ConllParams, LoadParams
 
 READERS = {
     "csv": lambda p: pd.read_csv(p),
@@ -25,26 +28,40 @@ READERS = {
     "parquet": lambda p: pd.read_parquet(p),
 }
 COMPRESSION = (".bz2", ".gz", ".xz", ".zip", ".zst")
+TOKEN_FORMATS = ("conll", "tagged")
+SUFFIXES = {"ndjson": "jsonl", "pq": "parquet", "txt": "conll", "iob": "conll", "bio": "conll"}
 
 
 def infer_format(path: Path) -> str:
     suffixes = [s for s in path.suffixes if s not in COMPRESSION]
     fmt = suffixes[-1].lstrip(".").lower() if suffixes else ""
-    fmt = {"ndjson": "jsonl", "pq": "parquet"}.get(fmt, fmt)
-    if fmt not in READERS:
+    fmt = SUFFIXES.get(fmt, fmt)
+    if fmt not in READERS and fmt not in TOKEN_FORMATS:
         raise PipelineError(
             f"{path}: cannot tell the file format from its name; set load.format to one of "
-            f"{', '.join(READERS)}"
+            f"{', '.join([*READERS, *TOKEN_FORMATS])}"
         )
     return fmt
 
 
-def read_table(path: Path, fmt: str | None = None) -> pd.DataFrame:
+def read_table(path: Path, fmt: str | None = None, conll: ConllParams | None = None) -> pd.DataFrame:
+    from tunepipe import conll as conll_io
+
     if not path.is_file():
         raise PipelineError(f"{path}: file not found")
     fmt = fmt or infer_format(path)
+    if fmt in TOKEN_FORMATS:
+        c = conll or ConllParams()
+        if fmt == "conll":
+            df = conll_io.read_conll(path, c.token_column, c.tag_column, c.separator)
+        else:
+            df = conll_io.read_tagged(path)
+        df.attrs["format"] = fmt  # to_canonical numbers a CoNLL sentence's words by file line
+        return df
     if fmt not in READERS:
-        raise PipelineError(f"{path}: load.format {fmt!r} is not one of {', '.join(READERS)}")
+        raise PipelineError(
+            f"{path}: load.format {fmt!r} is not one of {', '.join([*READERS, *TOKEN_FORMATS])}"
+        )
     try:
         return READERS[fmt](path)
     except Exception as exc:  # pandas raises many types for unreadable files
@@ -52,7 +69,8 @@ def read_table(path: Path, fmt: str | None = None) -> pd.DataFrame:
 
 
 def _dataset_to_frames(dsd: Any) -> dict[str, pd.DataFrame]:
-    """A datasets DatasetDict -> DataFrames, with ClassLabel ids turned into their names."""
+    """A datasets DatasetDict -> DataFrames, with ClassLabel ids turned into their names (also
+    inside sequences, as in conll2003's ner_tags). A hidden label (-1, GLUE's test) becomes None."""
     from datasets import ClassLabel
 
     frames = {}
@@ -61,6 +79,9 @@ def _dataset_to_frames(dsd: Any) -> dict[str, pd.DataFrame]:
         for name, feature in ds.features.items():
             if isinstance(feature, ClassLabel):
                 df[name] = [feature.int2str(int(v)) if v >= 0 else None for v in df[name]]
+            inner = getattr(feature, "feature", None)  # List(ClassLabel(...))
+            if isinstance(inner, ClassLabel):
+                df[name] = [[inner.int2str(int(v)) for v in seq] for seq in df[name]]
         frames[split] = df
     return frames
 
@@ -83,7 +104,7 @@ def read_source(ref: str, p: LoadParams) -> dict[str, pd.DataFrame] | pd.DataFra
 
             return _dataset_to_frames(load_from_disk(str(path)))
         raise PipelineError(f"{path}: a directory, but not a saved dataset (no dataset_dict.json)")
-    return read_table(path, p.format)
+    return read_table(path, p.format, p.conll)
 
 
 def read_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
@@ -108,7 +129,17 @@ def read_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, str]]
     got = read_source(p.source, p)
     if isinstance(got, pd.DataFrame):
         return {"train": got}, {"train": p.source}
-    names = {s: s for s in paths.SPLIT_NAMES if s in got} | p.split.from_source
+    unknown = set(p.split.from_source) - set(paths.SPLIT_NAMES)
+    if unknown:
+        raise PipelineError(
+            f"load.split.from_source: unknown split(s) {sorted(unknown)}; use train, validation, test"
+        )
+    # With a mapping, only the mapped splits are used (GLUE: its validation split is the test
+    # split, and a fresh validation split is carved from train); train keeps its name by default.
+    if p.split.from_source:
+        names = ({"train": "train"} if "train" in got else {}) | p.split.from_source
+    else:
+        names = {s: s for s in paths.SPLIT_NAMES if s in got}
     frames, origin = {}, {}
     for canonical, source_name in names.items():
         if source_name not in got:
@@ -122,31 +153,84 @@ def read_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, str]]
     return frames, origin
 
 
-def to_canonical(df: pd.DataFrame, p: LoadParams, origin: str) -> pd.DataFrame:
+def to_canonical(
+    df: pd.DataFrame, p: LoadParams, origin: str, task: str = "sequence_classification"
+) -> pd.DataFrame:
     """Rename the configured columns, keep the group column, number the rows."""
     cols = p.columns
-    wanted = {"text": cols.text, "label": cols.label}
-    if cols.text_pair:
-        wanted["text_pair"] = cols.text_pair
+    if task == "token_classification":
+        # CoNLL and word/TAG files are read into `tokens` and `tags` whatever load.columns says.
+        text = cols.text if cols.text in df.columns or "tokens" not in df.columns else "tokens"
+        label = cols.label if cols.label in df.columns or "tags" not in df.columns else "tags"
+        wanted = {"tokens": text}
+        if label in df.columns or "tags" in df.columns:
+            wanted["tags"] = label
+    else:
+        wanted = {"text": cols.text, "label": cols.label}
+        if cols.text_pair:
+            wanted["text_pair"] = cols.text_pair
     if p.split.group_by:
         wanted["group"] = p.split.group_by
     missing = [f"{role} column {name!r}" for role, name in wanted.items() if name not in df.columns]
+    if task == "token_classification" and "tags" not in wanted:
+        missing.append(f"tags column {cols.label!r}")
     if missing:
         raise PipelineError(
             f"{origin}: missing {', '.join(missing)}; the file has columns {', '.join(map(str, df.columns))} "
             "(set load.columns in params.yaml)"
         )
     out = pd.DataFrame({role: df[name].to_numpy() for role, name in wanted.items()})
-    out["source_row"] = range(1, len(df) + 1)
-    # Labels are compared as strings so that 0/1 in a CSV match `labels: [0, 1]` in params.
-    out["label"] = [None if pd.isna(v) else _label_str(v) for v in out["label"]]
+    if "source_row" in df.columns and task == "token_classification":
+        out["source_row"] = df["source_row"].to_numpy()  # a CoNLL file's line numbers
+    else:
+        out["source_row"] = range(1, len(df) + 1)
+    if task == "token_classification":
+        for col in ("tokens", "tags"):
+            out[col] = [
+                _string_list(v, col, origin, row) for v, row in zip(out[col], out["source_row"], strict=True)
+            ]
+    elif task == "regression":
+        out["label"] = _targets(out["label"], cols.label, origin, out["source_row"])
+    else:
+        # Labels are compared as strings so that 0/1 in a CSV match `labels: [0, 1]` in params.
+        out["label"] = [None if pd.isna(v) else _label_str(v) for v in out["label"]]
     return out
+
+
+def _string_list(value: Any, column: str, origin: str, row: int) -> list[str] | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise PipelineError(f"{origin}, row {row}: {column} must be a list of strings, got {value!r}")
+    return [str(v) for v in value]
+
+
+def _targets(values: pd.Series, column: str, origin: str, rows: pd.Series) -> pd.Series:
+    """Regression targets as floats; text that is not a number is named with its row."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() & values.notna()
+    if bad.any():
+        shown = ", ".join(f"row {r}: {v!r}" for r, v in zip(rows[bad][:5], values[bad][:5], strict=True))
+        raise PipelineError(
+            f"{origin}: column {column!r} must hold numbers for a regression task; "
+            f"{int(bad.sum())} value(s) are not, e.g. {shown}"
+        )
+    return numbers.astype(float)
 
 
 def _label_str(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)
+
+
+def dedupe_key(df: pd.DataFrame) -> pd.Series:
+    """What makes two examples the same: the text (and pair), or the token sequence."""
+    if "tokens" in df.columns:
+        return df["tokens"].map(lambda t: None if t is None else " ".join(t))
+    if "text_pair" in df.columns:
+        return df["text"].astype(str) + " [SEP] " + df["text_pair"].astype(str)
+    return df["text"]
 
 
 def carve(df: pd.DataFrame, fraction: float, p: LoadParams, salt: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -160,19 +244,25 @@ def carve(df: pd.DataFrame, fraction: float, p: LoadParams, salt: int) -> tuple[
         splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         keep_idx, cut_idx = next(splitter.split(df, groups=df["group"].astype(str)))
         return df.iloc[keep_idx], df.iloc[cut_idx]
-    counts = df["label"].value_counts()
-    stratify = df["label"] if len(counts) > 1 and counts.min() >= 2 else None
+    stratify = None
+    if "label" in df.columns and not pd.api.types.is_float_dtype(df["label"]):
+        counts = df["label"].value_counts()
+        stratify = df["label"] if len(counts) > 1 and counts.min() >= 2 else None
     keep, cut = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
     return keep, cut
 
 
-def make_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
+def make_splits(
+    p: LoadParams, task: str = "sequence_classification"
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
     """The whole stage as a function of its params: canonical splits and a manifest of what was done."""
     frames, origin = read_splits(p)
     drop = {str(v) for v in p.drop_labels}
+    if drop and task != "sequence_classification":
+        raise PipelineError(f"load.drop_labels applies to sequence_classification only, not {task}")
     canon, manifest = {}, {"source": {}, "rows_read": {}, "dropped_labels": {}, "duplicates_removed": {}}
     for split, df in frames.items():
-        out = to_canonical(df, p, origin[split])
+        out = to_canonical(df, p, origin[split], task)
         manifest["source"][split] = origin[split]
         manifest["rows_read"][split] = len(out)
         if drop:
@@ -180,17 +270,17 @@ def make_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]
             manifest["dropped_labels"][split] = int(dropped.sum())
             out = out[~dropped]
         if p.dedupe:
-            keys = ["text", "text_pair"] if "text_pair" in out else ["text"]
-            dupes = out.duplicated(subset=keys, keep="first") & out["text"].notna()
+            key = dedupe_key(out)
+            dupes = key.duplicated(keep="first") & key.notna()
             manifest["duplicates_removed"][split] = int(dupes.sum())
             out = out[~dupes]
         canon[split] = out
     if p.dedupe:
-        # A text in an evaluation split that also occurs in train would leak; drop it there.
-        seen = set(canon["train"]["text"].dropna())
+        # An example in an evaluation split that also occurs in train would leak; drop it there.
+        seen = set(dedupe_key(canon["train"]).dropna())
         for split in ("validation", "test"):
             if split in canon:
-                leak = canon[split]["text"].isin(seen)
+                leak = dedupe_key(canon[split]).isin(seen)
                 manifest["duplicates_removed"][split] += int(leak.sum())
                 canon[split] = canon[split][~leak]
     if "test" not in canon:
@@ -226,7 +316,7 @@ def read_split_frames(root: Path = paths.SPLITS) -> dict[str, pd.DataFrame]:
 
 def main() -> None:
     p = params_mod.read(paths.PARAMS)
-    splits, manifest = make_splits(p.load)
+    splits, manifest = make_splits(p.load, p.task)
     write_splits(splits, manifest, paths.SPLITS)
     print("load: " + ", ".join(f"{s} {n} rows" for s, n in manifest["rows"].items()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,23 @@ import pandas as pd
 from tunepipe.errors import PipelineError
 from tunepipe.io import write_text
 from tunepipe.metrics import softmax
+from tunepipe.tagging import spans
+
+
+def check_text_column(df: pd.DataFrame, columns: list[str], origin: str) -> None:
+    for col in columns:
+        if col not in df.columns:
+            raise PipelineError(
+                f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} "
+                "(use --text-column)"
+            )
+    texts = df[columns[0]]
+    bad = texts.map(lambda v: v is None or len(v) == 0 if not isinstance(v, str) else not v.strip())
+    if bad.any():
+        rows = ", ".join(str(i + 1) for i in df.index[bad][:5])
+        raise PipelineError(
+            f"{origin}: column {columns[0]!r} is empty in {int(bad.sum())} row(s), e.g. row {rows}"
+        )
 
 
 def predict_frame(
@@ -22,33 +40,100 @@ def predict_frame(
     batch_size: int = 64,
     origin: str = "input",
 ) -> pd.DataFrame:
-    """Pure function of a model and a table: returns the table with `label` and `score` added."""
+    """Pure function of a model and a table: the table with the predictions added.
+
+    Classification adds `label` and `score` (its probability), regression adds `score` (the
+    predicted value), token classification adds `entities` (IOB tags: character spans with
+    scores) or `words` (plain tags: each word's span, tag and score) for raw text, and `tags`
+    (one per token) when the column holds token lists.
+    """
     from datasets import Dataset
 
-    from tunepipe.inference import logits_for
+    from tunepipe.inference import logits_for, task_of
 
-    for col in filter(None, (text_column, pair_column)):
-        if col not in df.columns:
-            raise PipelineError(
-                f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} "
-                "(use --text-column)"
-            )
-    texts = df[text_column]
-    bad = texts.isna() | texts.astype(str).str.strip().eq("")
-    if bad.any():
-        rows = ", ".join(str(i + 1) for i in df.index[bad][:5])
-        raise PipelineError(
-            f"{origin}: column {text_column!r} is empty in {int(bad.sum())} row(s), e.g. row {rows}"
-        )
+    check_text_column(df, [c for c in (text_column, pair_column) if c], origin)
     max_length = min(tok.model_max_length, getattr(model.config, "max_position_embeddings", 512))
-    pairs = df[pair_column].astype(str).tolist() if pair_column else None
-    enc = tok(texts.astype(str).tolist(), pairs, truncation=True, max_length=max_length)
-    probs = softmax(logits_for(model, tok, Dataset.from_dict(dict(enc)), batch_size))
-    id2label = model.config.id2label
+    task = task_of(model.config)
     out = df.copy()
+    if task == "token_classification":
+        values = df[text_column].tolist()
+        if isinstance(values[0], str):
+            words = predict_words(model, tok, [str(v) for v in values], False, max_length, batch_size)
+            if any(k.startswith(("B-", "I-")) for k in model.config.label2id):
+                out["entities"] = [
+                    spans(text, [w["offsets"] for w in ws], [w["tag"] for w in ws], [w["score"] for w in ws])
+                    for text, ws in zip(values, words, strict=True)
+                ]
+            else:
+                out["words"] = [
+                    [{"word": text[a:b], "start": a, "end": b, "tag": w["tag"], "score": w["score"]}
+                     for w in ws for a, b in [w["offsets"]]]
+                    for text, ws in zip(values, words, strict=True)
+                ]  # fmt: skip
+        else:
+            tokens = [[str(t) for t in v] for v in values]
+            words = predict_words(model, tok, tokens, True, max_length, batch_size)
+            out["tags"] = [[w["tag"] for w in ws] for ws in words]
+        return out
+    texts = df[text_column].astype(str).tolist()
+    pairs = df[pair_column].astype(str).tolist() if pair_column else None
+    enc = tok(texts, pairs, truncation=True, max_length=max_length)
+    logits = logits_for(model, tok, Dataset.from_dict(dict(enc)), batch_size)
+    if task == "regression":
+        out["score"] = logits[:, 0].round(6)
+        return out
+    probs = softmax(logits)
+    id2label = model.config.id2label
     out["label"] = [id2label[int(i)] for i in probs.argmax(axis=-1)]
     out["score"] = probs.max(axis=-1).round(6)
     return out
+
+
+def predict_words(
+    model: Any, tok: Any, inputs: list[Any], pretokenized: bool, max_length: int, batch_size: int
+) -> list[list[dict[str, Any]]]:
+    """Each word's tag and probability, read at its first sub-token, with its character offsets
+    (raw text). Words past the model's length limit get `O` (or `_` without an O tag)."""
+    from datasets import Dataset
+
+    from tunepipe.inference import token_logits_for
+
+    enc = tok(
+        inputs,
+        is_split_into_words=pretokenized,
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=not pretokenized,
+    )
+    model_inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+    logits = token_logits_for(model, tok, Dataset.from_dict(model_inputs), batch_size)
+    id2label = model.config.id2label
+    fallback = "O" if "O" in model.config.label2id else "_"
+    result = []
+    for i, row_logits in enumerate(logits):
+        probs = softmax(row_logits)
+        first: dict[int, int] = {}
+        last: dict[int, int] = {}
+        for position, word in enumerate(enc.word_ids(i)):
+            if word is not None:
+                first.setdefault(word, position)
+                last[word] = position
+        n_words = len(inputs[i]) if pretokenized else len(first)
+        words = []
+        for w in range(n_words):
+            if w not in first:
+                words.append({"tag": fallback, "score": 0.0, "offsets": (0, 0)})
+                continue
+            at = first[w]
+            word = {"tag": id2label[int(probs[at].argmax())], "score": round(float(probs[at].max()), 6)}
+            if not pretokenized:
+                word["offsets"] = (
+                    int(enc["offset_mapping"][i][at][0]),
+                    int(enc["offset_mapping"][i][last[w]][1]),
+                )
+            words.append(word)
+        result.append(words)
+    return result
 
 
 def resolve_model(model: str, root: Path, name: str, workdir: Path) -> Path:
@@ -71,15 +156,49 @@ def predict_file(
     name: str = "model",
     batch_size: int = 64,
 ) -> pd.DataFrame:
-    from tasks.load import read_table
-    from tunepipe.inference import load_model
+    """Predict a CSV/JSONL/parquet table or a CoNLL file (tokens only, one per line).
 
-    df = read_table(Path(input_path))
+    A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
+    CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
+    """
+    from tasks.load import infer_format, read_table
+    from tunepipe.conll import write_conll
+    from tunepipe.inference import load_model
+    from tunepipe.params import ConllParams
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    conll = input_path.is_file() and infer_format(input_path) == "conll"
+    df = read_table(input_path, conll=ConllParams(tag_column=None)) if conll else read_table(input_path)
     if df.empty:
         raise PipelineError(f"{input_path}: no rows to predict")
     with tempfile.TemporaryDirectory(prefix="tunepipe-predict-") as tmp:
         model_dir = resolve_model(model, root, name, Path(tmp))
         loaded, tok = load_model(model_dir)
-        out = predict_frame(loaded, tok, df, text_column, pair_column, batch_size, origin=str(input_path))
-    write_text(Path(output_path), out.to_csv(index=False))
+        column = "tokens" if conll else text_column
+        out = predict_frame(loaded, tok, df, column, pair_column, batch_size, origin=str(input_path))
+    if conll:
+        write_conll(out, output_path, "tags")
+    elif output_path.suffix in (".jsonl", ".ndjson"):
+        write_text(output_path, out.to_json(orient="records", lines=True, force_ascii=False))
+    else:
+        listed = [c for c in ("entities", "words", "tags") if c in out.columns]
+        shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
+        write_text(output_path, shown.to_csv(index=False))
     return out
+
+
+def summarise(out: pd.DataFrame) -> str:
+    """One line for the command line: what came out of a prediction run."""
+    if "label" in out.columns:
+        return ", ".join(f"{k}: {v}" for k, v in out["label"].value_counts().items())
+    if "entities" in out.columns:
+        found = [e["entity"] for ents in out["entities"] for e in ents]
+        return f"{len(found)} entities" + (
+            " (" + ", ".join(f"{k}: {v}" for k, v in pd.Series(found).value_counts().items()) + ")"
+            if found
+            else ""
+        )
+    if "words" in out.columns or "tags" in out.columns:
+        col = "words" if "words" in out.columns else "tags"
+        return f"{sum(map(len, out[col]))} words tagged"
+    return f"score mean {out['score'].mean():.4f}, min {out['score'].min():.4f}, max {out['score'].max():.4f}"

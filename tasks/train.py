@@ -24,6 +24,7 @@ from tunepipe.errors import PipelineError
 from tunepipe.io import atomic_dir, write_json, write_text
 from tunepipe.params import Params, TrainParams
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 CHECKPOINTS_NOTE = (
     "Checkpoints of an unfinished train run live here, one folder per data+params fingerprint.\n"
     "A re-run of the train stage resumes from the newest; a finished run removes its folder.\n"
@@ -72,27 +73,56 @@ def count_parameters(model: Any) -> dict[str, int]:
 
 
 def build_model(p: Params, labels: list[str]) -> Any:
-    from transformers import AutoModelForSequenceClassification
+    """A pre-trained encoder with a fresh head for the task; label names go into its config so
+    that anything loading the saved model predicts names, not ids."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
+    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
+    head["label2id"] = {name: i for i, name in enumerate(labels)}
+    if p.task == "regression":
+        head = {
+            "num_labels": 1,
+            "problem_type": "regression",
+            "id2label": {0: "score"},
+            "label2id": {"score": 0},
+        }
+    cls = (
+        AutoModelForTokenClassification
+        if p.task == "token_classification"
+        else AutoModelForSequenceClassification
+    )
+    return cls.from_pretrained(
         assets.resolve_model(p.model.name),
         revision=p.model.revision,
         trust_remote_code=p.model.trust_remote_code,
         use_safetensors=True,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={name: i for i, name in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
+        **head,
     )
 
 
-def training_arguments(p: Params, out_dir: Path, n_train: int, device: dict[str, Any]) -> Any:
+def best_metric(p: Params, scheme: str | None) -> str:
+    """train.metric_for_best_model, or the task's main metric (regression: pearson, NER: f1)."""
+    from tunepipe.metrics import main_metric, metric_names
+
+    metric = p.train.metric_for_best_model or main_metric(p.task, scheme or "none")
+    known = [*metric_names(p.task, scheme or "none"), "loss"]
+    if metric not in known:
+        raise PipelineError(
+            f"params.yaml: train.metric_for_best_model {metric!r} is not reported for this task; "
+            f"choose one of {', '.join(known)}"
+        )
+    return metric
+
+
+def training_arguments(
+    p: Params, out_dir: Path, n_train: int, device: dict[str, Any], metric: str = "accuracy"
+) -> Any:
     from transformers import TrainingArguments
 
     t = p.train
     steps_per_epoch = max(1, math.ceil(n_train / t.batch_size))
     eval_steps = max(1, steps_per_epoch // max(1, t.evaluations_per_epoch))
-    metric = t.metric_for_best_model
     return TrainingArguments(
         output_dir=str(out_dir),
         num_train_epochs=t.epochs,
@@ -144,20 +174,29 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
 
 def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     import torch
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+    )
     from transformers.trainer_utils import get_last_checkpoint
 
-    from tasks.tokenize import load_tokenizer, read_labels, read_tokenized
-    from tunepipe.metrics import trainer_metrics
+    from tasks.tokenize import load_tokenizer, read_info, read_tokenized
+    from tunepipe.metrics import EXTRA_METRICS, trainer_metrics
 
     t = p.train
     device = choose_device(t)
-    labels = read_labels(data_dir)
+    info = read_info(data_dir)
+    if info.get("task", "sequence_classification") != p.task:
+        raise PipelineError(f"data/tokenized was made for task {info.get('task')!r}, params say {p.task!r}")
+    labels, scheme = info["labels"], info.get("tag_scheme")
+    metric = best_metric(p, scheme)
     dsd = read_tokenized(data_dir)
     train_ds = dsd["train"].shuffle(seed=t.seed)
     if t.max_train_samples:
         train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
-    columns = [c for c in train_ds.column_names if c not in ("source_row",)]
+    columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
     train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
 
     run_dir = paths.CHECKPOINTS / fingerprint(p, data_dir)
@@ -172,6 +211,9 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     torch.manual_seed(t.seed)
     tok = load_tokenizer(p)
     model = build_model(p, labels)
+    collator = (
+        DataCollatorForTokenClassification if p.task == "token_classification" else DataCollatorWithPadding
+    )
     params_count = count_parameters(model)
     print(
         f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
@@ -179,12 +221,12 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     )
     trainer = Trainer(
         model=model,
-        args=training_arguments(p, run_dir, len(train_ds), device),
+        args=training_arguments(p, run_dir, len(train_ds), device, metric),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tok,
-        data_collator=DataCollatorWithPadding(tok),
-        compute_metrics=trainer_metrics(len(labels)),
+        data_collator=collator(tok),
+        compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
         callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold)],
     )
     started = time.perf_counter()
@@ -204,7 +246,7 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
         "global_step": state.global_step,
         "max_steps": state.max_steps,
         "stopped_early": state.global_step < state.max_steps,
-        "best_metric": {t.metric_for_best_model: state.best_metric},
+        "best_metric": {metric: state.best_metric},
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),

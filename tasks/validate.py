@@ -10,6 +10,7 @@ import copy
 import sys
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tunepipe import params as params_mod
@@ -20,11 +21,30 @@ from tunepipe.params import Params
 EXAMPLES = 5
 
 
-def build_suites(p: Params, train_texts: list[str]) -> dict[str, list[Any]]:
-    """Expectations per table: each split, its class counts, and the test split's overlap with train."""
+def build_suites(p: Params, train_keys: list[str], scheme: str = "none") -> dict[str, list[Any]]:
+    """Expectations per table: each split, its class counts, and the test split's overlap with train.
+
+    Token classification checks a sentence table (lengths) and a word table (tags, IOB form)."""
     import great_expectations.expectations as gxe
 
     v, labels = p.validate, [str(x) for x in p.load.labels]
+    leakage = [gxe.ExpectColumnValuesToNotBeInSet(column="example", value_set=train_keys)]
+    if p.task == "token_classification":
+        sentences = [gxe.ExpectColumnToExist(column=c) for c in ("tokens", "tags")] + [
+            gxe.ExpectColumnValuesToNotBeNull(column="tokens"),
+            gxe.ExpectColumnValuesToNotBeNull(column="tags"),
+            gxe.ExpectColumnValuesToBeBetween(column="words", min_value=1),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="words", column_B="tag_count"),
+        ]
+        words = [
+            gxe.ExpectColumnValuesToNotMatchRegex(column="token", regex=r"^\s*$"),
+            gxe.ExpectColumnValuesToNotBeNull(column="tag"),
+        ]
+        if labels:
+            words.append(gxe.ExpectColumnValuesToBeInSet(column="tag", value_set=labels))
+        if scheme != "none":
+            words.append(gxe.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True]))
+        return {"split": sentences, "words": words, "test_vs_train": leakage}
     columns = ["text", "label"] + (["text_pair"] if p.load.columns.text_pair else [])
     rows: list[Any] = [gxe.ExpectColumnToExist(column=c) for c in columns]
     for col in columns[:1] + columns[2:]:
@@ -34,6 +54,11 @@ def build_suites(p: Params, train_texts: list[str]) -> dict[str, list[Any]]:
             gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=v.min_chars, max_value=v.max_chars),
         ]
     rows.append(gxe.ExpectColumnValuesToNotBeNull(column="label"))
+    if p.task == "regression":
+        if v.target_range:
+            low, high = v.target_range
+            rows.append(gxe.ExpectColumnValuesToBeBetween(column="label", min_value=low, max_value=high))
+        return {"split": rows, "test_vs_train": leakage}
     if labels:
         rows.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels))
     class_counts = [
@@ -41,8 +66,53 @@ def build_suites(p: Params, train_texts: list[str]) -> dict[str, list[Any]]:
     ]
     if labels:
         class_counts.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels))
-    leakage = [gxe.ExpectColumnValuesToNotBeInSet(column="text", value_set=train_texts)]
     return {"split": rows, "class_counts": class_counts, "test_vs_train": leakage}
+
+
+def resolve_scheme(p: Params, train: pd.DataFrame) -> str:
+    """load.tag_scheme, with `auto` settled from the training tags."""
+    if p.load.tag_scheme != "auto":
+        return p.load.tag_scheme
+    from tunepipe.tagging import detect_scheme
+
+    tags = [t for seq in train["tags"].dropna() for t in seq]
+    return "iob2" if detect_scheme(tags) == "iob" else "none"
+
+
+def sentence_table(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[["source_row"]].copy()
+    out["tokens"] = df["tokens"].map(lambda t: None if t is None else " ".join(t))
+    out["tags"] = df["tags"].map(lambda t: None if t is None else " ".join(t))
+    out["words"] = df["tokens"].map(lambda t: 0 if t is None else len(t))
+    out["tag_count"] = df["tags"].map(lambda t: 0 if t is None else len(t))
+    return out
+
+
+def word_table(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """One row per word, with the file line where known and whether its IOB tag may follow the one before."""
+    from tunepipe.tagging import iob_violations
+
+    rows = []
+    for sentence in df.itertuples(index=False):
+        tokens, tags = sentence.tokens, sentence.tags
+        if tokens is None or tags is None or len(tokens) != len(tags):
+            continue  # reported by the sentence table
+        bad = set(iob_violations(list(tags), scheme)) if scheme != "none" else set()
+        lines = sentence.lines if "lines" in df.columns else None
+        for i, (token, tag) in enumerate(zip(tokens, tags, strict=True)):
+            rows.append(
+                {
+                    "source_row": sentence.source_row,
+                    "word": i + 1,
+                    "line": None if lines is None else int(lines[i]),
+                    "token": token,
+                    "tag": tag,
+                    "previous_tag": tags[i - 1] if i else None,
+                    "well_formed": i not in bad,
+                }
+            )
+    columns = ["source_row", "word", "line", "token", "tag", "previous_tag", "well_formed"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def class_count_table(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -104,46 +174,116 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def truncation_report(p: Params, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """How many examples per split the tokenizer will cut at tokenize.max_length: what a user
+    loses from long texts (IMDB-style reviews) is visible before any training starts."""
+    from tasks.tokenize import effective_max_length, load_tokenizer
+
+    tok = load_tokenizer(p)
+    max_length = effective_max_length(p, tok)
+    out: dict[str, Any] = {"max_length": max_length}
+    for split, df in splits.items():
+        if p.task == "token_classification":
+            rows = [list(t) for t in df["tokens"] if t is not None and len(t)]
+            enc = tok(rows, is_split_into_words=True, truncation=False) if rows else {"input_ids": []}
+        else:
+            texts = df["text"].fillna("").astype(str).tolist()
+            pairs = df["text_pair"].fillna("").astype(str).tolist() if "text_pair" in df.columns else None
+            enc = tok(texts, pairs, truncation=False) if texts else {"input_ids": []}
+        lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=int)
+        cut = int((lengths > max_length).sum())
+        out[split] = {
+            "examples": len(lengths),
+            "truncated": cut,
+            "share": round(cut / len(lengths), 4) if len(lengths) else 0.0,
+            "tokens_median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "tokens_max": int(lengths.max()) if len(lengths) else 0,
+        }
+    return out
+
+
 def validate(p: Params, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Run every suite; returns the report (deterministic, so an unchanged input re-validates the same)."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    from tasks.load import dedupe_key
+
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     labels = [str(x) for x in p.load.labels]
-    train_texts = sorted(set(splits["train"]["text"].dropna().astype(str)))
-    suites = build_suites(p, train_texts)
-    report: dict[str, Any] = {"success": True, "splits": {}, "failures": []}
+    tokens = p.task == "token_classification"
+    scheme = resolve_scheme(p, splits["train"]) if tokens else None
+    train_keys = sorted(set(dedupe_key(splits["train"]).dropna().astype(str)))
+    suites = build_suites(p, train_keys, scheme or "none")
+    report: dict[str, Any] = {"success": True, "task": p.task, "splits": {}, "failures": []}
+    if scheme:
+        report["tag_scheme"] = scheme
     for split, df in splits.items():
-        counts = class_count_table(df, labels)
-        checks = run_suite(ctx, split, suites["split"], df)
-        checks += [
-            dict(c, table="class_counts")
-            for c in run_suite(ctx, f"{split}_classes", suites["class_counts"], counts)
-        ]
+        summary: dict[str, Any] = {"rows": len(df)}
+        if tokens:
+            checks = run_suite(ctx, split, suites["split"], sentence_table(df))
+            words = word_table(df, scheme or "none")
+            checks += [
+                dict(c, table="words") for c in run_suite(ctx, f"{split}_words", suites["words"], words)
+            ]
+            summary["words"] = len(words)
+            summary["tag_counts"] = {
+                str(k): int(v) for k, v in words["tag"].value_counts().sort_index().items()
+            }
+        else:
+            checks = run_suite(ctx, split, suites["split"], df)
+            if p.task == "regression":
+                target = pd.to_numeric(df["label"], errors="coerce").dropna()
+                summary["target"] = (
+                    {"min": float(target.min()), "mean": float(target.mean()), "max": float(target.max())}
+                    if len(target)
+                    else {}
+                )
+            else:
+                counts = class_count_table(df, labels)
+                checks += [
+                    dict(c, table="class_counts")
+                    for c in run_suite(ctx, f"{split}_classes", suites["class_counts"], counts)
+                ]
+                summary["class_counts"] = dict(zip(counts["label"], counts["rows"], strict=True))
+            text_len = df["text"].dropna().astype(str).str.len()
+            if len(text_len):
+                summary["text_chars"] = {
+                    "min": int(text_len.min()),
+                    "median": float(text_len.median()),
+                    "max": int(text_len.max()),
+                }
         if split == "test":
+            keys = pd.DataFrame({"example": dedupe_key(df).astype(str), "source_row": df["source_row"]})
             checks += [
                 dict(c, table="test_vs_train")
-                for c in run_suite(ctx, "test_vs_train", suites["test_vs_train"], df)
+                for c in run_suite(ctx, "test_vs_train", suites["test_vs_train"], keys)
             ]
-        text_len = df["text"].dropna().astype(str).str.len()
-        report["splits"][split] = {
-            "rows": len(df),
-            "class_counts": dict(zip(counts["label"], counts["rows"], strict=True)),
-            "text_chars": {
-                "min": int(text_len.min()),
-                "median": float(text_len.median()),
-                "max": int(text_len.max()),
-            }
-            if len(text_len)
-            else {},
-            "checks": checks,
-        }
+        summary["checks"] = checks
+        report["splits"][split] = summary
         for check in checks:
             if not check["success"]:
                 report["success"] = False
                 report["failures"].append(dict(check, split=split))
+    if report["success"]:
+        # Only data that passed is worth tokenizing; a share above the limit is a failure of its own.
+        report["truncation"] = truncation_report(p, splits)
+        limit = p.validate.max_truncated_share
+        for split, t in report["truncation"].items():
+            if split != "max_length" and limit is not None and t["share"] > limit:
+                report["success"] = False
+                report["failures"].append(
+                    {
+                        "expectation": "truncated_share_at_most",
+                        "column": "text" if not tokens else "tokens",
+                        "split": split,
+                        "success": False,
+                        "expected": {"max_value": limit},
+                        "problem": f"{t['truncated']} of {t['examples']} examples ({t['share']:.1%}) "
+                        f"are longer than {report['truncation']['max_length']} tokens",
+                    }
+                )
     return report
 
 
@@ -159,9 +299,14 @@ def describe_failure(check: dict[str, Any]) -> str:
     if "problem" in check:
         line += f"; {check['problem']}"
     for ex in check.get("examples", []):
-        row = ex.get("source_row")
-        shown = {k: v for k, v in ex.items() if k != "source_row"}
-        line += f"\n    source row {row}: {shown}" if row is not None else f"\n    {shown}"
+        row, file_line = ex.get("source_row"), ex.get("line")
+        shown = {k: v for k, v in ex.items() if k not in ("source_row", "line") and v is not None}
+        if file_line is not None:
+            line += f"\n    line {file_line}: {shown}"
+        elif row is not None:
+            line += f"\n    source row {row}: {shown}"
+        else:
+            line += f"\n    {shown}"
     return line
 
 
@@ -182,6 +327,11 @@ def main() -> None:
     print(
         "validate: all expectations met on "
         + ", ".join(f"{s} ({d['rows']} rows)" for s, d in report["splits"].items())
+    )
+    cut = report["truncation"]
+    print(
+        f"validate: longer than {cut['max_length']} tokens (truncated): "
+        + ", ".join(f"{s} {cut[s]['truncated']} ({cut[s]['share']:.1%})" for s in report["splits"])
     )
 
 

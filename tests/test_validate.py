@@ -80,7 +80,7 @@ def test_text_shared_between_train_and_test(gx_ready: None) -> None:
     report = validate.validate(P, frames(data))
     check = next(f for f in report["failures"] if f.get("table") == "test_vs_train")
     assert check["unexpected_count"] == 1
-    assert check["examples"][0]["text"] == "train review 5"
+    assert check["examples"][0]["example"] == "train review 5"
 
 
 def test_report_is_deterministic(gx_ready: None) -> None:

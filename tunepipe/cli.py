@@ -39,7 +39,7 @@ def cmd_register(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tasks.predict import predict_file
+    from tasks.predict import predict_file, summarise
     from tunepipe import params
 
     text_column, pair_column = args.text_column, args.text_pair_column
@@ -47,7 +47,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if text_column is None and params_file.exists():
         columns = params.read(params_file).load.columns
         text_column, pair_column = columns.text, pair_column or columns.text_pair
-    output = Path(args.output) if args.output else Path(args.input).with_suffix(".predictions.csv")
+    conll = Path(args.input).suffix.lower() in (".conll", ".txt", ".iob", ".bio")
+    output = Path(
+        args.output or Path(args.input).with_suffix(".predictions" + (".conll" if conll else ".csv"))
+    )
     out = predict_file(
         args.model,
         Path(args.input),
@@ -58,8 +61,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         name=_artifact_name(args),
         batch_size=args.batch_size,
     )
-    counts = out["label"].value_counts().to_dict()
-    print(f"predicted {len(out)} rows -> {output} ({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    print(f"predicted {len(out)} rows -> {output} ({summarise(out)})")
 
 
 def cmd_lineage(args: argparse.Namespace) -> None:
@@ -128,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--name", help="artifact name (default: register.name in params.yaml)")
     reg.set_defaults(func=cmd_register)
 
-    pred = sub.add_parser("predict", help="label unlabelled rows of a CSV/JSONL/parquet file")
-    pred.add_argument("input", help="file with a text column")
+    pred = sub.add_parser("predict", help="predict unlabelled rows of a CSV/JSONL/parquet or CoNLL file")
+    pred.add_argument("input", help="file with a text column, or a CoNLL file of tokens")
     pred.add_argument("--model", required=True, help="a registered version (v0.1.0) or a model directory")
-    pred.add_argument("-o", "--output", help="output CSV (default: <input>.predictions.csv)")
+    pred.add_argument(
+        "-o",
+        "--output",
+        help="output CSV, .jsonl, or CoNLL for CoNLL input (default: <input>.predictions.csv)",
+    )
     pred.add_argument("--text-column", help="default: load.columns.text in params.yaml")
     pred.add_argument("--text-pair-column", help="second text column for sentence-pair models")
     pred.add_argument("--batch-size", type=int, default=64)

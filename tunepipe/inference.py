@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +12,37 @@ from tunepipe.errors import PipelineError
 
 
 def load_model(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """The saved model with the head it was trained with (sequence or token classification)."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
     if not (Path(model_dir) / "config.json").is_file():
         raise PipelineError(f"{model_dir}: not a saved model (no config.json)")
+    config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    cls = AutoModelForTokenClassification if task_of(config) == "token_classification" else None
+    model = (cls or AutoModelForSequenceClassification).from_pretrained(
         str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code
     )
     model.eval()
     return model, tok
 
 
-def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.ndarray:
-    """Logits for tokenized examples (dicts with input_ids etc.), padded per batch, in input order."""
+def task_of(config: Any) -> str:
+    """sequence_classification, regression or token_classification, from a saved model's config."""
+    if any(a.endswith("ForTokenClassification") for a in config.architectures or []):
+        return "token_classification"
+    return "regression" if config.problem_type == "regression" else "sequence_classification"
+
+
+def _batches(
+    model: Any, tok: Any, encoded: Any, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(example indices, their lengths, logits) per batch; sorting by length cuts padding."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -32,14 +50,28 @@ def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.n
     device = next(model.parameters()).device
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     encoded = encoded.select_columns(keep)
-    # Sorting by length cuts padding; results are put back in input order.
-    lengths = np.array([len(x) for x in encoded["input_ids"]])
+    lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=int)
     order = np.argsort(lengths, kind="stable")
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate([encoded[int(i)] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            out[idx] = model(**batch).logits.float().cpu().numpy()
+            yield idx, lengths[idx], model(**batch).logits.float().cpu().numpy()
+
+
+def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.ndarray:
+    """(examples, labels) logits for tokenized examples (dicts with input_ids etc.), in input order."""
+    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    for idx, _, logits in _batches(model, tok, encoded, batch_size):
+        out[idx] = logits
+    return out
+
+
+def token_logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> list[np.ndarray]:
+    """Per-example (sequence length, labels) logits for token classification, in input order."""
+    out: list[np.ndarray] = [np.zeros(0)] * len(encoded)
+    for idx, lengths, logits in _batches(model, tok, encoded, batch_size):
+        for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
+            out[int(i)] = logits[row, :n]
     return out

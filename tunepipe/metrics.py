@@ -1,6 +1,8 @@
-"""Classification metrics computed locally (the hub's `evaluate` metric scripts need a network).
+"""Metrics computed locally (the hub's `evaluate` metric scripts need a network).
 
-Plain numpy on label ids so the numbers can be checked against scikit-learn in the tests.
+Plain numpy on label ids and scores, so the tests can check every number against scikit-learn,
+scipy and seqeval. Which metrics a task reports, and which one picks the best checkpoint, is
+decided here too.
 """
 
 from __future__ import annotations
@@ -65,13 +67,145 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def trainer_metrics(num_labels: int) -> Any:
-    """`compute_metrics` for transformers.Trainer."""
+def matthews_correlation(references: Any, predictions: Any, num_labels: int) -> float:
+    """Multi-class MCC (Gorodkin's R_K, as sklearn); 0 when either side has a single class."""
+    matrix = confusion_matrix(references, predictions, num_labels).astype(float)
+    true, pred, n = matrix.sum(axis=1), matrix.sum(axis=0), matrix.sum()
+    cov_tp = np.trace(matrix) * n - true @ pred
+    cov_pp, cov_tt = n * n - pred @ pred, n * n - true @ true
+    if cov_pp * cov_tt == 0:
+        return 0.0
+    return float(cov_tp / np.sqrt(cov_tt * cov_pp))
+
+
+def binary_f1(references: Any, predictions: Any, positive: int = 1) -> float:
+    """F1 of the positive class (label id 1: `equivalent` in MRPC, `duplicate` in QQP)."""
+    refs, preds = np.asarray(references) == positive, np.asarray(predictions) == positive
+    tp = float(np.sum(refs & preds))
+    denominator = float(refs.sum() + preds.sum())
+    return 2 * tp / denominator if denominator else 0.0
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (what Spearman's rho needs)."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    last = np.r_[first[1:], len(x)] - 1
+    ranks = np.empty(len(x))
+    ranks[order] = (first[group] + last[group]) / 2 + 1
+    return ranks
+
+
+def pearson(a: Any, b: Any) -> float:
+    """Pearson's r; 0 when either side is constant (undefined correlation counts as none)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a @ a) * (b @ b))
+    return float(a @ b / denominator) if denominator > 0 else 0.0
+
+
+def regression_scores(references: Any, predictions: Any) -> dict[str, float]:
+    refs, preds = np.asarray(references, dtype=float), np.asarray(predictions, dtype=float)
+    err = preds - refs
+    mse = float(np.mean(err**2)) if len(err) else 0.0
+    return {
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": float(np.mean(np.abs(err))) if len(err) else 0.0,
+        "pearson": pearson(refs, preds),
+        "spearmanr": pearson(_ranks(refs), _ranks(preds)) if len(err) else 0.0,
+    }
+
+
+EXTRA_METRICS = ("matthews_correlation", "f1")
+
+
+def sequence_scores(
+    references: Any, predictions: Any, labels: list[str], extras: list[str] | tuple[str, ...] = ()
+) -> dict[str, float]:
+    """Accuracy and macro P/R/F1 always; MCC and binary F1 where asked for (GLUE's CoLA, MRPC, QQP)."""
+    metrics = classification_scores(references, predictions, len(labels))
+    if "matthews_correlation" in extras:
+        metrics["matthews_correlation"] = matthews_correlation(references, predictions, len(labels))
+    if "f1" in extras:
+        if len(labels) != 2:
+            from tunepipe.errors import PipelineError
+
+            raise PipelineError(f"metric f1 (binary) needs two labels, got {len(labels)}: {labels}")
+        metrics["f1"] = binary_f1(references, predictions)
+    return metrics
+
+
+def main_metric(task: str, scheme: str = "none") -> str:
+    """The metric that picks the best checkpoint when train.metric_for_best_model is null."""
+    if task == "regression":
+        return "pearson"
+    if task == "token_classification" and scheme != "none":
+        return "f1"
+    return "accuracy"
+
+
+def metric_names(task: str, scheme: str = "none") -> list[str]:
+    """What a task reports (plus `loss` during training): the names thresholds and
+    train.metric_for_best_model may use."""
+    if task == "regression":
+        return ["mse", "rmse", "mae", "pearson", "spearmanr"]
+    if task == "token_classification" and scheme != "none":
+        return ["precision", "recall", "f1", "accuracy"]
+    standard = ["accuracy", "precision_macro", "recall_macro", "f1_macro"]
+    return standard + (list(EXTRA_METRICS) if task == "sequence_classification" else [])
+
+
+def word_level(logits: np.ndarray, label_ids: np.ndarray) -> tuple[list[list[int]], list[list[int]]]:
+    """Per-sentence reference and predicted ids at the labelled positions (-100 marks the rest)."""
+    preds = logits.argmax(axis=-1)
+    refs_out, preds_out = [], []
+    for ref_row, pred_row in zip(label_ids, preds, strict=True):
+        keep = ref_row != -100
+        refs_out.append(ref_row[keep].tolist())
+        preds_out.append(pred_row[keep].tolist())
+    return refs_out, preds_out
+
+
+def token_scores(references: list[list[str]], predictions: list[list[str]], scheme: str) -> dict[str, Any]:
+    """Entity-level P/R/F1 (overall and per type) for IOB tags; token accuracy for plain tags."""
+    from tunepipe import tagging
+
+    if scheme == "none":
+        flat_refs = [t for s in references for t in s]
+        flat_preds = [t for s in predictions for t in s]
+        names = sorted(set(flat_refs) | set(flat_preds))
+        index = {n: i for i, n in enumerate(names)}
+        out: dict[str, Any] = classification_scores(
+            [index[t] for t in flat_refs], [index[t] for t in flat_preds], len(names)
+        )
+        out["per_type"] = per_class_scores(
+            [index[t] for t in flat_refs], [index[t] for t in flat_preds], names
+        )
+        return out
+    return tagging.entity_scores(references, predictions)
+
+
+def trainer_metrics(
+    task: str, labels: list[str], extras: list[str] | tuple[str, ...] = (), scheme: str = "none"
+) -> Any:
+    """`compute_metrics` for transformers.Trainer: the same numbers the evaluate stage reports."""
 
     def compute(eval_pred: Any) -> dict[str, float]:
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
+        logits, label_ids = eval_pred.predictions, eval_pred.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
-        return classification_scores(labels, np.argmax(logits, axis=-1), num_labels)
+        if task == "regression":
+            return regression_scores(label_ids, np.asarray(logits).reshape(-1))
+        if task == "token_classification":
+            refs, preds = word_level(np.asarray(logits), np.asarray(label_ids))
+            scores = token_scores(
+                [[labels[i] for i in s] for s in refs], [[labels[i] for i in s] for s in preds], scheme
+            )
+            return {k: v for k, v in scores.items() if isinstance(v, float)}
+        return sequence_scores(label_ids, np.argmax(logits, axis=-1), labels, extras)
 
     return compute

@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from tunepipe.errors import PipelineError
+from tunepipe.metrics import EXTRA_METRICS
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
+TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
 
 
 @dataclass
@@ -47,15 +49,35 @@ class SplitParams:
 
 
 @dataclass
+class ConllParams:
+    # Columns of a CoNLL file (0-based, negative counts from the end), and their separator
+    # (null: any whitespace). tag_column null reads unlabelled tokens (prediction input).
+    token_column: int = 0
+    tag_column: int | None = -1
+    separator: str | None = None
+
+
+@dataclass
 class LoadParams:
+    # A named dataset (see tunepipe/presets.py, e.g. glue/cola) that fills the fields below
+    # which this file leaves out.
+    preset: str | None = None
     # A file, a saved dataset directory, hub:<dataset id>, package:<module>/<path>,
     # or a mapping {train: ..., validation: ..., test: ...} of those.
     source: str | dict[str, str] = ""
     hub_config: str | None = None
     hub_revision: str | None = None
-    format: str | None = None  # csv, tsv, json, jsonl, parquet; None infers from the suffix
+    # csv, tsv, json, jsonl, parquet, conll (token per line), tagged (word/TAG per token);
+    # None infers from the suffix (.conll, .txt -> conll).
+    format: str | None = None
+    conll: ConllParams = field(default_factory=ConllParams)
+    # For token classification `text` names the column of token lists and `label` the column of
+    # tag lists (conll2003 schema: tokens, ner_tags).
     columns: Columns = field(default_factory=Columns)
     labels: list[str] = field(default_factory=list)
+    # Token classification: iob2 (B- starts every entity), iob1 (I- may start one), none (plain
+    # tags such as POS), or auto (iob2 when every tag is O, B-x or I-x).
+    tag_scheme: str = "auto"
     drop_labels: list[str] = field(default_factory=list)
     dedupe: bool = True
     split: SplitParams = field(default_factory=SplitParams)
@@ -66,11 +88,17 @@ class ValidateParams:
     min_chars: int = 1
     max_chars: int = 20000
     min_rows_per_class: int = 10
+    # Regression: the [min, max] every target must lie in (null: only check it is a number).
+    target_range: list[float] | None = None
+    # Fail when more than this share of a split is cut at tokenize.max_length (null: report only).
+    max_truncated_share: float | None = None
 
 
 @dataclass
 class TokenizeParams:
-    max_length: int = 128
+    max_length: int | None = 128  # null: the model's own limit
+    # Token classification: label every sub-token of a word, not only the first one.
+    label_all_subtokens: bool = False
 
 
 @dataclass
@@ -83,7 +111,7 @@ class TrainParams:
     warmup_ratio: float = 0.06
     seed: int = 42
     evaluations_per_epoch: int = 1
-    metric_for_best_model: str = "accuracy"
+    metric_for_best_model: str | None = None  # null: the task's main metric (see README)
     early_stopping_patience: int = 3
     early_stopping_threshold: float = 0.0
     max_train_samples: int | None = None
@@ -96,6 +124,8 @@ class TrainParams:
 @dataclass
 class EvaluateParams:
     batch_size: int = 64
+    # Metrics reported besides the task's standard ones: matthews_correlation, f1 (binary).
+    metrics: list[str] = field(default_factory=list)
     # metric name -> minimum value on the test split; a miss fails the run before registration
     thresholds: dict[str, float] = field(default_factory=dict)
 
@@ -185,11 +215,26 @@ def _check(value: Any, hint: Any, where: str) -> Any:
 
 
 def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
-    params = _build(Params, data, where)
+    from tunepipe import presets
+
+    params = _build(Params, presets.apply(data), where)
     if params.task not in TASK_TYPES:
         raise PipelineError(f"{where}: task must be one of {', '.join(TASK_TYPES)}, got {params.task!r}")
     if params.register.bump not in ("major", "minor", "patch"):
         raise PipelineError(f"{where}: register.bump must be major, minor or patch")
+    if params.load.tag_scheme not in TAG_SCHEMES:
+        raise PipelineError(
+            f"{where}: load.tag_scheme must be one of {', '.join(TAG_SCHEMES)}, "
+            f"got {params.load.tag_scheme!r}"
+        )
+    extra = sorted(set(params.evaluate.metrics) - set(EXTRA_METRICS))
+    if extra:
+        raise PipelineError(
+            f"{where}: evaluate.metrics: unknown {', '.join(extra)}; choose from {', '.join(EXTRA_METRICS)}"
+        )
+    rng = params.validate.target_range
+    if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
+        raise PipelineError(f"{where}: validate.target_range must be [min, max], got {rng}")
     return params
 
 
