@@ -180,15 +180,18 @@ def to_canonical(
             "(set load.columns in params.yaml)"
         )
     out = pd.DataFrame({role: df[name].to_numpy() for role, name in wanted.items()})
-    if "source_row" in df.columns and task == "token_classification":
-        out["source_row"] = df["source_row"].to_numpy()  # a CoNLL file's line numbers
-    else:
-        out["source_row"] = range(1, len(df) + 1)
+    fmt = df.attrs.get("format")  # set by the CoNLL and word/TAG readers
+    out["source_row"] = df["source_row"].to_numpy() if fmt else range(1, len(df) + 1)
     if task == "token_classification":
         for col in ("tokens", "tags"):
             out[col] = [
                 _string_list(v, col, origin, row) for v, row in zip(out[col], out["source_row"], strict=True)
             ]
+        # The file line of every word, so validation errors can name it (one word per line in CoNLL).
+        out["lines"] = [
+            None if fmt is None or t is None else [r + i if fmt == "conll" else r for i in range(len(t))]
+            for r, t in zip(out["source_row"], out["tokens"], strict=True)
+        ]
     elif task == "regression":
         out["label"] = _targets(out["label"], cols.label, origin, out["source_row"])
     else:

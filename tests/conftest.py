@@ -188,3 +188,20 @@ def make_project(root: Path, model_dir: Path, rows: list[dict[str, str]] | None 
 @pytest.fixture
 def project(tmp_path: Path, tiny_bert: Path) -> Path:
     return make_project(tmp_path / "project", tiny_bert)
+
+
+STAGE_MODULES = ("load", "validate", "tokenize", "train", "evaluate")
+
+
+def run_stages_in_process(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The five stage commands of dvc.yaml, called in this process inside `root`.
+
+    Same code as `dvc repro`, without five interpreter start-ups per run: for tests that run the
+    pipeline many times over (one per task preset). dvc repro itself is tested in test_pipeline.
+    """
+    import importlib
+
+    monkeypatch.chdir(root)
+    for name in STAGE_MODULES:
+        module = importlib.import_module(f"tasks.{name}")
+        module.main()

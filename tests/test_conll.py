@@ -82,15 +82,17 @@ def test_no_trailing_blank_line_and_windows_endings(tmp_path: Path) -> None:
 
 def test_short_line_names_file_line_and_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "EU NNP B-ORG\nrejects VBZ O\n\nGerman\n", name="bad.conll")
-    with pytest.raises(PipelineError) as err:
-        read_conll(path, tag_column=2)
-    message = str(err.value)
-    assert "bad.conll, line 4:" in message
-    assert "found 1 column(s), expected a tag in column 2" in message
+    # A line with fewer columns than the file's first token line is broken, whatever column is read.
+    for column in (2, -1):
+        with pytest.raises(PipelineError) as err:
+            read_conll(path, tag_column=column)
+        assert "bad.conll, line 4: found 1 column(s), expected 3 as on line 1" in str(err.value)
+    # A consistent file without the requested column says which column is missing.
+    short = _write(tmp_path, "EU NNP\nrejects VBZ\n", name="short.conll")
     with pytest.raises(
-        PipelineError, match=r"bad.conll, line 4: found 1 column\(s\), expected a tag in column -2"
+        PipelineError, match=r"short.conll, line 1: found 2 column\(s\), expected a tag in column 2"
     ):
-        read_conll(path, tag_column=-2)
+        read_conll(short, tag_column=2)
 
 
 def test_empty_tag_column_is_an_error(tmp_path: Path) -> None:

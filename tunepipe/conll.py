@@ -59,6 +59,8 @@ def read_conll(
     sent_tokens: list[str] = []
     sent_tags: list[str] = []
     start = 0
+    width: int | None = None
+    width_line = 0
 
     def close() -> None:
         nonlocal sent_tokens, sent_tags
@@ -73,6 +75,15 @@ def read_conll(
             close()
             continue
         fields = line.split() if separator is None else [field.strip() for field in line.split(separator)]
+        # Every token line of a CoNLL file has the same columns; a short one is a broken line,
+        # not a token that happens to be its own tag.
+        if width is None:
+            width, width_line = len(fields), n
+        elif len(fields) != width:
+            raise PipelineError(
+                f"{path}, line {n}: found {len(fields)} column(s), expected {width} as on line {width_line}: "
+                f"{line!r}"
+            )
         if not sent_tokens:
             start = n
         sent_tokens.append(_column(path, n, fields, token_column, "token", line))
