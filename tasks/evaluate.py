@@ -142,7 +142,7 @@ def evaluate(p: Params) -> dict[str, Any]:
         values = logits_for(model, tok, test, p.evaluate.batch_size)[:, 0]
         evaluation = score_regression(references, values, thresholds)
         predictions = pd.DataFrame(
-            {"source_row": test["source_row"], "actual": references, "predicted": values.round(6)}
+            {"source_row": test["source_row"], "actual": references, "predicted": values}
         )
     else:
         references = np.asarray(test["labels"])

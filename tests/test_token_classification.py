@@ -186,3 +186,47 @@ def test_ill_formed_iob_is_reported_with_its_line(
     validate.main()
     report = json.loads((project / "reports/validation.json").read_text())
     assert report["success"] and report["tag_scheme"] == "iob1"
+
+
+def test_conll2003_schema_reads_tag_names(tmp_path: Path) -> None:
+    """The hub's conll2003 layout: tokens plus tag ids with ClassLabel names, in a saved DatasetDict."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
+
+    from tasks import load
+    from tunepipe import params
+
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    features = Features(
+        {
+            "id": Value("string"),
+            "tokens": List(Value("string")),
+            "pos_tags": List(Value("int32")),
+            "ner_tags": List(ClassLabel(names=names)),
+        }
+    )
+
+    def split(n: int, offset: int) -> Dataset:
+        rows = {
+            "id": [str(i) for i in range(n)],
+            "tokens": [["EU", "rejects", "German", "call", str(offset + i)] for i in range(n)],
+            "pos_tags": [[22, 42, 16, 21, 22]] * n,
+            "ner_tags": [[3, 0, 7, 0, 0]] * n,
+        }
+        return Dataset.from_dict(rows, features=features)
+
+    DatasetDict({"train": split(20, 0), "validation": split(5, 100), "test": split(5, 200)}).save_to_disk(
+        str(tmp_path / "conll2003")
+    )
+    p = params.parse(
+        {
+            "task": "token_classification",
+            "load": {
+                "source": str(tmp_path / "conll2003"),
+                "columns": {"text": "tokens", "label": "ner_tags"},
+            },
+        }
+    )
+    splits, manifest = load.make_splits(p.load, p.task)
+    assert manifest["rows"] == {"train": 20, "validation": 5, "test": 5}
+    assert splits["test"]["tokens"][0] == ["EU", "rejects", "German", "call", "200"]
+    assert splits["test"]["tags"][0] == ["B-ORG", "O", "B-MISC", "O", "O"]
