@@ -6,6 +6,7 @@ model hashes; the lineage record (lineage/<name>@<version>.json) is committed in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import json
@@ -17,6 +18,7 @@ from typing import Any
 import yaml
 
 from tunepipe import dvcrepo, paths
+from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json
 from tunepipe.metrics import format_metrics
@@ -107,6 +109,10 @@ def package_versions() -> dict[str, str]:
     return found
 
 
+# What a lineage record keeps of each split's validation summary (which keys exist depends on the task).
+SPLIT_SUMMARY = ("rows", "words", "class_counts", "tag_counts", "target")
+
+
 def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) -> dict[str, Any]:
     lock = read_lock(root)
     outs = lock_outputs(lock)
@@ -133,14 +139,16 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         },
         "model": outs[artifact_path] | {"path": artifact_path},
         "params": yaml.safe_load((root / paths.PARAMS).read_text()),
+        # What the stages actually used: params.yaml with a preset's values filled in.
+        "resolved_params": dataclasses.asdict(params_mod.read(root / paths.PARAMS)),
         "metrics": read_json(root / paths.METRICS),
         "thresholds": read_json(root / paths.EVALUATION)["thresholds"],
         "validation": {
             "success": validation["success"],
             "splits": {
-                s: {"rows": d["rows"], "class_counts": d["class_counts"]}
-                for s, d in validation["splits"].items()
+                s: {k: v for k, v in d.items() if k in SPLIT_SUMMARY} for s, d in validation["splits"].items()
             },
+            "truncation": validation.get("truncation"),
         },
         "training": read_json(root / paths.TRAIN_REPORT),
         "packages": package_versions(),
