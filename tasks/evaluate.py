@@ -142,7 +142,8 @@ def evaluate(p: Params) -> dict[str, Any]:
         values = logits_for(model, tok, test, p.evaluate.batch_size)[:, 0]
         evaluation = score_regression(references, values, thresholds)
         predictions = pd.DataFrame(
-            {"source_row": test["source_row"], "actual": references, "predicted": values}
+            # float64: the CSV then holds the exact values the metrics were computed on
+            {"source_row": test["source_row"], "actual": references, "predicted": values.astype(float)}
         )
     else:
         references = np.asarray(test["labels"])

@@ -148,3 +148,43 @@ def test_two_clones_reproduce_identical_hashes(tmp_path: Path, tiny_bert: Path) 
     dvc(two, "repro")
     assert len(hashes(one)) == 3
     assert hashes(one) == hashes(two)
+
+
+def test_preset_only_load_section_through_dvc_and_registry(tmp_path: Path, tiny_bert: Path) -> None:
+    """`load: {preset: glue/stsb, source: ...}` is all a user writes: DVC tracks it, the preset
+    makes it a regression run, and the registered version predicts scores."""
+    from tests.glue_data import save_glue_like
+
+    project = make_project(tmp_path / "p", tiny_bert)
+    source = save_glue_like("stsb", project / "data/raw/stsb")
+    data = yaml.safe_load((project / "params.yaml").read_text())
+    data["task"] = "regression"
+    data["load"] = {"preset": "glue/stsb", "source": "data/raw/stsb"}
+    data["evaluate"]["thresholds"] = {"pearson": 0.5}
+    data["train"].update(epochs=6, learning_rate=3e-3, batch_size=8)
+    (project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert ran(dvc(project, "repro").stdout) == list(STAGES)
+    assert "registered model@v0.1.0" in tunepipe(project, "register").stdout
+    record = json.loads(tunepipe(project, "lineage", "v0.1.0", "--json").stdout)
+    assert record["resolved_params"]["task"] == "regression"
+    assert record["resolved_params"]["load"]["columns"]["text_pair"] == "sentence2"
+    assert record["validation"]["splits"]["test"]["target"]["max"] <= 5
+    assert record["metrics"]["pearson"] >= 0.5
+
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(source))["test"].to_pandas()[["sentence1", "sentence2"]].head(5)
+    rows.to_csv(tmp_path / "pairs.csv", index=False)
+    out = tmp_path / "scores.csv"
+    tunepipe(
+        project,
+        "predict",
+        "--model",
+        "v0.1.0",
+        str(tmp_path / "pairs.csv"),  # both columns come from the preset
+        "-o",
+        str(out),
+    )
+    scores = pd.read_csv(out)
+    assert list(scores.columns) == ["sentence1", "sentence2", "score"]
+    assert scores["score"].between(-1, 6).all()
