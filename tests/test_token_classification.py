@@ -99,6 +99,14 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
     tags = [tag for _, tag in tagged]
     assert set(tags) <= set(config["id2label"].values())
     assert tags[5] == "B-LOC"  # a place cue seen in every training sentence
+    # Token lists in a JSON-lines table get a `tags` list each: the same tags as the CoNLL file.
+    pd.DataFrame({"tokens": [words[:4], words[4:]], "id": [1, 2]}).to_json(
+        tmp_path / "tokens.jsonl", orient="records", lines=True
+    )
+    listed = predict_file(
+        str(project / "models/model"), tmp_path / "tokens.jsonl", tmp_path / "t.jsonl", "tokens"
+    )
+    assert [list(t) for t in listed["tags"]] == [tags[:4], tags[4:]]
 
     text = " ".join(words)
     starts = [len(" ".join(words[:i])) + (1 if i else 0) for i in range(len(words))]
