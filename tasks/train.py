@@ -115,6 +115,45 @@ def best_metric(p: Params, scheme: str | None) -> str:
     return metric
 
 
+def balanced_weights(label_ids: list[Any], num_labels: int) -> list[float]:
+    """Inverse-frequency class weights from the training labels (token tasks: every labelled word),
+    as sklearn's compute_class_weight("balanced"); a class absent from train gets weight 0."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    flat = np.concatenate([np.ravel(np.asarray(x)) for x in label_ids]) if label_ids else np.array([])
+    flat = flat[flat != -100].astype(int)
+    present = np.unique(flat)
+    weights = np.zeros(num_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=flat)
+    return weights.round(6).tolist()
+
+
+def weighted_trainer(weights: list[float]) -> type:
+    """A Trainer whose cross-entropy weighs each class (ids -100 ignored, as in the model's own loss)."""
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits
+            weight = torch.tensor(weights, dtype=logits.dtype, device=logits.device)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), weight=weight, ignore_index=-100
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
 def training_arguments(
     p: Params, out_dir: Path, n_train: int, device: dict[str, Any], metric: str = "accuracy"
 ) -> Any:
@@ -219,7 +258,14 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
         f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
         f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples"
     )
-    trainer = Trainer(
+    trainer_class, weights_by_label = Trainer, None
+    if t.class_weights:
+        if p.task == "regression":
+            raise PipelineError("params.yaml: train.class_weights applies to classification, not regression")
+        weights = balanced_weights(list(train_ds["labels"]), len(labels))
+        weights_by_label = dict(zip(labels, weights, strict=True))
+        trainer_class = weighted_trainer(weights)
+    trainer = trainer_class(
         model=model,
         args=training_arguments(p, run_dir, len(train_ds), device, metric),
         train_dataset=train_ds,
@@ -241,6 +287,7 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
     report = {
         "device": device,
         "parameters": params_count,
+        "class_weights": weights_by_label,
         "train_examples": len(train_ds),
         "epochs_run": round(state.epoch or 0, 4),
         "global_step": state.global_step,

@@ -34,3 +34,33 @@ def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
     assert train.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
     (data / "part.arrow").write_bytes(b"abd")
     assert train.fingerprint(base, data) != same
+
+
+def test_balanced_weights_follow_train_label_frequencies() -> None:
+    # 6 of class 0, 2 of class 1, none of class 2: n / (classes present * count), absent -> 0
+    assert train.balanced_weights([0, 0, 0, 0, 0, 0, 1, 1], 3) == pytest.approx([8 / 12, 8 / 4, 0.0])
+    # token labels: -100 (special tokens, later sub-tokens) does not count
+    assert train.balanced_weights([[-100, 0, 0, -100], [-100, 1, 0, -100]], 2) == pytest.approx(
+        [4 / 6, 4 / 2]
+    )
+
+
+def test_weighted_loss_is_class_weighted_cross_entropy(tiny_bert: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=2)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    batch = {"input_ids": torch.randint(5, 50, (6, 8)), "labels": torch.tensor([0, 0, 0, 0, 1, 1])}
+    logits = model(input_ids=batch["input_ids"]).logits
+
+    weighted = train.weighted_trainer([0.75, 1.5])(model=model, args=args)
+    loss = weighted.compute_loss(model, dict(batch))
+    per_example = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+    w = torch.tensor([0.75, 1.5])[batch["labels"]]
+    assert loss.item() == pytest.approx(((per_example * w).sum() / w.sum()).item(), rel=1e-5)
+
+    # equal weights give the model's own (unweighted) loss
+    even = train.weighted_trainer([1.0, 1.0])(model=model, args=args)
+    assert even.compute_loss(model, dict(batch)).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)

@@ -113,7 +113,9 @@ class TrainParams:
     evaluations_per_epoch: int = 1
     metric_for_best_model: str | None = None  # null: the task's main metric (see README)
     early_stopping_patience: int = 3
-    early_stopping_threshold: float = 0.0
+    early_stopping_threshold: float = 0.0  # minimum improvement that resets the patience
+    # Weight the loss by inverse train label frequency (sklearn's "balanced"): for imbalanced classes.
+    class_weights: bool = False
     max_train_samples: int | None = None
     group_by_length: bool = True
     logging_steps: int = 20
