@@ -211,7 +211,8 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
         write_text(path, pd.DataFrame(rows, columns=None if rows else ["step"]).to_csv(index=False))
 
 
-def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
+def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
+    """Fine-tune and save the model; `callbacks` are extra TrainerCallbacks (tests observe with them)."""
     import torch
     from transformers import (
         DataCollatorForTokenClassification,
@@ -273,7 +274,7 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED) -> dict[str, Any]:
         processing_class=tok,
         data_collator=collator(tok),
         compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
-        callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold)],
+        callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold), *callbacks],
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
