@@ -66,6 +66,27 @@ def fingerprint(p: Params, data_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def last_complete_checkpoint(run_dir: Path) -> str | None:
+    """The newest checkpoint that was fully written, or None.
+
+    Trainer writes a checkpoint in place and trainer_state.json last, so a run killed while
+    saving leaves a folder without it (or with a truncated one): that folder is removed, and the
+    run resumes from the checkpoint before it.
+    """
+    found = sorted(
+        (p for p in run_dir.glob("checkpoint-*") if p.name.removeprefix("checkpoint-").isdigit()),
+        key=lambda p: int(p.name.removeprefix("checkpoint-")),
+        reverse=True,
+    )
+    for folder in found:
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+            return str(folder)
+        except (FileNotFoundError, json.JSONDecodeError):
+            shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
 def count_parameters(model: Any) -> dict[str, int]:
     total = sum(x.numel() for x in model.parameters())
     trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
@@ -220,7 +241,6 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
         EarlyStoppingCallback,
         Trainer,
     )
-    from transformers.trainer_utils import get_last_checkpoint
 
     from tasks.tokenize import load_tokenizer, read_info, read_tokenized
     from tunepipe.metrics import EXTRA_METRICS, trainer_metrics
@@ -244,7 +264,7 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
         for other in paths.CHECKPOINTS.iterdir():
             if other != run_dir:
                 shutil.rmtree(other, ignore_errors=True)
-    resume = get_last_checkpoint(str(run_dir)) if run_dir.exists() else None
+    resume = last_complete_checkpoint(run_dir)
     if resume:
         print(f"train: resuming from {resume}")
 
