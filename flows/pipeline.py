@@ -133,12 +133,17 @@ def publish_metrics(root: Path) -> dict[str, Any]:
 
 
 @flow(name="tunepipe", log_prints=True)
-def pipeline(root: str = ".", registration: bool = True) -> dict[str, Any]:
-    """Run load -> validate -> tokenize -> train -> evaluate through DVC, then register."""
+def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1) -> dict[str, Any]:
+    """Run load -> validate -> tokenize -> train -> evaluate through DVC, then register.
+
+    A train task that dies (a worker killed, a node lost) is retried `train_retries` times; the
+    retry resumes from the last checkpoint. Other stages fail for reasons a retry cannot fix.
+    """
     base = Path(root).resolve()
     p = params_mod.read(base / paths.PARAMS)
     for stage in STAGES:
-        dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage)
+        retries = train_retries if stage == "train" else 0
+        dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(base, stage)
         if stage == "validate":
             publish_validation(base)
     evaluation = publish_metrics(base)

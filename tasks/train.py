@@ -87,12 +87,6 @@ def last_complete_checkpoint(run_dir: Path) -> str | None:
     return None
 
 
-def count_parameters(model: Any) -> dict[str, int]:
-    total = sum(x.numel() for x in model.parameters())
-    trainable = sum(x.numel() for x in model.parameters() if x.requires_grad)
-    return {"total": total, "trainable": trainable}
-
-
 def build_model(p: Params, labels: list[str]) -> Any:
     """A pre-trained encoder with a fresh head for the task; label names go into its config so
     that anything loading the saved model predicts names, not ids."""
@@ -243,6 +237,7 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
     )
 
     from tasks.tokenize import load_tokenizer, read_info, read_tokenized
+    from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
     from tunepipe.metrics import EXTRA_METRICS, trainer_metrics
 
     t = p.train
@@ -274,6 +269,12 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
     collator = (
         DataCollatorForTokenClassification if p.task == "token_classification" else DataCollatorWithPadding
     )
+    callbacks = (*callbacks, GradualUnfreezing()) if t.freeze == "gradual" else callbacks
+    try:
+        # gradual: the callback freezes at train begin, after the optimizer holds every weight
+        apply_freezing(model, "none" if t.freeze == "gradual" else t.freeze, t.freeze_layers)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: train.freeze {t.freeze}: {exc}") from None
     params_count = count_parameters(model)
     print(
         f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "

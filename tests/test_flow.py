@@ -101,3 +101,57 @@ def test_flow_stops_at_failed_validation(project: Path, prefect_backend: None) -
     assert "tokenize" not in states and "register" not in states
     with pytest.raises(Exception, match="expect_column_values_to_be_in_set failed on column 'label'"):
         state.result()
+
+
+def test_killed_train_task_is_retried_and_resumes(
+    tmp_path: Path, tiny_bert: Path, prefect_backend: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL of the training process under the flow: Prefect retries the train task, which
+    resumes from the last checkpoint and ends with the uninterrupted run's metrics."""
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    from flows.pipeline import pipeline
+    from tests.conftest import make_project, run_stages_in_process
+    from tests.test_resume import KILL_AFTER_STEP, configure, saved_steps
+
+    baseline = configure(make_project(tmp_path / "baseline", tiny_bert))
+    run_stages_in_process(baseline, monkeypatch)
+    expected = json.loads((baseline / "reports/metrics.json").read_text())
+    monkeypatch.chdir(tmp_path)
+
+    project = configure(make_project(tmp_path / "flow", tiny_bert))
+    killed: list[int] = []
+
+    def kill_training() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            if any(step >= KILL_AFTER_STEP for step in saved_steps(project)):
+                for proc in psutil.process_iter(["cmdline", "cwd"]):
+                    if "tasks.train" in (proc.info["cmdline"] or []) and proc.info["cwd"] == str(project):
+                        proc.send_signal(signal.SIGKILL)
+                        killed.append(proc.pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_training, daemon=True)
+    killer.start()
+    state = pipeline(root=str(project), registration=False, return_state=True)
+    killer.join()
+    assert killed, "training finished before it could be killed"
+    assert state.is_completed()
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    train_run = next(r for r in runs if r.name == "train")
+    assert train_run.run_count == 2 and train_run.state.name == "Completed"
+    report = json.loads((project / "reports/train.json").read_text())
+    assert int(report["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
+    assert json.loads((project / "reports/metrics.json").read_text()) == expected

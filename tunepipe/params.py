@@ -19,6 +19,7 @@ from tunepipe.metrics import EXTRA_METRICS
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
 TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
+FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
 
 
 @dataclass
@@ -116,6 +117,11 @@ class TrainParams:
     early_stopping_threshold: float = 0.0  # minimum improvement that resets the patience
     # Weight the loss by inverse train label frequency (sklearn's "balanced"): for imbalanced classes.
     class_weights: bool = False
+    # none (full fine-tuning), head_only (encoder frozen), embeddings (frozen), first_n (embeddings
+    # and the first freeze_layers encoder layers frozen), gradual (head first, then one more layer
+    # from the top each epoch).
+    freeze: str = "none"
+    freeze_layers: int = 0
     max_train_samples: int | None = None
     group_by_length: bool = True
     logging_steps: int = 20
@@ -233,6 +239,10 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
     if extra:
         raise PipelineError(
             f"{where}: evaluate.metrics: unknown {', '.join(extra)}; choose from {', '.join(EXTRA_METRICS)}"
+        )
+    if params.train.freeze not in FREEZE_MODES:
+        raise PipelineError(
+            f"{where}: train.freeze must be one of {', '.join(FREEZE_MODES)}, got {params.train.freeze!r}"
         )
     rng = params.validate.target_range
     if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):

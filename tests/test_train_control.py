@@ -1,0 +1,45 @@
+"""Freezing through the train stage: frozen weights leave training bit-identical."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import make_project, set_params
+
+
+def test_first_n_frozen_layers_stay_bit_identical(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import load, tokenize, train, validate
+    from tunepipe import params
+
+    project = make_project(tmp_path / "p", tiny_bert)
+    set_params(project, **{"train.freeze": "first_n", "train.freeze_layers": 1, "train.epochs": 2})
+    monkeypatch.chdir(project)
+    for stage in (load, validate, tokenize):
+        stage.main()
+    report = train.train(params.read("params.yaml"))
+
+    before = load_file(str(tiny_bert / "model.safetensors"))
+    after = load_file("models/model/model.safetensors")
+    encoder = {k.removeprefix("bert."): v for k, v in after.items() if k.startswith("bert.")}
+    frozen = [k for k in before if k.startswith(("embeddings.", "encoder.layer.0."))]
+    trained = [k for k in before if k.startswith("encoder.layer.1.")]
+    assert frozen and trained
+    for name in frozen:
+        assert torch.equal(before[name], encoder[name]), name
+    for name in trained:
+        assert not torch.equal(before[name], encoder[name]), name
+    counts = report["parameters"]
+    frozen_numel = sum(before[k].numel() for k in frozen)
+    assert counts["frozen"] == frozen_numel and counts["trainable"] == counts["total"] - frozen_numel
+    assert json.loads(Path("reports/train.json").read_text())["parameters"] == counts
+
+    set_params(project, **{"train.freeze_layers": 3})
+    with pytest.raises(Exception, match="train.freeze first_n: .*2 encoder layers"):
+        train.train(params.read("params.yaml"))
