@@ -226,8 +226,17 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
         write_text(path, pd.DataFrame(rows, columns=None if rows else ["step"]).to_csv(index=False))
 
 
-def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...] = ()) -> dict[str, Any]:
-    """Fine-tune and save the model; `callbacks` are extra TrainerCallbacks (tests observe with them)."""
+def train(
+    p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...] = (), out_dir: Path | None = None
+) -> dict[str, Any]:
+    """Fine-tune and save the model; returns the training report.
+
+    `callbacks` are extra TrainerCallbacks (a search's pruning, tests' observers). `out_dir` is a
+    hyperparameter-search trial's folder: model/ and checkpoints/ go there and no report, curve
+    or DVC output is touched.
+    """
+    model_dir = out_dir / "model" if out_dir else paths.MODEL
+    checkpoints = out_dir / "checkpoints" if out_dir else paths.CHECKPOINTS
     import torch
     from transformers import (
         DataCollatorForTokenClassification,
@@ -254,9 +263,9 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
     columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
     train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
 
-    run_dir = paths.CHECKPOINTS / fingerprint(p, data_dir)
-    if paths.CHECKPOINTS.exists():
-        for other in paths.CHECKPOINTS.iterdir():
+    run_dir = checkpoints / fingerprint(p, data_dir)
+    if checkpoints.exists():
+        for other in checkpoints.iterdir():
             if other != run_dir:
                 shutil.rmtree(other, ignore_errors=True)
     resume = last_complete_checkpoint(run_dir)
@@ -299,13 +308,14 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
     )
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
-    with atomic_dir(paths.MODEL) as tmp:
+    with atomic_dir(model_dir) as tmp:
         trainer.save_model(str(tmp))
         # A pickle holding run-specific paths: not needed to load the model, and it would make
         # the model's hash differ between identical runs. The params are in the lineage record.
         (tmp / "training_args.bin").unlink(missing_ok=True)
     state = trainer.state
-    write_curves(state.log_history)
+    if out_dir is None:
+        write_curves(state.log_history)
     report = {
         "device": device,
         "parameters": params_count,
@@ -321,9 +331,10 @@ def train(p: Params, data_dir: Path = paths.TOKENIZED, callbacks: tuple[Any, ...
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
     }
-    write_json(paths.TRAIN_REPORT, report)
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
-    write_text(paths.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
+    if out_dir is None:
+        write_json(paths.TRAIN_REPORT, report)
+        write_text(paths.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
     return report
 
 

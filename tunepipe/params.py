@@ -139,6 +139,22 @@ class EvaluateParams:
 
 
 @dataclass
+class SearchParams:
+    """Hyperparameter search (`tunepipe search`): an Optuna study over train.* values."""
+
+    sampler: str = "tpe"  # tpe (Bayesian) or grid
+    trials: int = 20  # tpe: trials in all (a resumed study counts its finished ones); grid: at most
+    # train.* name -> a list of values (grid points, or choices for tpe), or for tpe a range
+    # {low: 1.0e-5, high: 1.0e-3, log: true} (ints stay ints; `step` allowed).
+    space: dict[str, Any] = field(default_factory=dict)
+    metric: str | None = None  # validation metric to optimise; null: train.metric_for_best_model
+    pruning: bool = True  # stop poor trials early from their intermediate evaluations (median rule)
+    storage: str = "sqlite:///search/study.db"  # any Optuna storage URL; shared by several workers
+    study_name: str = "tunepipe"
+    seed: int = 42
+
+
+@dataclass
 class RegisterParams:
     name: str = "model"
     bump: str = "patch"  # major, minor or patch
@@ -154,6 +170,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     register: RegisterParams = field(default_factory=RegisterParams)
+    search: SearchParams = field(default_factory=SearchParams)
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -240,6 +257,11 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
         raise PipelineError(
             f"{where}: evaluate.metrics: unknown {', '.join(extra)}; choose from {', '.join(EXTRA_METRICS)}"
         )
+    if params.search.sampler not in ("tpe", "grid"):
+        raise PipelineError(f"{where}: search.sampler must be tpe or grid, got {params.search.sampler!r}")
+    unknown = sorted(set(params.search.space) - {f.name for f in dataclasses.fields(TrainParams)})
+    if unknown:
+        raise PipelineError(f"{where}: search.space: {', '.join(unknown)} are not train.* parameters")
     if params.train.freeze not in FREEZE_MODES:
         raise PipelineError(
             f"{where}: train.freeze must be one of {', '.join(FREEZE_MODES)}, got {params.train.freeze!r}"
