@@ -5,6 +5,8 @@ changes only train.freeze / train.freeze_layers and re-runs (DVC re-runs just tr
 evaluate), printing test accuracy, macro F1, trainable parameters and training time per mode:
 
     python benchmarks/freezing.py [--workdir /tmp/tunepipe-freezing] [--modes none head_only first_n:4]
+
+A mode is `freeze[:layers]`, optionally followed by train overrides: `head_only,learning_rate=1e-3`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
+def number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "tunepipe-freezing")
@@ -33,9 +44,13 @@ def main() -> None:
     params_file = args.workdir / "params.yaml"
     rows = []
     for mode in args.modes:
-        name, _, layers = mode.partition(":")
+        freeze, *overrides = mode.split(",")
+        name, _, layers = freeze.partition(":")
         params = yaml.safe_load(params_file.read_text())
         params["train"].update(freeze=name, freeze_layers=int(layers or 0))
+        for override in overrides:
+            key, _, value = override.partition("=")
+            params["train"][key] = number(value)
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.perf_counter()
         proc = subprocess.run(

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tunepipe import paths
 from tunepipe.errors import PipelineError
@@ -27,6 +28,16 @@ def cmd_run(args: argparse.Namespace) -> None:
     from flows.pipeline import main as flow_main
 
     flow_main(["--root", args.root] + (["--no-register"] if args.no_register else []))
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from flows.search import main as search_main
+
+    search_main(
+        ["--root", args.root]
+        + (["--trials", str(args.trials)] if args.trials is not None else [])
+        + (["--apply"] if args.apply else [])
+    )
 
 
 def cmd_register(args: argparse.Namespace) -> None:
@@ -90,11 +101,23 @@ def cmd_lineage(args: argparse.Namespace) -> None:
         + ", rows "
         + ", ".join(f"{s} {d['rows']}" for s, d in record["validation"]["splits"].items()),
         f"  prefect flow run    {record['prefect_flow_run_id'] or '-'}",
+        "  search study        " + _search_line(record.get("search")),
         "  packages            " + ", ".join(f"{k}=={v}" for k, v in record["packages"].items()),
         "  params              "
         + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
     ]
     print("\n".join(lines))
+
+
+def _search_line(study: dict[str, Any] | None) -> str:
+    if not study:
+        return "-"
+    return (
+        f"{study['study_name']} in {study['storage']} ({study['sampler']}), best trial "
+        f"{study['best_trial']} of "
+        + ", ".join(f"{n} {k.lower()}" for k, n in study["trials"].items())
+        + f": {study['metric']} {study['best_value']:.4f}"
+    )
 
 
 def cmd_versions(args: argparse.Namespace) -> None:
@@ -125,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole pipeline as a Prefect flow")
     run.add_argument("--no-register", action="store_true")
     run.set_defaults(func=cmd_run)
+
+    search = sub.add_parser("search", help="hyperparameter search: an Optuna study (search: in params.yaml)")
+    search.add_argument("--trials", type=int, help="finished trials in all (default: search.trials)")
+    search.add_argument("--apply", action="store_true", help="write the best values into params.yaml")
+    search.set_defaults(func=cmd_search)
 
     reg = sub.add_parser("register", help="register the evaluated model (after `dvc repro`)")
     reg.add_argument("--name", help="artifact name (default: register.name in params.yaml)")

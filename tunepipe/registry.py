@@ -113,6 +113,30 @@ def package_versions() -> dict[str, str]:
 SPLIT_SUMMARY = ("rows", "words", "class_counts", "tag_counts", "target")
 
 
+def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
+    """The search study whose best values this model was trained with, or None.
+
+    search/best.json counts only once `--apply` wrote its values into params.yaml and only while
+    train: still holds them: a hand-edited value afterwards means the study no longer explains it.
+    """
+    from tunepipe import search
+
+    best_file = root / search.BEST_JSON
+    if not best_file.is_file():
+        return None
+    best = read_json(best_file)
+    if not best.get("applied") or not best.get("best_params"):
+        return None
+    train = dataclasses.asdict(p.train)
+    if not all(search.same_value(train.get(k), v) for k, v in best["best_params"].items()):
+        return None
+    keep = ("study_name", "storage", "sampler", "metric", "direction", "best_trial", "best_value")
+    return {k: best.get(k) for k in keep} | {
+        "best_params": best["best_params"],
+        "trials": best.get("trials", {}),
+    }
+
+
 def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) -> dict[str, Any]:
     lock = read_lock(root)
     outs = lock_outputs(lock)
@@ -126,6 +150,7 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
         if (path := line[3:]) not in committed_here and not path.endswith(".gitignore")
     ]
+    p = params_mod.read(root / paths.PARAMS)
     return {
         "artifact": name,
         "version": version,
@@ -140,7 +165,7 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "model": outs[artifact_path] | {"path": artifact_path},
         "params": yaml.safe_load((root / paths.PARAMS).read_text()),
         # What the stages actually used: params.yaml with a preset's values filled in.
-        "resolved_params": dataclasses.asdict(params_mod.read(root / paths.PARAMS)),
+        "resolved_params": dataclasses.asdict(p),
         "metrics": read_json(root / paths.METRICS),
         "thresholds": read_json(root / paths.EVALUATION)["thresholds"],
         "validation": {
@@ -151,6 +176,8 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
             "truncation": validation.get("truncation"),
         },
         "training": read_json(root / paths.TRAIN_REPORT),
+        # The Optuna study that chose train: values, when they came from `search --apply`.
+        "search": search_record(root, p),
         "packages": package_versions(),
         "python": platform.python_version(),
         "prefect_flow_run_id": flow_run_id,

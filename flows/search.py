@@ -1,0 +1,121 @@
+"""Hyperparameter search as a Prefect flow: the data stages through DVC, then the Optuna study.
+
+The study needs only tokenized data, so load, validate and tokenize run as in the pipeline flow
+(Cached when dvc.lock says they are up to date); train and evaluate stay out of it. With --apply
+the best values go into params.yaml, and the next `dvc repro` (or pipeline flow) trains on them.
+
+    python -m flows.search                      # search.trials trials in all (a resumed study counts)
+    python -m flows.search --trials 30 --apply
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.pipeline import dvc_stage
+from tunepipe import params as params_mod
+from tunepipe import paths
+from tunepipe.errors import PipelineError
+from tunepipe.stage import set_env_defaults
+
+DATA_STAGES = ("load", "validate", "tokenize")
+
+
+def best_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Study `{result['study_name']}` ({result['sampler']}) in `{result['storage']}`: "
+        f"{result['metric']} ({result['direction']})",
+        "",
+        "Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in result["trials"].items()),
+        "",
+    ]
+    if result["best_trial"] is None:
+        return "\n".join([*lines, "No trial has completed yet."])
+    lines += [
+        f"Best: trial {result['best_trial']}, {result['metric']} {result['best_value']:.4f}"
+        + (f", model in `{result['best_model']}`" if result["best_model"] else ""),
+        "",
+        "| parameter | value |",
+        "|---|---|",
+        *(f"| train.{k} | {v} |" for k, v in result["best_params"].items()),
+    ]
+    return "\n".join(lines)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="search")
+def run_study(root: Path, trials: int | None) -> dict[str, Any]:
+    import pandas as pd
+
+    from tunepipe import search as study
+
+    result = study.run_search(params_mod.read(root / paths.PARAMS), root, trials)
+    table = pd.read_csv(root / study.TRIALS_CSV)
+    rows = json.loads(table.to_json(orient="records"))  # plain JSON types; no value yet -> null
+    create_table_artifact(rows, key="search-trials", description=f"Optuna study {result['study_name']}")
+    create_markdown_artifact(best_markdown(result), key="search-best", description="Best trial")
+    return result | {"table": rows}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="apply-best")
+def apply_params(root: Path, best_params: dict[str, Any]) -> list[str]:
+    from tunepipe import search as study
+
+    changed = study.apply_best(root, best_params)
+    get_run_logger().info("params.yaml: %s", ", ".join(changed) or "already holds the best values")
+    return changed
+
+
+@flow(name="tunepipe-search", log_prints=True)
+def search(root: str = ".", trials: int | None = None, apply: bool = False) -> dict[str, Any]:
+    """Bring the tokenized data up to date through DVC, run the study, optionally apply its best."""
+    base = Path(root).resolve()
+    params_mod.read(base / paths.PARAMS)  # a broken params.yaml fails before any stage runs
+    for stage in DATA_STAGES:
+        dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage)
+    result = run_study(base, trials)
+    result["applied"] = None
+    if apply:
+        if result["best_trial"] is None:
+            raise PipelineError("search: no completed trial, nothing to apply")
+        result["applied"] = apply_params(base, result["best_params"])
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.search", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=".", help="project directory (with dvc.yaml and params.yaml)")
+    parser.add_argument("--trials", type=int, help="finished trials in all (default: search.trials)")
+    parser.add_argument("--apply", action="store_true", help="write the best values into params.yaml")
+    args = parser.parse_args(argv)
+    set_env_defaults()
+    try:
+        result = search(root=args.root, trials=args.trials, apply=args.apply)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    import pandas as pd
+
+    print(pd.DataFrame(result["table"]).to_string(index=False))
+    if result["best_trial"] is None:
+        print("no completed trial yet")
+        return
+    print(
+        f"best: trial {result['best_trial']}, {result['metric']} {result['best_value']:.4f}: "
+        + ", ".join(f"train.{k}={v}" for k, v in result["best_params"].items())
+    )
+    if result["applied"] is not None:
+        print("applied to params.yaml: " + (", ".join(result["applied"]) or "no change"))
+    elif result["best_model"]:
+        print(f"model: {result['best_model']}; apply with --apply")
+
+
+if __name__ == "__main__":
+    main()
