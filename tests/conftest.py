@@ -190,6 +190,31 @@ def project(tmp_path: Path, tiny_bert: Path) -> Path:
     return make_project(tmp_path / "project", tiny_bert)
 
 
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> tuple[Path, str]:
+    """A project after its first `dvc repro` (every stage ran), and that run's output.
+
+    Read-only: tests that go on from this state work in `copy_project` of it, which saves them a
+    full repro (about 25 s of stage start-ups) each.
+    """
+    root = make_project(tmp_path_factory.mktemp("reproduced") / "project", tiny_bert)
+    return root, dvc(root, "repro").stdout
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    """A copy with its git history, DVC cache and outputs: another checkout in the same state."""
+    return Path(shutil.copytree(src, dst, symlinks=True))
+
+
+@pytest.fixture(scope="session")
+def prefect_backend():
+    """One temporary Prefect server for every flow test (starting one costs about 15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
 STAGE_MODULES = ("load", "validate", "tokenize", "train", "evaluate")
 
 

@@ -8,15 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dvc, run, set_params
-
-
-@pytest.fixture(scope="module")
-def prefect_backend():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+from tests.conftest import copy_project, dvc, run, set_params
 
 
 def task_states(flow_state: Any) -> dict[str, str]:
@@ -41,10 +33,12 @@ def artifacts(flow_state: Any) -> set[str]:
     return {a.key for a in found}
 
 
-def test_flow_and_dvc_repro_agree(project: Path, prefect_backend: None) -> None:
+def test_flow_and_dvc_repro_agree(
+    reproduced: tuple[Path, str], tmp_path: Path, prefect_backend: None
+) -> None:
     from flows.pipeline import pipeline
 
-    dvc(project, "repro")
+    project = copy_project(reproduced[0], tmp_path / "project")  # after `dvc repro`
     state = pipeline(root=str(project), return_state=True)
     assert state.is_completed()
     assert task_states(state) == {

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import dvc, make_project, make_reviews, run, set_params
+from tests.conftest import copy_project, dvc, make_project, make_reviews, run, set_params
 
 STAGES = ("load", "validate", "tokenize", "train", "evaluate")
 
@@ -29,9 +29,12 @@ def tags(root: Path) -> list[str]:
     return run(["git", "tag", "--list"], root).stdout.split()
 
 
-def test_repro_reruns_only_what_changed_then_registers_and_predicts(project: Path, tmp_path: Path) -> None:
-    first = dvc(project, "repro")
-    assert ran(first.stdout) == list(STAGES)
+def test_repro_reruns_only_what_changed_then_registers_and_predicts(
+    reproduced: tuple[Path, str], tmp_path: Path
+) -> None:
+    template, first_output = reproduced  # a fresh project after its first `dvc repro`
+    assert ran(first_output) == list(STAGES)
+    project = copy_project(template, tmp_path / "project")
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) >= {"accuracy", "precision_macro", "recall_macro", "f1_macro"}
     evaluation = json.loads((project / "reports/evaluation.json").read_text())
@@ -114,11 +117,12 @@ def test_validation_failure_stops_the_run(tmp_path: Path, tiny_bert: Path) -> No
     assert report["success"] is False
 
 
-def test_below_threshold_model_is_not_registered(tmp_path: Path, tiny_bert: Path) -> None:
-    project = make_project(tmp_path / "p", tiny_bert)
+def test_below_threshold_model_is_not_registered(reproduced: tuple[Path, str], tmp_path: Path) -> None:
+    project = copy_project(reproduced[0], tmp_path / "project")
     set_params(project, **{"evaluate.thresholds": {"accuracy": 1.01}})
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0
+    assert ran(result.stdout) == ["evaluate"]  # thresholds are evaluate's params alone
     assert "model rejected: accuracy = " in result.stderr + result.stdout
     assert "below the threshold 1.01" in result.stderr + result.stdout
     refused = tunepipe(project, "register", check=False)
@@ -127,7 +131,9 @@ def test_below_threshold_model_is_not_registered(tmp_path: Path, tiny_bert: Path
     assert tags(project) == []
 
 
-def test_two_clones_reproduce_identical_hashes(tmp_path: Path, tiny_bert: Path) -> None:
+def test_two_clones_reproduce_identical_hashes(
+    reproduced: tuple[Path, str], tmp_path: Path, tiny_bert: Path
+) -> None:
     """Same code, params, data and model in two checkouts at different paths: byte-identical data
     and model outputs, so lineage hashes and DVC's run-cache hold across machines."""
 
@@ -142,9 +148,8 @@ def test_two_clones_reproduce_identical_hashes(tmp_path: Path, tiny_bert: Path) 
 
     # Each checkout has its own copy of the model, as each machine has its own site-packages.
     other_model = shutil.copytree(tiny_bert, tmp_path / "other-site-packages" / "model")
-    one = make_project(tmp_path / "one", tiny_bert)
+    one = reproduced[0]  # reproduced with the model at tiny_bert's path
     two = make_project(tmp_path / "elsewhere" / "two", other_model)
-    dvc(one, "repro")
     dvc(two, "repro")
     assert len(hashes(one)) == 3
     assert hashes(one) == hashes(two)

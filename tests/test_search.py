@@ -284,9 +284,7 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
         search.apply_best(tmp_path, {"learning_rat": 1e-3})
 
 
-def test_search_flow_runs_the_data_stages_then_the_study(project: Path) -> None:
-    from prefect.testing.utilities import prefect_test_harness
-
+def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_backend: None) -> None:
     from flows.search import search as search_flow
     from tests.test_flow import artifacts, task_states
 
@@ -294,17 +292,18 @@ def test_search_flow_runs_the_data_stages_then_the_study(project: Path) -> None:
     # date (running them again would cost this test another 25 s; test_flow covers re-runs).
     dvc(project, "commit", "--force", "--with-deps", "tokenize")
     configure(project, sampler="grid", space={"learning_rate": [1e-3, 3e-3]})
-    with prefect_test_harness(server_startup_timeout=120):
-        state = search_flow(root=str(project), apply=True, return_state=True)
-        assert state.is_completed()
-        assert task_states(state) == {
-            "load": "Cached",
-            "validate": "Cached",
-            "tokenize": "Cached",
-            "search": "Completed",
-            "apply-best": "Completed",
-        }
-        assert {"search-trials", "search-best"} <= artifacts(state)
+    # One epoch on the tiny model may land anywhere: this test is about lineage, not quality.
+    set_params(project, **{"evaluate.thresholds": {"accuracy": 0.0}})
+    state = search_flow(root=str(project), apply=True, return_state=True)
+    assert state.is_completed()
+    assert task_states(state) == {
+        "load": "Cached",
+        "validate": "Cached",
+        "tokenize": "Cached",
+        "search": "Completed",
+        "apply-best": "Completed",
+    }
+    assert {"search-trials", "search-best"} <= artifacts(state)
     result = state.result()
     assert result["trials"] == {"COMPLETE": 2} and len(result["table"]) == 2
     applied = params_mod.read(project / "params.yaml").train
