@@ -38,3 +38,23 @@ def test_missing_params_file(tmp_path: Path) -> None:
 def test_source_accepts_split_mapping() -> None:
     p = params.parse({"load": {"source": {"train": "a.csv", "test": "b.csv"}}})
     assert p.load.source == {"train": "a.csv", "test": "b.csv"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("warmup_ratio", 1.0, "at least 0 and below 1"),
+        ("epochs", 0, "greater than 0"),
+        ("learning_rate", -1e-5, "0 or more"),
+        ("batch_size", 0, "1 or more"),
+        ("max_train_samples", 0, "1 or more, or null"),
+    ],
+)
+def test_out_of_range_train_value_names_the_field(field: str, value: float, expected: str) -> None:
+    with pytest.raises(PipelineError, match=rf"train\.{field}: expected {expected}, got {value!r}"):
+        params.parse({"train": {field: value}})
+
+
+def test_range_edges_are_accepted() -> None:
+    p = params.parse({"train": {"warmup_ratio": 0.0, "learning_rate": 0.0, "max_train_samples": None}})
+    assert (p.train.warmup_ratio, p.train.learning_rate, p.train.max_train_samples) == (0.0, 0.0, None)

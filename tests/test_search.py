@@ -223,6 +223,10 @@ def test_space_errors_name_the_entry(project: Path) -> None:
         search.check_space({"warmup_ratio": {"low": 0.0, "hi": 0.1}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: a log range needs low > 0"):
         search.check_space({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "tpe")
+    with pytest.raises(PipelineError, match=r"warmup_ratio\[1\]: expected at least 0 and below 1"):
+        search.check_space({"warmup_ratio": [0.0, 1.5]}, "grid")
+    with pytest.raises(PipelineError, match=r"search\.space\.epochs\.low: expected greater than 0"):
+        search.check_space({"epochs": {"low": 0, "high": 3}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.epochs: an empty list"):
         search.check_space({"epochs": []}, "grid")
     p = configure(project, sampler="tpe", space={"epochs": [1]})

@@ -129,6 +129,34 @@ class TrainParams:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
 
 
+# Bounds that the types cannot say. warmup_ratio below 1 matters: Trainer reads a warmup of 1 or
+# more as a number of steps, so warmup_ratio 1.0 would silently mean one step.
+TRAIN_BOUNDS: dict[str, tuple[Any, Any, str]] = {
+    "epochs": (0, None, "greater than 0"),
+    "learning_rate": (0, None, "0 or more"),
+    "batch_size": (1, None, "1 or more"),
+    "eval_batch_size": (1, None, "1 or more"),
+    "weight_decay": (0, None, "0 or more"),
+    "warmup_ratio": (0, 1, "at least 0 and below 1"),
+    "evaluations_per_epoch": (1, None, "1 or more"),
+    "early_stopping_patience": (1, None, "1 or more"),
+    "early_stopping_threshold": (0, None, "0 or more"),
+    "freeze_layers": (0, None, "0 or more"),
+    "max_train_samples": (1, None, "1 or more, or null"),
+    "logging_steps": (1, None, "1 or more"),
+}
+
+
+def check_train_value(name: str, value: Any, where: str) -> None:
+    """Fail with `where` when a train.<name> value is out of its range (None passes: a null)."""
+    if name not in TRAIN_BOUNDS or value is None:
+        return
+    low, below, expected = TRAIN_BOUNDS[name]
+    ok = value > low if name == "epochs" else value >= low
+    if not ok or (below is not None and value >= below):
+        raise PipelineError(f"{where}: expected {expected}, got {value!r}")
+
+
 @dataclass
 class EvaluateParams:
     batch_size: int = 64
@@ -262,6 +290,8 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
     unknown = sorted(set(params.search.space) - {f.name for f in dataclasses.fields(TrainParams)})
     if unknown:
         raise PipelineError(f"{where}: search.space: {', '.join(unknown)} are not train.* parameters")
+    for f in dataclasses.fields(TrainParams):
+        check_train_value(f.name, getattr(params.train, f.name), f"{where}: train.{f.name}")
     if params.train.freeze not in FREEZE_MODES:
         raise PipelineError(
             f"{where}: train.freeze must be one of {', '.join(FREEZE_MODES)}, got {params.train.freeze!r}"

@@ -55,7 +55,9 @@ def _field_types() -> dict[str, Any]:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     """A value as train.<name> would hold it (ints for int fields), or a PipelineError at `where`."""
-    return params_mod._check(value, _field_types()[name], where)
+    value = params_mod._check(value, _field_types()[name], where)
+    params_mod.check_train_value(name, value, where)
+    return value
 
 
 def _is_number(value: Any) -> bool:
