@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,21 +130,22 @@ class TrainParams:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
 
 
-# Bounds that the types cannot say. warmup_ratio below 1 matters: Trainer reads a warmup of 1 or
-# more as a number of steps, so warmup_ratio 1.0 would silently mean one step.
-TRAIN_BOUNDS: dict[str, tuple[Any, Any, str]] = {
-    "epochs": (0, None, "greater than 0"),
-    "learning_rate": (0, None, "0 or more"),
-    "batch_size": (1, None, "1 or more"),
-    "eval_batch_size": (1, None, "1 or more"),
-    "weight_decay": (0, None, "0 or more"),
-    "warmup_ratio": (0, 1, "at least 0 and below 1"),
-    "evaluations_per_epoch": (1, None, "1 or more"),
-    "early_stopping_patience": (1, None, "1 or more"),
-    "early_stopping_threshold": (0, None, "0 or more"),
-    "freeze_layers": (0, None, "0 or more"),
-    "max_train_samples": (1, None, "1 or more, or null"),
-    "logging_steps": (1, None, "1 or more"),
+# Bounds that the types cannot say: the test a value must pass, and what the error says was expected.
+# warmup_ratio below 1 matters: Trainer reads a warmup of 1 or more as a number of steps, so
+# warmup_ratio 1.0 would silently mean one step.
+TRAIN_BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: v > 0, "greater than 0"),
+    "learning_rate": (lambda v: v >= 0, "0 or more"),
+    "batch_size": (lambda v: v >= 1, "1 or more"),
+    "eval_batch_size": (lambda v: v >= 1, "1 or more"),
+    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "evaluations_per_epoch": (lambda v: v >= 1, "1 or more"),
+    "early_stopping_patience": (lambda v: v >= 1, "1 or more"),
+    "early_stopping_threshold": (lambda v: v >= 0, "0 or more"),
+    "freeze_layers": (lambda v: v >= 0, "0 or more"),
+    "max_train_samples": (lambda v: v >= 1, "1 or more, or null"),
+    "logging_steps": (lambda v: v >= 1, "1 or more"),
 }
 
 
@@ -151,9 +153,8 @@ def check_train_value(name: str, value: Any, where: str) -> None:
     """Fail with `where` when a train.<name> value is out of its range (None passes: a null)."""
     if name not in TRAIN_BOUNDS or value is None:
         return
-    low, below, expected = TRAIN_BOUNDS[name]
-    ok = value > low if name == "epochs" else value >= low
-    if not ok or (below is not None and value >= below):
+    within, expected = TRAIN_BOUNDS[name]
+    if not within(value):
         raise PipelineError(f"{where}: expected {expected}, got {value!r}")
 
 
