@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from tunepipe import dvcrepo, paths, registry
+from tunepipe import catalog, dvcrepo, registry
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
@@ -87,7 +87,7 @@ def register_model(root: Path, name: str, bump: str) -> Any:
 
 
 def publish_validation(root: Path) -> None:
-    report = read_json(root / paths.VALIDATION_REPORT)
+    report = read_json(root / catalog.VALIDATION_REPORT)
     truncation = report.get("truncation", {})
     rows = []
     for split, data in report["splits"].items():
@@ -106,7 +106,7 @@ def publish_validation(root: Path) -> None:
 
 
 def publish_metrics(root: Path) -> dict[str, Any]:
-    evaluation = read_json(root / paths.EVALUATION)
+    evaluation = read_json(root / catalog.EVALUATION)
     metrics = evaluation["metrics"]
     lines = ["| metric | value | threshold |", "|---|---|---|"]
     thresholds = {c["metric"]: c["minimum"] for c in evaluation["thresholds"]}
@@ -140,7 +140,7 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
     retry resumes from the last checkpoint. Other stages fail for reasons a retry cannot fix.
     """
     base = Path(root).resolve()
-    p = params_mod.read(base / paths.PARAMS)
+    p = params_mod.read(base / catalog.PARAMS)
     for stage in STAGES:
         retries = train_retries if stage == "train" else 0
         dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(base, stage)

@@ -21,9 +21,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.pipeline import dvc_stage
+from tunepipe import catalog
 from tunepipe import params as params_mod
-from tunepipe import paths
 from tunepipe.errors import PipelineError
+from tunepipe.search import run_search
+from tunepipe.search_apply import apply_best
 from tunepipe.stage import set_env_defaults
 
 DATA_STAGES = ("load", "validate", "tokenize")
@@ -54,10 +56,8 @@ def best_markdown(result: dict[str, Any]) -> str:
 def run_study(root: Path, trials: int | None) -> dict[str, Any]:
     import pandas as pd
 
-    from tunepipe import search as study
-
-    result = study.run_search(params_mod.read(root / paths.PARAMS), root, trials)
-    table = pd.read_csv(root / study.TRIALS_CSV)
+    result = run_search(params_mod.read(root / catalog.PARAMS), root, trials)
+    table = pd.read_csv(root / catalog.SEARCH_TRIALS_CSV)
     rows = json.loads(table.to_json(orient="records"))  # plain JSON types; no value yet -> null
     create_table_artifact(rows, key="search-trials", description=f"Optuna study {result['study_name']}")
     create_markdown_artifact(best_markdown(result), key="search-best", description="Best trial")
@@ -66,9 +66,7 @@ def run_study(root: Path, trials: int | None) -> dict[str, Any]:
 
 @task(cache_policy=NO_CACHE, task_run_name="apply-best")
 def apply_params(root: Path, best_params: dict[str, Any]) -> list[str]:
-    from tunepipe import search as study
-
-    changed = study.apply_best(root, best_params)
+    changed = apply_best(root, best_params)
     get_run_logger().info("params.yaml: %s", ", ".join(changed) or "already holds the best values")
     return changed
 
@@ -77,7 +75,7 @@ def apply_params(root: Path, best_params: dict[str, Any]) -> list[str]:
 def search(root: str = ".", trials: int | None = None, apply: bool = False) -> dict[str, Any]:
     """Bring the tokenized data up to date through DVC, run the study, optionally apply its best."""
     base = Path(root).resolve()
-    params_mod.read(base / paths.PARAMS)  # a broken params.yaml fails before any stage runs
+    params_mod.read(base / catalog.PARAMS)  # a broken params.yaml fails before any stage runs
     for stage in DATA_STAGES:
         dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage)
     result = run_study(base, trials)

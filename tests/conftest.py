@@ -21,6 +21,7 @@ PROJECT_FILES = (
     "tasks",
     "tunepipe",
     "flows",
+    "cli",
     "data/raw/README.md",
     "data/.gitignore",
     "models/.gitignore",

@@ -27,7 +27,8 @@ class CheckpointWatcher(TrainerCallback):
 def test_flat_metric_stops_early_and_keeps_the_best_checkpoint(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import load, tokenize, train, validate
+    from tasks import load, tokenize, validate
+    from tunepipe import training
     from tunepipe import params
 
     project = make_project(tmp_path / "p", tiny_bert)
@@ -45,7 +46,7 @@ def test_flat_metric_stops_early_and_keeps_the_best_checkpoint(
     for stage in (load, validate, tokenize):
         stage.main()
     watcher = CheckpointWatcher()
-    report = train.train(params.read("params.yaml"), callbacks=(watcher,))
+    report = training.train(params.read("params.yaml"), callbacks=(watcher,))
 
     # one evaluation per epoch: the first sets the best, two more without improvement stop it
     assert report["stopped_early"] is True

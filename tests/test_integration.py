@@ -59,7 +59,7 @@ def test_real_model_on_real_snippets(tmp_path: Path, minilm_2_layers: Path) -> N
     assert report["parameters"]["total"] < 20_000_000  # 2 of 6 layers: the full model has 22.7M
 
     # The whole chain to a registered version that predicts unlabelled real text.
-    run([sys.executable, "-m", "tunepipe.cli", "register"], project)
+    run([sys.executable, "-m", "cli.main", "register"], project)
     unlabelled = tmp_path / "new.csv"
     test[["text"]].head(20).to_csv(unlabelled, index=False)
     out = tmp_path / "pred.csv"
@@ -67,7 +67,7 @@ def test_real_model_on_real_snippets(tmp_path: Path, minilm_2_layers: Path) -> N
         [
             sys.executable,
             "-m",
-            "tunepipe.cli",
+            "cli.main",
             "predict",
             "--model",
             "v0.1.0",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks import predict
+from tunepipe import prediction as predict
 from tunepipe.errors import PipelineError
 from tunepipe.io import atomic_dir, write_text
 

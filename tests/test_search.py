@@ -24,7 +24,8 @@ from optuna.trial import TrialState
 
 from tests.conftest import REPO, dvc, make_project, set_params
 from tests.test_pipeline import tunepipe
-from tunepipe import cli, registry, search
+from cli import main as cli
+from tunepipe import catalog, lineage, search, search_apply, search_space
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 
@@ -71,8 +72,8 @@ def points(trials: list[optuna.trial.FrozenTrial], names: list[str]) -> list[tup
 
 
 def assert_only_best_model(root: Path) -> None:
-    assert not list((root / search.TRIALS_DIR).glob("trial-*")), "a trial folder was left behind"
-    assert (root / search.BEST_MODEL / "model.safetensors").is_file()
+    assert not list((root / catalog.SEARCH_TRIALS).glob("trial-*")), "a trial folder was left behind"
+    assert (root / catalog.SEARCH_BEST_MODEL / "model.safetensors").is_file()
 
 
 def test_grid_runs_every_point_once_and_keeps_only_the_best_model(project: Path) -> None:
@@ -83,12 +84,12 @@ def test_grid_runs_every_point_once_and_keeps_only_the_best_model(project: Path)
     trials = load_study(p, project).get_trials(states=FINISHED)
     assert len(trials) == 4
     assert sorted(points(trials, ["learning_rate", "epochs"])) == [(1e-3, 1), (1e-3, 2), (3e-3, 1), (3e-3, 2)]
-    table = pd.read_csv(project / search.TRIALS_CSV)
+    table = pd.read_csv(project / catalog.SEARCH_TRIALS_CSV)
     assert len(table) == 4
     assert list(table.columns) == ["number", "state", "value", "duration_s", "learning_rate", "epochs"]
     assert (table["duration_s"] > 0).all()
 
-    best = json.loads((project / search.BEST_JSON).read_text())
+    best = json.loads((project / catalog.SEARCH_BEST).read_text())
     assert best == result
     assert best["metric"] == "accuracy" and best["direction"] == "maximize"
     assert best["trials"] == {"COMPLETE": 4}
@@ -98,7 +99,7 @@ def test_grid_runs_every_point_once_and_keeps_only_the_best_model(project: Path)
     assert best["best_params"] == by_number[best["best_trial"]].params
     assert by_number[best["best_trial"]].value == winner.value  # ties: Optuna keeps the first
     assert_only_best_model(project)
-    marker = json.loads((project / search.BEST_MODEL / search.MARKER).read_text())
+    marker = json.loads((project / catalog.SEARCH_BEST_MODEL / search.MARKER).read_text())
     assert marker["trial"] == best["best_trial"] and best["best_model"] == "search/best-model"
 
 
@@ -216,19 +217,19 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(project: Path) -> None:
 
 def test_space_errors_name_the_entry(project: Path) -> None:
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: the grid sampler needs a list"):
-        search.check_space({"learning_rate": {"low": 1e-5, "high": 1e-3}}, "grid")
+        search_space.check_space({"learning_rate": {"low": 1e-5, "high": 1e-3}}, "grid")
     with pytest.raises(PipelineError, match=r"search\.space\.batch_size\[1\]: expected an integer"):
-        search.check_space({"batch_size": [16, 8.5]}, "tpe")
+        search_space.check_space({"batch_size": [16, 8.5]}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.warmup_ratio: a range is \{low, high\}"):
-        search.check_space({"warmup_ratio": {"low": 0.0, "hi": 0.1}}, "tpe")
+        search_space.check_space({"warmup_ratio": {"low": 0.0, "hi": 0.1}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: a log range needs low > 0"):
-        search.check_space({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "tpe")
+        search_space.check_space({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "tpe")
     with pytest.raises(PipelineError, match=r"warmup_ratio\[1\]: expected at least 0 and below 1"):
-        search.check_space({"warmup_ratio": [0.0, 1.5]}, "grid")
+        search_space.check_space({"warmup_ratio": [0.0, 1.5]}, "grid")
     with pytest.raises(PipelineError, match=r"search\.space\.epochs\.low: expected greater than 0"):
-        search.check_space({"epochs": {"low": 0, "high": 3}}, "tpe")
+        search_space.check_space({"epochs": {"low": 0, "high": 3}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.epochs: an empty list"):
-        search.check_space({"epochs": []}, "grid")
+        search_space.check_space({"epochs": []}, "grid")
     p = configure(project, sampler="tpe", space={"epochs": [1]})
     shutil.rmtree(project / "data/tokenized")
     with pytest.raises(PipelineError, match=r"dvc repro tokenize"):
@@ -243,7 +244,7 @@ def test_suggest_types_values_as_the_train_fields() -> None:
         "epochs": [1, 2],
         "freeze": ["none", "head_only"],
     }
-    values = search.suggest(study.ask(), space)
+    values = search_space.suggest(study.ask(), space)
     assert isinstance(values["batch_size"], int) and values["batch_size"] in (8, 16, 24, 32)
     assert isinstance(values["learning_rate"], float) and 1e-5 <= values["learning_rate"] <= 1e-3
     assert isinstance(values["epochs"], float)  # train.epochs is a float field
@@ -254,10 +255,10 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     before = (tmp_path / "params.yaml").read_text()
     best = {"learning_rate": 3e-5, "batch_size": 16, "epochs": 2}
-    (tmp_path / search.BEST_JSON).parent.mkdir()
-    (tmp_path / search.BEST_JSON).write_text(json.dumps({"best_params": best}))
+    (tmp_path / catalog.SEARCH_BEST).parent.mkdir()
+    (tmp_path / catalog.SEARCH_BEST).write_text(json.dumps({"best_params": best}))
 
-    changed = search.apply_best(tmp_path, best)
+    changed = search_apply.apply_best(tmp_path, best)
     assert changed == ["train.learning_rate", "train.batch_size", "train.epochs"]
     after = (tmp_path / "params.yaml").read_text()
     diff = [
@@ -281,11 +282,11 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
     assert new["train"] == old["train"] | {"learning_rate": 3e-5, "batch_size": 16, "epochs": 2}
     assert {k: v for k, v in new.items() if k != "train"} == {k: v for k, v in old.items() if k != "train"}
     assert params_mod.read(tmp_path / "params.yaml").train.learning_rate == 3e-5
-    assert json.loads((tmp_path / search.BEST_JSON).read_text())["applied"] is True
+    assert json.loads((tmp_path / catalog.SEARCH_BEST).read_text())["applied"] is True
 
-    assert search.apply_best(tmp_path, best) == []  # already there
+    assert search_apply.apply_best(tmp_path, best) == []  # already there
     with pytest.raises(PipelineError, match="learning_rat is not a train"):
-        search.apply_best(tmp_path, {"learning_rat": 1e-3})
+        search_apply.apply_best(tmp_path, {"learning_rat": 1e-3})
 
 
 def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_backend: None) -> None:
@@ -329,7 +330,7 @@ def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_
 
     # A hand edit after applying means the study no longer explains the model: no search record.
     set_params(project, **{"train.learning_rate": 5e-3})
-    assert registry.search_record(project, params_mod.read(project / "params.yaml")) is None
+    assert lineage.search_record(project, params_mod.read(project / "params.yaml")) is None
 
 
 def test_search_command_passes_its_options_to_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:

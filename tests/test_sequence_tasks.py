@@ -63,7 +63,7 @@ def test_five_classes_with_integer_labels(tmp_path: Path, tiny_bert: Path, monke
 
 
 def test_sentence_pairs_from_a_csv_predict_label_names(tmp_path: Path, tiny_bert: Path, monkeypatch) -> None:
-    from tasks.predict import predict_file
+    from tunepipe.prediction import predict_file
 
     rng = random.Random(1)
     rows = []
@@ -119,7 +119,7 @@ def stsb_rows(n: int, seed: int) -> list[dict]:
 
 
 def test_regression_scores_and_predicts_values(tmp_path: Path, tiny_bert: Path, monkeypatch) -> None:
-    from tasks.predict import predict_file
+    from tunepipe.prediction import predict_file
 
     load = {"columns": {"text": "s1", "text_pair": "s2", "label": "score"}}
     project = csv_project(
@@ -185,7 +185,7 @@ def test_regression_target_outside_range_is_named(
 def test_long_texts_report_the_truncated_share(tmp_path: Path, tiny_bert: Path, monkeypatch, capsys) -> None:
     """IMDB-style reviews: the validation report says how many examples max_length cuts."""
     from tasks import load, validate
-    from tasks.tokenize import load_tokenizer
+    from tunepipe.pretrained import load_tokenizer
     from tunepipe import params
 
     rng = random.Random(3)

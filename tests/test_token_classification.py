@@ -87,7 +87,7 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
 
     # predict on a CoNLL file: one tag per token; on raw text: entity spans with character offsets,
     # the same entities as the word tags give.
-    from tasks.predict import predict_file
+    from tunepipe.prediction import predict_file
     from tunepipe.tagging import entities as chunks
 
     words = ["the", "film", "wonderful", "brilliant", "story", "dull", "scenes"]
@@ -124,7 +124,8 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
 
 
 def test_labels_align_to_first_subtoken_or_all(tmp_path: Path, tiny_bert: Path) -> None:
-    from tasks.tokenize import encode, load_tokenizer
+    from tunepipe.pretrained import load_tokenizer
+    from tunepipe.tokenization import encode
     from tunepipe import params
 
     p = params.parse({"model": {"name": str(tiny_bert)}, "task": "token_classification"})
@@ -200,8 +201,8 @@ def test_conll2003_schema_reads_tag_names(tmp_path: Path) -> None:
     """The hub's conll2003 layout: tokens plus tag ids with ClassLabel names, in a saved DatasetDict."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value
 
-    from tasks import load
     from tunepipe import params
+    from tunepipe.splitting import make_splits
 
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     features = Features(
@@ -234,7 +235,7 @@ def test_conll2003_schema_reads_tag_names(tmp_path: Path) -> None:
             },
         }
     )
-    splits, manifest = load.make_splits(p.load, p.task)
+    splits, manifest = make_splits(p.load, p.task)
     assert manifest["rows"] == {"train": 20, "validation": 5, "test": 5}
     assert splits["test"]["tokens"][0] == ["EU", "rejects", "German", "call", "200"]
     assert splits["test"]["tags"][0] == ["B-ORG", "O", "B-MISC", "O", "O"]

@@ -15,7 +15,8 @@ from tests.conftest import make_project, set_params
 def test_first_n_frozen_layers_stay_bit_identical(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import load, tokenize, train, validate
+    from tasks import load, tokenize, validate
+    from tunepipe import training
     from tunepipe import params
 
     project = make_project(tmp_path / "p", tiny_bert)
@@ -23,7 +24,7 @@ def test_first_n_frozen_layers_stay_bit_identical(
     monkeypatch.chdir(project)
     for stage in (load, validate, tokenize):
         stage.main()
-    report = train.train(params.read("params.yaml"))
+    report = training.train(params.read("params.yaml"))
 
     before = load_file(str(tiny_bert / "model.safetensors"))
     after = load_file("models/model/model.safetensors")
@@ -42,4 +43,4 @@ def test_first_n_frozen_layers_stay_bit_identical(
 
     set_params(project, **{"train.freeze_layers": 3})
     with pytest.raises(Exception, match="train.freeze first_n: .*2 encoder layers"):
-        train.train(params.read("params.yaml"))
+        training.train(params.read("params.yaml"))

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import train
+from tunepipe import checkpoints, devices, training
 from tunepipe import params
 from tunepipe.errors import PipelineError
 
@@ -12,14 +12,14 @@ def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
-    assert train.choose_device(params.TrainParams()) == {"device": "cpu", "precision": "fp32"}
-    assert train.choose_device(params.TrainParams(precision="bf16")) == {"device": "cpu", "precision": "bf16"}
+    assert devices.choose_device(params.TrainParams()) == {"device": "cpu", "precision": "fp32"}
+    assert devices.choose_device(params.TrainParams(precision="bf16")) == {"device": "cpu", "precision": "bf16"}
     with pytest.raises(PipelineError, match="train.device is cuda but no CUDA device"):
-        train.choose_device(params.TrainParams(device="cuda"))
+        devices.choose_device(params.TrainParams(device="cuda"))
     with pytest.raises(PipelineError, match="fp16 needs a CUDA device"):
-        train.choose_device(params.TrainParams(precision="fp16"))
+        devices.choose_device(params.TrainParams(precision="fp16"))
     with pytest.raises(PipelineError, match="train.device must be auto, cpu or cuda"):
-        train.choose_device(params.TrainParams(device="tpu"))
+        devices.choose_device(params.TrainParams(device="tpu"))
 
 
 def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
@@ -28,19 +28,19 @@ def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
     data.mkdir()
     (data / "part.arrow").write_bytes(b"abc")
     base = params.parse({})
-    same = train.fingerprint(params.parse({}), data)
-    assert train.fingerprint(base, data) == same
-    assert train.fingerprint(params.parse({"train": {"learning_rate": 1e-3}}), data) != same
-    assert train.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
+    same = checkpoints.fingerprint(params.parse({}), data)
+    assert checkpoints.fingerprint(base, data) == same
+    assert checkpoints.fingerprint(params.parse({"train": {"learning_rate": 1e-3}}), data) != same
+    assert checkpoints.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
     (data / "part.arrow").write_bytes(b"abd")
-    assert train.fingerprint(base, data) != same
+    assert checkpoints.fingerprint(base, data) != same
 
 
 def test_balanced_weights_follow_train_label_frequencies() -> None:
     # 6 of class 0, 2 of class 1, none of class 2: n / (classes present * count), absent -> 0
-    assert train.balanced_weights([0, 0, 0, 0, 0, 0, 1, 1], 3) == pytest.approx([8 / 12, 8 / 4, 0.0])
+    assert training.balanced_weights([0, 0, 0, 0, 0, 0, 1, 1], 3) == pytest.approx([8 / 12, 8 / 4, 0.0])
     # token labels: -100 (special tokens, later sub-tokens) does not count
-    assert train.balanced_weights([[-100, 0, 0, -100], [-100, 1, 0, -100]], 2) == pytest.approx(
+    assert training.balanced_weights([[-100, 0, 0, -100], [-100, 1, 0, -100]], 2) == pytest.approx(
         [4 / 6, 4 / 2]
     )
 
@@ -55,12 +55,12 @@ def test_weighted_loss_is_class_weighted_cross_entropy(tiny_bert: Path, tmp_path
     batch = {"input_ids": torch.randint(5, 50, (6, 8)), "labels": torch.tensor([0, 0, 0, 0, 1, 1])}
     logits = model(input_ids=batch["input_ids"]).logits
 
-    weighted = train.weighted_trainer([0.75, 1.5])(model=model, args=args)
+    weighted = training.weighted_trainer([0.75, 1.5])(model=model, args=args)
     loss = weighted.compute_loss(model, dict(batch))
     per_example = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
     w = torch.tensor([0.75, 1.5])[batch["labels"]]
     assert loss.item() == pytest.approx(((per_example * w).sum() / w.sum()).item(), rel=1e-5)
 
     # equal weights give the model's own (unweighted) loss
-    even = train.weighted_trainer([1.0, 1.0])(model=model, args=args)
+    even = training.weighted_trainer([1.0, 1.0])(model=model, args=args)
     assert even.compute_loss(model, dict(batch)).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)

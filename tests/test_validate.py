@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from tasks import validate
+from tunepipe import validation as validate
 from tunepipe import params
 
 

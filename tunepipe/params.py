@@ -6,6 +6,7 @@ Unknown keys are errors, so a typo such as `learnig_rate` fails loudly instead o
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -301,6 +302,17 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
     if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
         raise PipelineError(f"{where}: validate.target_range must be [min, max], got {rng}")
     return params
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as params values: floats within rounding, otherwise equal and of one type."""
+    if is_number(a) and is_number(b):
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    return a == b and type(a) is type(b)
 
 
 def read(path: str | Path = "params.yaml") -> Params:

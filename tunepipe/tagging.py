@@ -26,6 +26,14 @@ def detect_scheme(tags: Iterable[str]) -> str:
     return "iob" if seen_chunk else "none"
 
 
+def resolve_scheme(tag_scheme: str, train_tags: Iterable[Sequence[str] | None]) -> str:
+    """load.tag_scheme, with `auto` settled from the training tags (iob2 when they are IOB)."""
+    if tag_scheme != "auto":
+        return tag_scheme
+    tags = [t for seq in train_tags if seq is not None for t in seq]
+    return "iob2" if detect_scheme(tags) == "iob" else "none"
+
+
 def iob_violations(tags: list[str], scheme: str = "iob2") -> list[int]:
     """Positions whose tag is illegal in `scheme` given the tag before it (sentence start counts as O).
 

@@ -1,4 +1,5 @@
-"""Prediction on unlabelled rows: each row's label and score, written next to the input columns."""
+"""Prediction on unlabelled rows (`tunepipe predict`): each row's label and score, written next to
+the input columns."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from typing import Any
 
 import pandas as pd
 
+from tunepipe import registry
+from tunepipe.conll import write_conll
 from tunepipe.errors import PipelineError
+from tunepipe.inference import load_model, logits_for, task_of, token_logits_for
 from tunepipe.io import write_text
 from tunepipe.metrics import softmax
+from tunepipe.params import ConllParams
+from tunepipe.sources import infer_format, read_table
 from tunepipe.tagging import spans
 
 
@@ -48,8 +54,6 @@ def predict_frame(
     (one per token) when the column holds token lists.
     """
     from datasets import Dataset
-
-    from tunepipe.inference import logits_for, task_of
 
     check_text_column(df, [c for c in (text_column, pair_column) if c], origin)
     max_length = min(tok.model_max_length, getattr(model.config, "max_position_embeddings", 512))
@@ -96,8 +100,6 @@ def predict_words(
     (raw text). Words past the model's length limit get `O` (or `_` without an O tag)."""
     from datasets import Dataset
 
-    from tunepipe.inference import token_logits_for
-
     enc = tok(
         inputs,
         is_split_into_words=pretokenized,
@@ -141,8 +143,6 @@ def resolve_model(model: str, root: Path, name: str, workdir: Path) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
-    from tunepipe import registry
-
     return registry.fetch_model(root, name, model, workdir / "model")
 
 
@@ -161,11 +161,6 @@ def predict_file(
     A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
     CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
     """
-    from tasks.load import infer_format, read_table
-    from tunepipe.conll import write_conll
-    from tunepipe.inference import load_model
-    from tunepipe.params import ConllParams
-
     input_path, output_path = Path(input_path), Path(output_path)
     conll = input_path.is_file() and infer_format(input_path) == "conll"
     df = read_table(input_path, conll=ConllParams(tag_column=None)) if conll else read_table(input_path)

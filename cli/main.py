@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunepipe import paths
+from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.stage import set_env_defaults
 
@@ -21,7 +21,7 @@ def _artifact_name(args: argparse.Namespace) -> str:
         return args.name
     from tunepipe import params
 
-    return params.read(Path(args.root) / paths.PARAMS).register.name
+    return params.read(Path(args.root) / catalog.PARAMS).register.name
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -43,18 +43,18 @@ def cmd_search(args: argparse.Namespace) -> None:
 def cmd_register(args: argparse.Namespace) -> None:
     from tunepipe import params, registry
 
-    p = params.read(Path(args.root) / paths.PARAMS)
+    p = params.read(Path(args.root) / catalog.PARAMS)
     result = registry.register(Path(args.root), args.name or p.register.name, p.register.bump)
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from tasks.predict import predict_file, summarise
     from tunepipe import params
+    from tunepipe.prediction import predict_file, summarise
 
     text_column, pair_column = args.text_column, args.text_pair_column
-    params_file = Path(args.root) / paths.PARAMS
+    params_file = Path(args.root) / catalog.PARAMS
     if text_column is None and params_file.exists():
         columns = params.read(params_file).load.columns
         text_column, pair_column = columns.text, pair_column or columns.text_pair
@@ -78,7 +78,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
 def cmd_lineage(args: argparse.Namespace) -> None:
     from tunepipe import registry
 
-    record = registry.lineage(Path(args.root), _artifact_name(args), args.version)
+    record = registry.read_lineage(Path(args.root), _artifact_name(args), args.version)
     if args.json:
         print(json.dumps(record, indent=2))
         return
@@ -129,7 +129,7 @@ def cmd_versions(args: argparse.Namespace) -> None:
     if not found:
         print(f"no registered versions of {name}")
     for version in found:
-        record = registry.lineage(Path(args.root), name, version)
+        record = registry.read_lineage(Path(args.root), name, version)
         print(f"{name}@{version}  {record['registered_commit'][:10]}  {format_metrics(record['metrics'])}")
 
 

@@ -1,0 +1,73 @@
+"""The pipeline's files: where each stage writes (dvc.yaml names the same paths) and how a later
+stage, the flow or the CLI reads them back. Paths are relative to the project root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunepipe.io import atomic_dir, read_json, write_json
+
+PARAMS = Path("params.yaml")
+PRETRAINED = Path("data/pretrained.json")  # pretrained -> what the base model is, by content
+SPLITS = Path("data/splits")  # load -> train/validation/test.parquet + manifest.json
+VALIDATION_REPORT = Path("reports/validation.json")  # validate
+TOKENIZED = Path("data/tokenized")  # tokenize -> DatasetDict + labels.json
+CHECKPOINTS = Path("models/checkpoints")  # train (persisted between runs, not cached)
+MODEL = Path("models/model")  # train -> save_pretrained directory
+TRAIN_REPORT = Path("reports/train.json")
+TRAIN_LOSS = Path("reports/train_loss.csv")
+EVAL_CURVE = Path("reports/eval_curve.csv")
+METRICS = Path("reports/metrics.json")  # evaluate
+EVALUATION = Path("reports/evaluation.json")  # evaluate: thresholds, confusion matrix
+TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: for `dvc plots` confusion
+LINEAGE = Path("lineage")  # register -> lineage/<name>@<version>.json, committed to git
+
+# `tunepipe search` (not a DVC stage): the study's outcome and its best model.
+SEARCH = Path("search")
+SEARCH_TRIALS = SEARCH / "trials"
+SEARCH_BEST_MODEL = SEARCH / "best-model"
+SEARCH_TRIALS_CSV = SEARCH / "trials.csv"
+SEARCH_BEST = SEARCH / "best.json"
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def write_splits(splits: dict[str, Any], manifest: dict[str, Any], out: Path = SPLITS) -> None:
+    with atomic_dir(out) as tmp:
+        for split, df in splits.items():
+            df.to_parquet(tmp / f"{split}.parquet", index=False)
+        write_json(tmp / "manifest.json", manifest)
+
+
+def read_splits(root: Path = SPLITS) -> dict[str, Any]:
+    """The canonical splits as DataFrames, keyed train, validation, test."""
+    import pandas as pd
+
+    return {s: pd.read_parquet(Path(root) / f"{s}.parquet") for s in SPLIT_NAMES}
+
+
+def read_manifest(root: Path = SPLITS) -> dict[str, Any]:
+    return read_json(Path(root) / "manifest.json")
+
+
+def write_tokenized(dsd: Any, info: dict[str, Any], out: Path = TOKENIZED) -> None:
+    with atomic_dir(out) as tmp:
+        dsd.save_to_disk(str(tmp / "dataset"))
+        write_json(tmp / "labels.json", info)
+
+
+def read_tokenized(root: Path = TOKENIZED) -> Any:
+    """Loaded into memory: shuffles and selects must not write cache files into a DVC output."""
+    from datasets import load_from_disk
+
+    return load_from_disk(str(Path(root) / "dataset"), keep_in_memory=True)
+
+
+def read_info(root: Path = TOKENIZED) -> dict[str, Any]:
+    """labels.json: the task, label names in id order, the tag scheme, the length limit."""
+    return read_json(Path(root) / "labels.json")
+
+
+def has_tokenized(root: Path = TOKENIZED) -> bool:
+    return (Path(root) / "labels.json").is_file()

@@ -1,0 +1,160 @@
+"""The evaluate stage as a function: score the trained model on the test split and check the
+thresholds.
+
+metrics.json holds numbers only (a DVC metric); evaluation.json adds per-class (or per entity
+type) scores, the confusion matrix and the threshold verdict. test_predictions.csv has one row
+per example (per word for token tasks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunepipe import catalog
+from tunepipe.inference import load_model, logits_for, token_logits_for
+from tunepipe.io import write_json, write_text
+from tunepipe.metrics import (
+    confusion_matrix,
+    per_class_scores,
+    regression_scores,
+    sequence_scores,
+    softmax,
+    token_scores,
+)
+from tunepipe.params import Params
+
+
+def check_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) -> list[dict[str, Any]]:
+    checks = []
+    for name, minimum in thresholds.items():
+        value = metrics.get(name)
+        checks.append(
+            {
+                "metric": name,
+                "minimum": minimum,
+                "value": value,
+                "passed": value is not None and value >= minimum,
+            }
+        )
+    return checks
+
+
+def _verdict(metrics: dict[str, Any], thresholds: dict[str, float]) -> dict[str, Any]:
+    checks = check_thresholds(metrics, thresholds)
+    return {"thresholds": checks, "passed": all(c["passed"] for c in checks)}
+
+
+def score(
+    references: np.ndarray,
+    logits: np.ndarray,
+    labels: list[str],
+    thresholds: dict[str, float],
+    extras: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Sequence classification as a pure function of label ids and logits."""
+    preds = logits.argmax(axis=-1)
+    metrics = sequence_scores(references, preds, labels, extras)
+    metrics["examples"] = len(references)
+    return {
+        "task": "sequence_classification",
+        "metrics": metrics,
+        "per_class": per_class_scores(references, preds, labels),
+        "confusion_matrix": {
+            "labels": labels,
+            "rows_true_cols_predicted": confusion_matrix(references, preds, len(labels)).tolist(),
+        },
+    } | _verdict(metrics, thresholds)
+
+
+def score_regression(
+    references: np.ndarray, predictions: np.ndarray, thresholds: dict[str, float]
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = regression_scores(references, predictions)
+    metrics["examples"] = len(references)
+    return {"task": "regression", "metrics": metrics} | _verdict(metrics, thresholds)
+
+
+def score_tokens(
+    references: list[list[str]], predictions: list[list[str]], scheme: str, thresholds: dict[str, float]
+) -> dict[str, Any]:
+    """Entity-level scores for IOB tags, token accuracy for plain tags; per type in both cases."""
+    scores = token_scores(references, predictions, scheme)
+    per_type = scores.pop("per_type")
+    metrics = {k: v for k, v in scores.items() if isinstance(v, float)}
+    metrics["examples"] = len(references)
+    metrics["words"] = sum(map(len, references))
+    return {
+        "task": "token_classification",
+        "tag_scheme": scheme,
+        "metrics": metrics,
+        "per_type": per_type,
+    } | (_verdict(metrics, thresholds))
+
+
+def describe_misses(evaluation: dict[str, Any]) -> str:
+    misses = [c for c in evaluation["thresholds"] if not c["passed"]]
+    reported = ", ".join(k for k, v in evaluation["metrics"].items() if isinstance(v, float))
+    return "; ".join(
+        f"{c['metric']} is not reported (this task reports {reported})"
+        if c["value"] is None
+        else f"{c['metric']} = {c['value']:.4f} is below the threshold {c['minimum']}"
+        for c in misses
+    )
+
+
+def evaluate(p: Params) -> dict[str, Any]:
+    info = catalog.read_info()
+    labels, task, thresholds = (
+        info["labels"],
+        info.get("task", "sequence_classification"),
+        p.evaluate.thresholds,
+    )
+    test = catalog.read_tokenized()["test"]
+    model, tok = load_model(catalog.MODEL)
+    if task == "token_classification":
+        refs, preds = [], []
+        column = "word_labels" if "word_labels" in test.column_names else "labels"
+        for ids, logits in zip(
+            test[column], token_logits_for(model, tok, test, p.evaluate.batch_size), strict=True
+        ):
+            ids = np.asarray(ids)
+            keep = ids != -100
+            refs.append([labels[i] for i in ids[keep]])
+            preds.append([labels[i] for i in logits.argmax(axis=-1)[keep]])
+        evaluation = score_tokens(refs, preds, info.get("tag_scheme") or "none", thresholds)
+        predictions = pd.DataFrame(
+            [
+                {"source_row": row, "word": i + 1, "token": tokens[i], "actual": a, "predicted": b}
+                for row, tokens, r, q in zip(test["source_row"], test["tokens"], refs, preds, strict=True)
+                for i, (a, b) in enumerate(zip(r, q, strict=True))
+            ],
+            columns=["source_row", "word", "token", "actual", "predicted"],
+        )
+    elif task == "regression":
+        references = np.asarray(test["labels"], dtype=float)
+        values = logits_for(model, tok, test, p.evaluate.batch_size)[:, 0]
+        evaluation = score_regression(references, values, thresholds)
+        predictions = pd.DataFrame(
+            # float64: the CSV then holds the exact values the metrics were computed on
+            {"source_row": test["source_row"], "actual": references, "predicted": values.astype(float)}
+        )
+    else:
+        references = np.asarray(test["labels"])
+        logits = logits_for(model, tok, test, p.evaluate.batch_size)
+        evaluation = score(references, logits, labels, thresholds, p.evaluate.metrics)
+        probs = softmax(logits)
+        predictions = pd.DataFrame(
+            {
+                "source_row": test["source_row"],
+                "actual": [labels[i] for i in references],
+                "predicted": [labels[i] for i in probs.argmax(axis=-1)],
+                "score": probs.max(axis=-1).round(6),
+            }
+        )
+    write_text(catalog.TEST_PREDICTIONS, predictions.to_csv(index=False))
+    write_json(catalog.METRICS, evaluation["metrics"])
+    write_json(catalog.EVALUATION, evaluation)
+    return evaluation

@@ -1,0 +1,119 @@
+"""The lineage record of a registered version: what made the model (code, data and model hashes,
+params, metrics, validation, training, packages), committed beside the version's dvc.lock."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import platform
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunepipe import catalog
+from tunepipe import params as params_mod
+from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.errors import PipelineError
+from tunepipe.gitrepo import git
+from tunepipe.io import read_json
+
+PACKAGES = (
+    "tunepipe",
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "prefect",
+    "dvc",
+    "gto",
+    "great-expectations",
+    "pandas",
+    "numpy",
+    "scikit-learn",
+)
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+# What a lineage record keeps of each split's validation summary (which keys exist depends on the task).
+SPLIT_SUMMARY = ("rows", "words", "class_counts", "tag_counts", "target")
+
+
+def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
+    """The search study whose best values this model was trained with, or None.
+
+    search/best.json counts only once `--apply` wrote its values into params.yaml and only while
+    train: still holds them: a hand-edited value afterwards means the study no longer explains it.
+    """
+    best_file = root / catalog.SEARCH_BEST
+    if not best_file.is_file():
+        return None
+    best = read_json(best_file)
+    if not best.get("applied") or not best.get("best_params"):
+        return None
+    train = dataclasses.asdict(p.train)
+    if not all(params_mod.same_value(train.get(k), v) for k, v in best["best_params"].items()):
+        return None
+    keep = ("study_name", "storage", "sampler", "metric", "direction", "best_trial", "best_value")
+    return {k: best.get(k) for k in keep} | {
+        "best_params": best["best_params"],
+        "trials": best.get("trials", {}),
+    }
+
+
+def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) -> dict[str, Any]:
+    lock = read_lock(root)
+    outs = lock_outputs(lock)
+    artifact_path = str(catalog.MODEL)
+    if artifact_path not in outs:
+        raise PipelineError(f"dvc.lock has no hash for {artifact_path}: run the train stage first")
+    validation = read_json(root / catalog.VALIDATION_REPORT)
+    committed_here = {str(catalog.PARAMS), "dvc.yaml", "dvc.lock"}
+    dirty = [
+        path
+        for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
+        if (path := line[3:]) not in committed_here and not path.endswith(".gitignore")
+    ]
+    p = params_mod.read(root / catalog.PARAMS)
+    return {
+        "artifact": name,
+        "version": version,
+        "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code_commit": git(root, "rev-parse", "HEAD", check=False) or None,
+        "uncommitted_changes": dirty,
+        "data": {
+            "source": read_json(root / catalog.SPLITS / "manifest.json")["source"],
+            "splits": outs.get(str(catalog.SPLITS)),
+            "tokenized": outs.get(str(catalog.TOKENIZED)),
+        },
+        "model": outs[artifact_path] | {"path": artifact_path},
+        "params": yaml.safe_load((root / catalog.PARAMS).read_text()),
+        # What the stages actually used: params.yaml with a preset's values filled in.
+        "resolved_params": dataclasses.asdict(p),
+        "metrics": read_json(root / catalog.METRICS),
+        "thresholds": read_json(root / catalog.EVALUATION)["thresholds"],
+        "validation": {
+            "success": validation["success"],
+            "splits": {
+                s: {k: v for k, v in d.items() if k in SPLIT_SUMMARY} for s, d in validation["splits"].items()
+            },
+            "truncation": validation.get("truncation"),
+        },
+        "training": read_json(root / catalog.TRAIN_REPORT),
+        # The Optuna study that chose train: values, when they came from `search --apply`.
+        "search": search_record(root, p),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "prefect_flow_run_id": flow_run_id,
+    }

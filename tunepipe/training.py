@@ -1,0 +1,273 @@
+"""The train stage as a function: fine-tune with transformers.Trainer, save a save_pretrained
+model directory, and report what happened (see tunepipe/checkpoints.py for resume)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tunepipe import assets, catalog
+from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
+from tunepipe.checkpoints import fingerprint, last_complete_checkpoint
+from tunepipe.devices import choose_device
+from tunepipe.errors import PipelineError
+from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
+from tunepipe.io import atomic_dir, write_json, write_text
+from tunepipe.metrics import EXTRA_METRICS, main_metric, metric_names, trainer_metrics
+from tunepipe.params import Params
+from tunepipe.pretrained import load_tokenizer
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+
+
+def build_model(p: Params, labels: list[str]) -> Any:
+    """A pre-trained encoder with a fresh head for the task; label names go into its config so
+    that anything loading the saved model predicts names, not ids."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
+    head["label2id"] = {name: i for i, name in enumerate(labels)}
+    if p.task == "regression":
+        head = {
+            "num_labels": 1,
+            "problem_type": "regression",
+            "id2label": {0: "score"},
+            "label2id": {"score": 0},
+        }
+    cls = (
+        AutoModelForTokenClassification
+        if p.task == "token_classification"
+        else AutoModelForSequenceClassification
+    )
+    return cls.from_pretrained(
+        assets.resolve_model(p.model.name),
+        revision=p.model.revision,
+        trust_remote_code=p.model.trust_remote_code,
+        use_safetensors=True,
+        ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
+        **head,
+    )
+
+
+def best_metric(p: Params, scheme: str | None) -> str:
+    """train.metric_for_best_model, or the task's main metric (regression: pearson, NER: f1)."""
+    metric = p.train.metric_for_best_model or main_metric(p.task, scheme or "none")
+    known = [*metric_names(p.task, scheme or "none"), "loss"]
+    if metric not in known:
+        raise PipelineError(
+            f"params.yaml: train.metric_for_best_model {metric!r} is not reported for this task; "
+            f"choose one of {', '.join(known)}"
+        )
+    return metric
+
+
+def balanced_weights(label_ids: list[Any], num_labels: int) -> list[float]:
+    """Inverse-frequency class weights from the training labels (token tasks: every labelled word),
+    as sklearn's compute_class_weight("balanced"); a class absent from train gets weight 0."""
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    flat = np.concatenate([np.ravel(np.asarray(x)) for x in label_ids]) if label_ids else np.array([])
+    flat = flat[flat != -100].astype(int)
+    present = np.unique(flat)
+    weights = np.zeros(num_labels)
+    weights[present] = compute_class_weight("balanced", classes=present, y=flat)
+    return weights.round(6).tolist()
+
+
+def weighted_trainer(weights: list[float]) -> type:
+    """A Trainer whose cross-entropy weighs each class (ids -100 ignored, as in the model's own loss)."""
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            labels = inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits
+            weight = torch.tensor(weights, dtype=logits.dtype, device=logits.device)
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), weight=weight, ignore_index=-100
+            )
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def training_arguments(
+    p: Params, out_dir: Path, n_train: int, device: dict[str, Any], metric: str = "accuracy"
+) -> Any:
+    from transformers import TrainingArguments
+
+    t = p.train
+    steps_per_epoch = max(1, math.ceil(n_train / t.batch_size))
+    eval_steps = max(1, steps_per_epoch // max(1, t.evaluations_per_epoch))
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=t.epochs,
+        learning_rate=t.learning_rate,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_ratio,
+        seed=t.seed,
+        data_seed=t.seed,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,  # with load_best_model_at_end the best checkpoint is always kept
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=not metric.endswith("loss"),
+        logging_steps=t.logging_steps,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        use_cpu=device["device"] == "cpu",
+        bf16=device["precision"] == "bf16",
+        fp16=device["precision"] == "fp16",
+        report_to="none",
+        disable_tqdm=False,
+    )
+
+
+def write_curves(log_history: list[dict[str, Any]]) -> None:
+    """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
+    train_rows = [
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4), "loss": e["loss"]}
+        for e in log_history
+        if "loss" in e
+    ]
+    eval_rows = [
+        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)}
+        | {
+            k: v
+            for k, v in e.items()
+            if k.startswith("eval_") and isinstance(v, float) and not k.endswith(("runtime", "per_second"))
+        }
+        for e in log_history
+        if "eval_loss" in e
+    ]
+    for path, rows in ((catalog.TRAIN_LOSS, train_rows), (catalog.EVAL_CURVE, eval_rows)):
+        write_text(path, pd.DataFrame(rows, columns=None if rows else ["step"]).to_csv(index=False))
+
+
+def train(
+    p: Params,
+    data_dir: Path = catalog.TOKENIZED,
+    callbacks: tuple[Any, ...] = (),
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Fine-tune and save the model; returns the training report.
+
+    `callbacks` are extra TrainerCallbacks (a search's pruning, tests' observers). `out_dir` is a
+    hyperparameter-search trial's folder: model/ and checkpoints/ go there and no report, curve
+    or DVC output is touched.
+    """
+    model_dir = out_dir / "model" if out_dir else catalog.MODEL
+    checkpoints = out_dir / "checkpoints" if out_dir else catalog.CHECKPOINTS
+    import torch
+    from transformers import (
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        EarlyStoppingCallback,
+        Trainer,
+    )
+
+    t = p.train
+    device = choose_device(t)
+    info = catalog.read_info(data_dir)
+    if info.get("task", "sequence_classification") != p.task:
+        raise PipelineError(f"data/tokenized was made for task {info.get('task')!r}, params say {p.task!r}")
+    labels, scheme = info["labels"], info.get("tag_scheme")
+    metric = best_metric(p, scheme)
+    dsd = catalog.read_tokenized(data_dir)
+    train_ds = dsd["train"].shuffle(seed=t.seed)
+    if t.max_train_samples:
+        train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
+    columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
+    train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
+
+    run_dir = checkpoints / fingerprint(p, data_dir)
+    if checkpoints.exists():
+        for other in checkpoints.iterdir():
+            if other != run_dir:
+                shutil.rmtree(other, ignore_errors=True)
+    resume = last_complete_checkpoint(run_dir)
+    if resume:
+        print(f"train: resuming from {resume}")
+
+    torch.manual_seed(t.seed)
+    tok = load_tokenizer(p)
+    model = build_model(p, labels)
+    collator = (
+        DataCollatorForTokenClassification if p.task == "token_classification" else DataCollatorWithPadding
+    )
+    callbacks = (*callbacks, GradualUnfreezing()) if t.freeze == "gradual" else callbacks
+    try:
+        # gradual: the callback freezes at train begin, after the optimizer holds every weight
+        apply_freezing(model, "none" if t.freeze == "gradual" else t.freeze, t.freeze_layers)
+    except ValueError as exc:
+        raise PipelineError(f"params.yaml: train.freeze {t.freeze}: {exc}") from None
+    params_count = count_parameters(model)
+    print(
+        f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
+        f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples"
+    )
+    trainer_class, weights_by_label = Trainer, None
+    if t.class_weights:
+        if p.task == "regression":
+            raise PipelineError("params.yaml: train.class_weights applies to classification, not regression")
+        weights = balanced_weights(list(train_ds["labels"]), len(labels))
+        weights_by_label = dict(zip(labels, weights, strict=True))
+        trainer_class = weighted_trainer(weights)
+    trainer = trainer_class(
+        model=model,
+        args=training_arguments(p, run_dir, len(train_ds), device, metric),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        data_collator=collator(tok),
+        compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
+        callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold), *callbacks],
+    )
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    with atomic_dir(model_dir) as tmp:
+        trainer.save_model(str(tmp))
+        # A pickle holding run-specific paths: not needed to load the model, and it would make
+        # the model's hash differ between identical runs. The params are in the lineage record.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+    state = trainer.state
+    if out_dir is None:
+        write_curves(state.log_history)
+    report = {
+        "device": device,
+        "parameters": params_count,
+        "class_weights": weights_by_label,
+        "train_examples": len(train_ds),
+        "epochs_run": round(state.epoch or 0, 4),
+        "global_step": state.global_step,
+        "max_steps": state.max_steps,
+        "stopped_early": state.global_step < state.max_steps,
+        "best_metric": {metric: state.best_metric},
+        "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+        "resumed_from": Path(resume).name if resume else None,
+        "train_runtime_s": round(time.perf_counter() - started, 1),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+    }
+    shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
+    if out_dir is None:
+        write_json(catalog.TRAIN_REPORT, report)
+        write_text(catalog.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
+    return report

@@ -1,0 +1,290 @@
+"""The validate stage as a function: a Great Expectations suite, built from params, run on every
+split. The report says which expectation failed on which column, with a few offending rows."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunepipe.params import Params
+from tunepipe.pretrained import effective_max_length, load_tokenizer
+from tunepipe.splitting import dedupe_key
+from tunepipe.tagging import iob_violations, resolve_scheme
+
+EXAMPLES = 5
+
+
+def build_suites(p: Params, train_keys: list[str], scheme: str = "none") -> dict[str, list[Any]]:
+    """Expectations per table: each split, its class counts, and the test split's overlap with train.
+
+    Token classification checks a sentence table (lengths) and a word table (tags, IOB form)."""
+    import great_expectations.expectations as gxe
+
+    v, labels = p.validate, [str(x) for x in p.load.labels]
+    leakage = [gxe.ExpectColumnValuesToNotBeInSet(column="example", value_set=train_keys)]
+    if p.task == "token_classification":
+        sentences = [gxe.ExpectColumnToExist(column=c) for c in ("tokens", "tags")] + [
+            gxe.ExpectColumnValuesToNotBeNull(column="tokens"),
+            gxe.ExpectColumnValuesToNotBeNull(column="tags"),
+            gxe.ExpectColumnValuesToBeBetween(column="words", min_value=1),
+            gxe.ExpectColumnPairValuesToBeEqual(column_A="words", column_B="tag_count"),
+        ]
+        words = [
+            gxe.ExpectColumnValuesToNotMatchRegex(column="token", regex=r"^\s*$"),
+            gxe.ExpectColumnValuesToNotBeNull(column="tag"),
+        ]
+        if labels:
+            words.append(gxe.ExpectColumnValuesToBeInSet(column="tag", value_set=labels))
+        if scheme != "none":
+            words.append(gxe.ExpectColumnValuesToBeInSet(column="well_formed", value_set=[True]))
+        return {"split": sentences, "words": words, "test_vs_train": leakage}
+    columns = ["text", "label"] + (["text_pair"] if p.load.columns.text_pair else [])
+    rows: list[Any] = [gxe.ExpectColumnToExist(column=c) for c in columns]
+    for col in columns[:1] + columns[2:]:
+        rows += [
+            gxe.ExpectColumnValuesToNotBeNull(column=col),
+            gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$"),
+            gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=v.min_chars, max_value=v.max_chars),
+        ]
+    rows.append(gxe.ExpectColumnValuesToNotBeNull(column="label"))
+    if p.task == "regression":
+        if v.target_range:
+            low, high = v.target_range
+            rows.append(gxe.ExpectColumnValuesToBeBetween(column="label", min_value=low, max_value=high))
+        return {"split": rows, "test_vs_train": leakage}
+    if labels:
+        rows.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels))
+    class_counts = [
+        gxe.ExpectColumnValuesToBeBetween(column="rows", min_value=v.min_rows_per_class),
+    ]
+    if labels:
+        class_counts.append(gxe.ExpectColumnValuesToBeInSet(column="label", value_set=labels))
+    return {"split": rows, "class_counts": class_counts, "test_vs_train": leakage}
+
+
+def sentence_table(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[["source_row"]].copy()
+    out["tokens"] = df["tokens"].map(lambda t: None if t is None else " ".join(t))
+    out["tags"] = df["tags"].map(lambda t: None if t is None else " ".join(t))
+    out["words"] = df["tokens"].map(lambda t: 0 if t is None else len(t))
+    out["tag_count"] = df["tags"].map(lambda t: 0 if t is None else len(t))
+    return out
+
+
+def word_table(df: pd.DataFrame, scheme: str) -> pd.DataFrame:
+    """One row per word, with the file line where known and whether its IOB tag may follow the one before."""
+    rows = []
+    for sentence in df.itertuples(index=False):
+        tokens, tags = sentence.tokens, sentence.tags
+        if tokens is None or tags is None or len(tokens) != len(tags):
+            continue  # reported by the sentence table
+        bad = set(iob_violations(list(tags), scheme)) if scheme != "none" else set()
+        lines = sentence.lines if "lines" in df.columns else None
+        for i, (token, tag) in enumerate(zip(tokens, tags, strict=True)):
+            rows.append(
+                {
+                    "source_row": sentence.source_row,
+                    "word": i + 1,
+                    "line": None if lines is None else int(lines[i]),
+                    "token": token,
+                    "tag": tag,
+                    "previous_tag": tags[i - 1] if i else None,
+                    "well_formed": i not in bad,
+                }
+            )
+    columns = ["source_row", "word", "line", "token", "tag", "previous_tag", "well_formed"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def class_count_table(df: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Rows per declared class (0 for a class that never occurs), as a table GX can check."""
+    counts = df["label"].value_counts()
+    names = labels or sorted(counts.index)
+    return pd.DataFrame({"label": names, "rows": [int(counts.get(n, 0)) for n in names]})
+
+
+def run_suite(ctx: Any, name: str, expectations: list[Any], df: pd.DataFrame) -> list[dict[str, Any]]:
+    import great_expectations as gx
+
+    asset = ctx.data_sources.add_pandas(f"src_{name}").add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe("all")
+    # An expectation object belongs to one suite, and the same checks run on every split.
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=[copy.copy(e) for e in expectations]))
+    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch, suite=suite))
+    result = definition.run(batch_parameters={"dataframe": df}, result_format="COMPLETE")
+    return [_summarise(r, df) for r in result.results]
+
+
+def _summarise(r: Any, df: pd.DataFrame) -> dict[str, Any]:
+    kwargs = r.expectation_config.kwargs
+    out: dict[str, Any] = {
+        "expectation": r.expectation_config.type,
+        "column": kwargs.get("column"),
+        "success": bool(r.success),
+    }
+    bounds = {k: kwargs[k] for k in ("min_value", "max_value", "regex") if kwargs.get(k) is not None}
+    if "value_set" in kwargs and len(kwargs["value_set"]) <= 50:
+        bounds["value_set"] = list(kwargs["value_set"])
+    if bounds:
+        out["expected"] = bounds
+    result = r.result or {}
+    if "unexpected_count" in result:
+        out["unexpected_count"] = int(result["unexpected_count"])
+        out["element_count"] = int(result.get("element_count", len(df)))
+    if not r.success:
+        idx = list(result.get("unexpected_index_list") or [])[:EXAMPLES]
+        examples = []
+        for i in idx:
+            row = df.iloc[int(i)]
+            example = {k: _plain(row[k]) for k in df.columns if k not in ("group",)}
+            examples.append(example)
+        if examples:
+            out["examples"] = examples
+        if not examples and not result:
+            out["problem"] = f"column {out['column']!r} does not exist"
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, str) and len(value) > 200:
+        return value[:200] + "..."
+    return value
+
+
+def truncation_report(p: Params, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """How many examples per split the tokenizer will cut at tokenize.max_length: what a user
+    loses from long texts (IMDB-style reviews) is visible before any training starts."""
+    tok = load_tokenizer(p)
+    max_length = effective_max_length(p, tok)
+    out: dict[str, Any] = {"max_length": max_length}
+    for split, df in splits.items():
+        if p.task == "token_classification":
+            rows = [list(t) for t in df["tokens"] if t is not None and len(t)]
+            enc = tok(rows, is_split_into_words=True, truncation=False) if rows else {"input_ids": []}
+        else:
+            texts = df["text"].fillna("").astype(str).tolist()
+            pairs = df["text_pair"].fillna("").astype(str).tolist() if "text_pair" in df.columns else None
+            enc = tok(texts, pairs, truncation=False) if texts else {"input_ids": []}
+        lengths = np.array([len(ids) for ids in enc["input_ids"]], dtype=int)
+        cut = int((lengths > max_length).sum())
+        out[split] = {
+            "examples": len(lengths),
+            "truncated": cut,
+            "share": round(cut / len(lengths), 4) if len(lengths) else 0.0,
+            "tokens_median": float(np.median(lengths)) if len(lengths) else 0.0,
+            "tokens_max": int(lengths.max()) if len(lengths) else 0,
+        }
+    return out
+
+
+def validate(p: Params, splits: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Run every suite; returns the report (deterministic, so an unchanged input re-validates the same)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    labels = [str(x) for x in p.load.labels]
+    tokens = p.task == "token_classification"
+    scheme = resolve_scheme(p.load.tag_scheme, splits["train"]["tags"]) if tokens else None
+    train_keys = sorted(set(dedupe_key(splits["train"]).dropna().astype(str)))
+    suites = build_suites(p, train_keys, scheme or "none")
+    report: dict[str, Any] = {"success": True, "task": p.task, "splits": {}, "failures": []}
+    if scheme:
+        report["tag_scheme"] = scheme
+    for split, df in splits.items():
+        summary: dict[str, Any] = {"rows": len(df)}
+        if tokens:
+            checks = run_suite(ctx, split, suites["split"], sentence_table(df))
+            words = word_table(df, scheme or "none")
+            checks += [
+                dict(c, table="words") for c in run_suite(ctx, f"{split}_words", suites["words"], words)
+            ]
+            summary["words"] = len(words)
+            summary["tag_counts"] = {
+                str(k): int(v) for k, v in words["tag"].value_counts().sort_index().items()
+            }
+        else:
+            checks = run_suite(ctx, split, suites["split"], df)
+            if p.task == "regression":
+                target = pd.to_numeric(df["label"], errors="coerce").dropna()
+                summary["target"] = (
+                    {"min": float(target.min()), "mean": float(target.mean()), "max": float(target.max())}
+                    if len(target)
+                    else {}
+                )
+            else:
+                counts = class_count_table(df, labels)
+                checks += [
+                    dict(c, table="class_counts")
+                    for c in run_suite(ctx, f"{split}_classes", suites["class_counts"], counts)
+                ]
+                summary["class_counts"] = dict(zip(counts["label"], counts["rows"], strict=True))
+            text_len = df["text"].dropna().astype(str).str.len()
+            if len(text_len):
+                summary["text_chars"] = {
+                    "min": int(text_len.min()),
+                    "median": float(text_len.median()),
+                    "max": int(text_len.max()),
+                }
+        if split == "test":
+            keys = pd.DataFrame({"example": dedupe_key(df).astype(str), "source_row": df["source_row"]})
+            checks += [
+                dict(c, table="test_vs_train")
+                for c in run_suite(ctx, "test_vs_train", suites["test_vs_train"], keys)
+            ]
+        summary["checks"] = checks
+        report["splits"][split] = summary
+        for check in checks:
+            if not check["success"]:
+                report["success"] = False
+                report["failures"].append(dict(check, split=split))
+    if report["success"]:
+        # Only data that passed is worth tokenizing; a share above the limit is a failure of its own.
+        report["truncation"] = truncation_report(p, splits)
+        limit = p.validate.max_truncated_share
+        for split, t in report["truncation"].items():
+            if split != "max_length" and limit is not None and t["share"] > limit:
+                report["success"] = False
+                report["failures"].append(
+                    {
+                        "expectation": "truncated_share_at_most",
+                        "column": "text" if not tokens else "tokens",
+                        "split": split,
+                        "success": False,
+                        "expected": {"max_value": limit},
+                        "problem": f"{t['truncated']} of {t['examples']} examples ({t['share']:.1%}) "
+                        f"are longer than {report['truncation']['max_length']} tokens",
+                    }
+                )
+    return report
+
+
+def describe_failure(check: dict[str, Any]) -> str:
+    """One readable paragraph per failed expectation: which, where, how many, and examples."""
+    table = check.get("table")
+    where = f"split {check['split']!r}" + (f" ({table})" if table else "")
+    line = f"{check['expectation']} failed on column {check['column']!r} in {where}"
+    if "unexpected_count" in check:
+        line += f": {check['unexpected_count']} of {check['element_count']} rows unexpected"
+    if "expected" in check:
+        line += f"; expected {check['expected']}"
+    if "problem" in check:
+        line += f"; {check['problem']}"
+    for ex in check.get("examples", []):
+        row, file_line = ex.get("source_row"), ex.get("line")
+        shown = {k: v for k, v in ex.items() if k not in ("source_row", "line") and v is not None}
+        if file_line is not None:
+            line += f"\n    line {file_line}: {shown}"
+        elif row is not None:
+            line += f"\n    source row {row}: {shown}"
+        else:
+            line += f"\n    {shown}"
+    return line
