@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE
+from tests.helpers import FILLER, NEGATIVE, POSITIVE
 
 # The hub's schema, written out here rather than taken from tunepipe/presets.py so that a wrong
 # column or label order in a preset fails the tests: config -> (text columns in hub order,

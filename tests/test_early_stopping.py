@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from transformers import TrainerCallback
 
-from tests.conftest import make_project, set_params
+from tests.helpers import make_project, set_params
 
 
 class CheckpointWatcher(TrainerCallback):
@@ -28,8 +28,7 @@ def test_flat_metric_stops_early_and_keeps_the_best_checkpoint(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks import load, tokenize, validate
-    from tunepipe import training
-    from tunepipe import params
+    from tunepipe import params, training
 
     project = make_project(tmp_path / "p", tiny_bert)
     # learning rate 0: the model never changes, so the validation metric never improves.

@@ -4,33 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import copy_project, dvc, run, set_params
-
-
-def task_states(flow_state: Any) -> dict[str, str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    flow_run_id = flow_state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name: r.state.name for r in runs}
-
-
-def artifacts(flow_state: Any) -> set[str]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    flow_run_id = flow_state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
-    return {a.key for a in found}
+from tests.helpers import artifacts, copy_project, dvc, run, set_params, task_states
 
 
 def test_flow_and_dvc_repro_agree(
@@ -109,8 +86,7 @@ def test_killed_train_task_is_retried_and_resumes(
     import psutil
 
     from flows.pipeline import pipeline
-    from tests.conftest import make_project, run_stages_in_process
-    from tests.test_resume import KILL_AFTER_STEP, configure, saved_steps
+    from tests.helpers import KILL_AFTER_STEP, configure, make_project, run_stages_in_process, saved_steps
 
     baseline = configure(make_project(tmp_path / "baseline", tiny_bert))
     run_stages_in_process(baseline, monkeypatch)

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import make_project, run_stages_in_process
 from tests.glue_data import SCHEMAS, save_glue_like
+from tests.helpers import make_project, run_stages_in_process
 from tunepipe import params, presets
 from tunepipe.errors import PipelineError
 

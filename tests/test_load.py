@@ -3,9 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tunepipe import sources, splitting
-from tests.conftest import make_reviews
-from tunepipe import params
+from tests.helpers import make_reviews
+from tunepipe import params, sources, splitting
 from tunepipe.errors import PipelineError
 
 
@@ -36,7 +35,9 @@ def test_group_split_is_disjoint_and_reproducible(reviews_csv: Path) -> None:
     again, _ = splitting.make_splits(load_params(str(reviews_csv)))
     for split in splits:
         pd.testing.assert_frame_equal(splits[split], again[split])
-    other, _ = splitting.make_splits(load_params(str(reviews_csv), split={"group_by": "movie_name", "seed": 4}))
+    other, _ = splitting.make_splits(
+        load_params(str(reviews_csv), split={"group_by": "movie_name", "seed": 4})
+    )
     assert set(other["test"]["group"]) != groups["test"]
 
 

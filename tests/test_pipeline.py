@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import copy_project, dvc, make_project, make_reviews, run, set_params
-
-STAGES = ("load", "validate", "tokenize", "train", "evaluate")
-
-
-def ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '(\w+)'", output)
-
-
-def tunepipe(root: Path, *args: str, check: bool = True):
-    return run([sys.executable, "-m", "cli.main", *args], root, check=check)
-
-
-def tags(root: Path) -> list[str]:
-    return run(["git", "tag", "--list"], root).stdout.split()
+from tests.helpers import (
+    STAGES,
+    copy_project,
+    dvc,
+    make_project,
+    make_reviews,
+    ran,
+    run,
+    set_params,
+    tags,
+    tunepipe,
+)
 
 
 def test_repro_reruns_only_what_changed_then_registers_and_predicts(

@@ -13,21 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import dvc, make_project, run_stages_in_process, set_params
-
-EPOCHS = 12  # one checkpoint per epoch, 9 steps each: long enough to be killed half-way
-KILL_AFTER_STEP = 27  # three epochs done
-
-
-def configure(project: Path) -> Path:
-    set_params(project, **{"train.epochs": EPOCHS, "train.early_stopping_patience": EPOCHS})
-    return project
-
-
-def saved_steps(project: Path) -> list[int]:
-    """Steps of the checkpoints written completely (trainer_state.json comes last)."""
-    states = project.glob("models/checkpoints/*/checkpoint-*/trainer_state.json")
-    return sorted(int(p.parent.name.removeprefix("checkpoint-")) for p in states)
+from tests.helpers import (
+    EPOCHS,
+    KILL_AFTER_STEP,
+    configure,
+    dvc,
+    make_project,
+    run_stages_in_process,
+    saved_steps,
+)
 
 
 def test_sigkill_in_train_then_dvc_repro_resumes_to_the_same_metrics(

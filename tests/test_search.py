@@ -22,9 +22,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import REPO, dvc, make_project, set_params
-from tests.test_pipeline import tunepipe
 from cli import main as cli
+from tests.helpers import REPO, dvc, make_project, set_params, tunepipe
 from tunepipe import catalog, lineage, search, search_apply, search_space
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
@@ -291,7 +290,7 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
 
 def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_backend: None) -> None:
     from flows.search import search as search_flow
-    from tests.test_flow import artifacts, task_states
+    from tests.helpers import artifacts, task_states
 
     # The stages ran in-process: record them in dvc.lock, so the flow's DVC tasks find them up to
     # date (running them again would cost this test another 25 s; test_flow covers re-runs).

@@ -14,7 +14,7 @@ import yaml
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import classification_report, mean_squared_error
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, make_project, run_stages_in_process, set_params
+from tests.helpers import FILLER, NEGATIVE, POSITIVE, make_project, run_stages_in_process, set_params
 
 CUES = POSITIVE + NEGATIVE  # words the tiny BERT's vocabulary knows
 
@@ -185,8 +185,8 @@ def test_regression_target_outside_range_is_named(
 def test_long_texts_report_the_truncated_share(tmp_path: Path, tiny_bert: Path, monkeypatch, capsys) -> None:
     """IMDB-style reviews: the validation report says how many examples max_length cuts."""
     from tasks import load, validate
-    from tunepipe.pretrained import load_tokenizer
     from tunepipe import params
+    from tunepipe.pretrained import load_tokenizer
 
     rng = random.Random(3)
     rows = []

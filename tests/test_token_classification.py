@@ -11,7 +11,7 @@ import pytest
 import yaml
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
-from tests.conftest import FILLER, NEGATIVE, POSITIVE, make_project, run_stages_in_process, set_params
+from tests.helpers import FILLER, NEGATIVE, POSITIVE, make_project, run_stages_in_process, set_params
 from tunepipe.errors import PipelineError
 
 # Cue words the tiny BERT's vocabulary knows: two-word people, one-word places.
@@ -124,9 +124,9 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
 
 
 def test_labels_align_to_first_subtoken_or_all(tmp_path: Path, tiny_bert: Path) -> None:
+    from tunepipe import params
     from tunepipe.pretrained import load_tokenizer
     from tunepipe.tokenization import encode
-    from tunepipe import params
 
     p = params.parse({"model": {"name": str(tiny_bert)}, "task": "token_classification"})
     tok = load_tokenizer(p)

@@ -9,15 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import make_project, set_params
+from tests.helpers import make_project, set_params
 
 
 def test_first_n_frozen_layers_stay_bit_identical(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks import load, tokenize, validate
-    from tunepipe import training
-    from tunepipe import params
+    from tunepipe import params, training
 
     project = make_project(tmp_path / "p", tiny_bert)
     set_params(project, **{"train.freeze": "first_n", "train.freeze_layers": 1, "train.epochs": 2})

@@ -2,8 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tunepipe import checkpoints, devices, training
-from tunepipe import params
+from tunepipe import checkpoints, devices, params, training
 from tunepipe.errors import PipelineError
 
 
@@ -13,7 +12,10 @@ def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
     assert devices.choose_device(params.TrainParams()) == {"device": "cpu", "precision": "fp32"}
-    assert devices.choose_device(params.TrainParams(precision="bf16")) == {"device": "cpu", "precision": "bf16"}
+    assert devices.choose_device(params.TrainParams(precision="bf16")) == {
+        "device": "cpu",
+        "precision": "bf16",
+    }
     with pytest.raises(PipelineError, match="train.device is cuda but no CUDA device"):
         devices.choose_device(params.TrainParams(device="cuda"))
     with pytest.raises(PipelineError, match="fp16 needs a CUDA device"):
@@ -31,7 +33,9 @@ def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
     same = checkpoints.fingerprint(params.parse({}), data)
     assert checkpoints.fingerprint(base, data) == same
     assert checkpoints.fingerprint(params.parse({"train": {"learning_rate": 1e-3}}), data) != same
-    assert checkpoints.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
+    assert (
+        checkpoints.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
+    )
     (data / "part.arrow").write_bytes(b"abd")
     assert checkpoints.fingerprint(base, data) != same
 

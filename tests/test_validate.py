@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from tunepipe import validation as validate
 from tunepipe import params
+from tunepipe import validation as validate
 
 
 def frames(texts_by_split: dict[str, list[tuple[str, str]]]) -> dict[str, pd.DataFrame]:

@@ -1,0 +1,262 @@
+"""Shared test helpers: a tiny BERT built locally, synthetic review data, throwaway project copies
+(git + DVC), and readers of what a Prefect flow run recorded. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    ".dvcignore",
+    ".gitignore",
+    "tasks",
+    "tunepipe",
+    "flows",
+    "cli",
+    "data/raw/README.md",
+    "data/.gitignore",
+    "models/.gitignore",
+    "reports/.gitignore",
+)
+
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
+
+POSITIVE = ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "masterful"]
+NEGATIVE = ["dull", "tedious", "clumsy", "boring", "awful", "lifeless", "messy", "forgettable"]
+FILLER = [
+    "the",
+    "film",
+    "story",
+    "cast",
+    "plot",
+    "director",
+    "script",
+    "movie",
+    "scenes",
+    "acting",
+    "ending",
+    "camera",
+]
+
+
+def review(rng: random.Random, label: str) -> str:
+    words = rng.sample(POSITIVE if label == "fresh" else NEGATIVE, 2) + rng.sample(FILLER, 4)
+    rng.shuffle(words)
+    return " ".join(words) + f" {rng.randint(0, 10**6)}"
+
+
+def make_reviews(n: int = 240, seed: int = 0, movies: int = 40) -> list[dict[str, str]]:
+    """Separable fresh/rotten snippets with a movie column, like the real default data."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "fresh" if i % 2 == 0 else "rotten"
+        rows.append({"category": label, "text": review(rng, label), "movie_name": f"movie {i % movies}"})
+    return rows
+
+
+def build_tiny_bert(out: Path, texts: list[str]) -> Path:
+    """A 2-layer, hidden-32 BERT with a WordPiece vocabulary trained on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tok.decoder = decoders.WordPiece()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=128,
+    )
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run([sys.executable, "-m", "dvc", *args], root, check=check)
+
+
+def set_params(root: Path, **changes: object) -> None:
+    """set_params(root, **{"train.learning_rate": 1e-3})"""
+    path = root / "params.yaml"
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def make_project(root: Path, model_dir: Path, rows: list[dict[str, str]] | None = None) -> Path:
+    """A fresh git + DVC project holding this repository's pipeline, set up for a tiny model."""
+    import pandas as pd
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src, dst = REPO / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    pd.DataFrame(rows or make_reviews()).to_csv(root / "data/raw/reviews.csv", index=False)
+    set_params(
+        root,
+        **{
+            "model.name": str(model_dir),
+            "load.source": "data/raw/reviews.csv",
+            "load.split.validation": 0.2,
+            "load.split.test": 0.2,
+            "validate.min_rows_per_class": 5,
+            "tokenize.max_length": 32,
+            "train.epochs": 10,
+            "train.learning_rate": 3e-3,
+            "train.batch_size": 16,
+            "train.logging_steps": 5,
+            "train.evaluations_per_epoch": 1,
+            "evaluate.thresholds": {"accuracy": 0.6},
+        },
+    )
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "test"], root)
+    dvc(root, "init", "-q")
+    dvc(root, "config", "core.analytics", "false")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "project"], root)
+    return root
+
+
+def copy_project(src: Path, dst: Path) -> Path:
+    """A copy with its git history, DVC cache and outputs: another checkout in the same state."""
+    return Path(shutil.copytree(src, dst, symlinks=True))
+
+
+STAGE_MODULES = ("load", "validate", "tokenize", "train", "evaluate")
+
+
+def run_stages_in_process(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The five stage commands of dvc.yaml, called in this process inside `root`.
+
+    Same code as `dvc repro`, without five interpreter start-ups per run: for tests that run the
+    pipeline many times over (one per task preset). dvc repro itself is tested in test_pipeline.
+    """
+    import importlib
+
+    monkeypatch.chdir(root)
+    for name in STAGE_MODULES:
+        module = importlib.import_module(f"tasks.{name}")
+        module.main()
+
+
+# --- reading a Prefect flow run -----------------------------------------------------------
+
+
+def task_states(flow_state: Any) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+def artifacts(flow_state: Any) -> set[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run_id = flow_state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key for a in found}
+
+
+# --- the pipeline through DVC and the CLI -------------------------------------------------------
+
+
+STAGES = ("load", "validate", "tokenize", "train", "evaluate")
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '(\w+)'", output)
+
+
+def tunepipe(root: Path, *args: str, check: bool = True):
+    return run([sys.executable, "-m", "cli.main", *args], root, check=check)
+
+
+def tags(root: Path) -> list[str]:
+    return run(["git", "tag", "--list"], root).stdout.split()
+
+
+# --- killing and resuming training -------------------------------------------------------------
+
+
+EPOCHS = 12  # one checkpoint per epoch, 9 steps each: long enough to be killed half-way
+KILL_AFTER_STEP = 27  # three epochs done
+
+
+def configure(project: Path) -> Path:
+    set_params(project, **{"train.epochs": EPOCHS, "train.early_stopping_patience": EPOCHS})
+    return project
+
+
+def saved_steps(project: Path) -> list[int]:
+    """Steps of the checkpoints written completely (trainer_state.json comes last)."""
+    states = project.glob("models/checkpoints/*/checkpoint-*/trainer_state.json")
+    return sorted(int(p.parent.name.removeprefix("checkpoint-")) for p in states)
