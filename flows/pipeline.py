@@ -27,7 +27,7 @@ from tunepipe import catalog, dvcrepo, registry
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
-from tunepipe.metrics import format_metrics
+from tunepipe.metrics import format_metrics, format_threshold
 from tunepipe.stage import set_env_defaults
 
 STAGES = ("load", "validate", "tokenize", "train", "evaluate")
@@ -109,7 +109,7 @@ def publish_metrics(root: Path) -> dict[str, Any]:
     evaluation = read_json(root / catalog.EVALUATION)
     metrics = evaluation["metrics"]
     lines = ["| metric | value | threshold |", "|---|---|---|"]
-    thresholds = {c["metric"]: c["minimum"] for c in evaluation["thresholds"]}
+    thresholds = {c["metric"]: format_threshold(c) for c in evaluation["thresholds"]}
     for name, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         lines.append(f"| {name} | {shown} | {thresholds.get(name, '')} |")

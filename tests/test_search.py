@@ -216,19 +216,19 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(project: Path) -> None:
 
 def test_space_errors_name_the_entry(project: Path) -> None:
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: the grid sampler needs a list"):
-        search_space.check_space({"learning_rate": {"low": 1e-5, "high": 1e-3}}, "grid")
+        params_mod.check_space({"learning_rate": {"low": 1e-5, "high": 1e-3}}, "grid")
     with pytest.raises(PipelineError, match=r"search\.space\.batch_size\[1\]: expected an integer"):
-        search_space.check_space({"batch_size": [16, 8.5]}, "tpe")
+        params_mod.check_space({"batch_size": [16, 8.5]}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.warmup_ratio: a range is \{low, high\}"):
-        search_space.check_space({"warmup_ratio": {"low": 0.0, "hi": 0.1}}, "tpe")
+        params_mod.check_space({"warmup_ratio": {"low": 0.0, "hi": 0.1}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: a log range needs low > 0"):
-        search_space.check_space({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "tpe")
+        params_mod.check_space({"learning_rate": {"low": 0.0, "high": 1e-3, "log": True}}, "tpe")
     with pytest.raises(PipelineError, match=r"warmup_ratio\[1\]: expected at least 0 and below 1"):
-        search_space.check_space({"warmup_ratio": [0.0, 1.5]}, "grid")
+        params_mod.check_space({"warmup_ratio": [0.0, 1.5]}, "grid")
     with pytest.raises(PipelineError, match=r"search\.space\.epochs\.low: expected greater than 0"):
-        search_space.check_space({"epochs": {"low": 0, "high": 3}}, "tpe")
+        params_mod.check_space({"epochs": {"low": 0, "high": 3}}, "tpe")
     with pytest.raises(PipelineError, match=r"search\.space\.epochs: an empty list"):
-        search_space.check_space({"epochs": []}, "grid")
+        params_mod.check_space({"epochs": []}, "grid")
     p = configure(project, sampler="tpe", space={"epochs": [1]})
     shutil.rmtree(project / "data/tokenized")
     with pytest.raises(PipelineError, match=r"dvc repro tokenize"):

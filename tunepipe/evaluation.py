@@ -8,6 +8,7 @@ per example (per word for token tasks).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,25 +25,27 @@ from tunepipe.metrics import (
     softmax,
     token_scores,
 )
-from tunepipe.params import Params
+from tunepipe.params import Params, Threshold
 
 
-def check_thresholds(metrics: dict[str, float], thresholds: dict[str, float]) -> list[dict[str, Any]]:
+def check_thresholds(metrics: dict[str, Any], thresholds: Mapping[str, Threshold]) -> list[dict[str, Any]]:
+    """One check per threshold, in the form written in params.yaml: `min` or `max` (by the metric's
+    direction), the value and whether it passed; a metric the task did not report fails."""
     checks = []
-    for name, minimum in thresholds.items():
+    for name, threshold in thresholds.items():
         value = metrics.get(name)
         checks.append(
             {
                 "metric": name,
-                "minimum": minimum,
+                threshold.bound: threshold.limit,
                 "value": value,
-                "passed": value is not None and value >= minimum,
+                "passed": threshold.passes(value),
             }
         )
     return checks
 
 
-def _verdict(metrics: dict[str, Any], thresholds: dict[str, float]) -> dict[str, Any]:
+def _verdict(metrics: dict[str, Any], thresholds: Mapping[str, Threshold]) -> dict[str, Any]:
     checks = check_thresholds(metrics, thresholds)
     return {"thresholds": checks, "passed": all(c["passed"] for c in checks)}
 
@@ -51,7 +54,7 @@ def score(
     references: np.ndarray,
     logits: np.ndarray,
     labels: list[str],
-    thresholds: dict[str, float],
+    thresholds: Mapping[str, Threshold],
     extras: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Sequence classification as a pure function of label ids and logits."""
@@ -70,7 +73,7 @@ def score(
 
 
 def score_regression(
-    references: np.ndarray, predictions: np.ndarray, thresholds: dict[str, float]
+    references: np.ndarray, predictions: np.ndarray, thresholds: Mapping[str, Threshold]
 ) -> dict[str, Any]:
     metrics: dict[str, Any] = regression_scores(references, predictions)
     metrics["examples"] = len(references)
@@ -78,7 +81,10 @@ def score_regression(
 
 
 def score_tokens(
-    references: list[list[str]], predictions: list[list[str]], scheme: str, thresholds: dict[str, float]
+    references: list[list[str]],
+    predictions: list[list[str]],
+    scheme: str,
+    thresholds: Mapping[str, Threshold],
 ) -> dict[str, Any]:
     """Entity-level scores for IOB tags, token accuracy for plain tags; per type in both cases."""
     scores = token_scores(references, predictions, scheme)
@@ -94,15 +100,17 @@ def score_tokens(
     } | (_verdict(metrics, thresholds))
 
 
+def _miss(check: dict[str, Any], reported: str) -> str:
+    if check["value"] is None:
+        return f"{check['metric']} is not reported (this task reports {reported})"
+    if "min" in check:
+        return f"{check['metric']} = {check['value']:.4f} is below the threshold {check['min']}"
+    return f"{check['metric']} = {check['value']:.4f} is above the threshold {check['max']} (a maximum)"
+
+
 def describe_misses(evaluation: dict[str, Any]) -> str:
-    misses = [c for c in evaluation["thresholds"] if not c["passed"]]
     reported = ", ".join(k for k, v in evaluation["metrics"].items() if isinstance(v, float))
-    return "; ".join(
-        f"{c['metric']} is not reported (this task reports {reported})"
-        if c["value"] is None
-        else f"{c['metric']} = {c['value']:.4f} is below the threshold {c['minimum']}"
-        for c in misses
-    )
+    return "; ".join(_miss(c, reported) for c in evaluation["thresholds"] if not c["passed"])
 
 
 def evaluate(p: Params) -> dict[str, Any]:

@@ -61,6 +61,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
+def format_threshold(check: dict[str, Any]) -> str:
+    """`>= 0.8` or `<= 0.5`: a threshold check of reports/evaluation.json as reports show it."""
+    return f">= {check['min']}" if "min" in check else f"<= {check['max']}"
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -139,6 +144,17 @@ def sequence_scores(
     return metrics
 
 
+# Metrics where smaller is better. The one place that says so: the best checkpoint, early stopping,
+# the search's direction and evaluate.thresholds (a maximum for these, a minimum for the rest) all
+# read it through greater_is_better.
+LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a larger value of `metric` (named with or without the Trainer's eval_ prefix) is better."""
+    return metric.removeprefix("eval_") not in LOWER_IS_BETTER
+
+
 def main_metric(task: str, scheme: str = "none") -> str:
     """The metric that picks the best checkpoint when train.metric_for_best_model is null."""
     if task == "regression":
@@ -157,6 +173,14 @@ def metric_names(task: str, scheme: str = "none") -> list[str]:
         return ["precision", "recall", "f1", "accuracy"]
     standard = ["accuracy", "precision_macro", "recall_macro", "f1_macro"]
     return standard + (list(EXTRA_METRICS) if task == "sequence_classification" else [])
+
+
+def reportable(task: str, tag_scheme: str = "auto") -> list[str]:
+    """What a task can report before its data is read: load.tag_scheme `auto` is decided by the
+    tags, so a token task then admits the names of both kinds (params are checked up front)."""
+    if task == "token_classification" and tag_scheme == "auto":
+        return list(dict.fromkeys([*metric_names(task, "iob2"), *metric_names(task, "none")]))
+    return metric_names(task, tag_scheme)
 
 
 def word_level(logits: np.ndarray, label_ids: np.ndarray) -> tuple[list[list[int]], list[list[int]]]:

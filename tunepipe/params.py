@@ -9,7 +9,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,13 @@ from typing import Any
 import yaml
 
 from tunepipe.errors import PipelineError
-from tunepipe.metrics import EXTRA_METRICS
+from tunepipe.metrics import EXTRA_METRICS, greater_is_better, reportable
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
 TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
 FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
+# What tunepipe/sources.py reads: its table readers, then the token formats.
+LOAD_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged")
 
 
 @dataclass
@@ -131,32 +133,67 @@ class TrainParams:
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
 
 
-# Bounds that the types cannot say: the test a value must pass, and what the error says was expected.
-# warmup_ratio below 1 matters: Trainer reads a warmup of 1 or more as a number of steps, so
-# warmup_ratio 1.0 would silently mean one step.
-TRAIN_BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: v > 0, "greater than 0"),
-    "learning_rate": (lambda v: v >= 0, "0 or more"),
-    "batch_size": (lambda v: v >= 1, "1 or more"),
-    "eval_batch_size": (lambda v: v >= 1, "1 or more"),
-    "weight_decay": (lambda v: v >= 0, "0 or more"),
-    "warmup_ratio": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
-    "evaluations_per_epoch": (lambda v: v >= 1, "1 or more"),
-    "early_stopping_patience": (lambda v: v >= 1, "1 or more"),
-    "early_stopping_threshold": (lambda v: v >= 0, "0 or more"),
-    "freeze_layers": (lambda v: v >= 0, "0 or more"),
-    "max_train_samples": (lambda v: v >= 1, "1 or more, or null"),
-    "logging_steps": (lambda v: v >= 1, "1 or more"),
-}
+@dataclass(frozen=True)
+class Threshold:
+    """A bound on a test-split metric as written in evaluate.thresholds: `min` for a metric where
+    higher is better, `max` for one where lower is better (metrics.LOWER_IS_BETTER); one of the two."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.min is None) == (self.max is None):
+            raise ValueError(f"a threshold has one of min and max, got min={self.min}, max={self.max}")
+
+    @property
+    def bound(self) -> str:
+        return "min" if self.max is None else "max"
+
+    @property
+    def limit(self) -> float:
+        return typing.cast(float, self.min if self.max is None else self.max)
+
+    def passes(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.limit if self.bound == "min" else value <= self.limit
+
+    def __str__(self) -> str:
+        return f"{'>=' if self.bound == 'min' else '<='} {self.limit!r}"
 
 
-def check_train_value(name: str, value: Any, where: str) -> None:
-    """Fail with `where` when a train.<name> value is out of its range (None passes: a null)."""
-    if name not in TRAIN_BOUNDS or value is None:
-        return
-    within, expected = TRAIN_BOUNDS[name]
-    if not within(value):
-        raise PipelineError(f"{where}: expected {expected}, got {value!r}")
+def _thresholds(value: Any, where: str) -> dict[str, Threshold]:
+    """evaluate.thresholds: metric -> a number or {min: x} (higher is better), {max: x} (lower is
+    better). A plain number for mse would read as a minimum error, which nobody means: refused."""
+    if not isinstance(value, dict):
+        raise PipelineError(f"{where}: expected a mapping metric -> threshold, got {value!r}")
+    out = {}
+    for key, spec in value.items():
+        name, at = str(key), f"{where}.{key}"
+        written = None
+        if isinstance(spec, dict):
+            if len(spec) != 1 or not set(spec) <= {"min", "max"}:
+                raise PipelineError(f"{at}: expected a number, {{min: x}} or {{max: x}}, got {spec!r}")
+            ((written, limit),) = spec.items()
+            limit = _check(limit, float, f"{at}.{written}")
+        else:
+            limit = _check(spec, float, at)
+        if greater_is_better(name):
+            if written == "max":
+                raise PipelineError(
+                    f"{at}: higher {name} is better, so its threshold is a minimum; "
+                    f"write `{name}: {limit!r}` (or `{name}: {{min: {limit!r}}}`)"
+                )
+            out[name] = Threshold(min=limit)
+        else:
+            if written != "max":
+                plain = "a plain number is ambiguous" if written is None else "a minimum does not fit"
+                raise PipelineError(
+                    f"{at}: {plain}: lower {name} is better, so its threshold is a maximum; "
+                    f"write `{name}: {{max: {limit!r}}}`"
+                )
+            out[name] = Threshold(max=limit)
+    return out
 
 
 @dataclass
@@ -164,8 +201,9 @@ class EvaluateParams:
     batch_size: int = 64
     # Metrics reported besides the task's standard ones: matthews_correlation, f1 (binary).
     metrics: list[str] = field(default_factory=list)
-    # metric name -> minimum value on the test split; a miss fails the run before registration
-    thresholds: dict[str, float] = field(default_factory=dict)
+    # metric name -> its bound on the test split: a number or {min: x} where higher is better,
+    # {max: x} for mse, rmse, mae; a miss fails the run before registration
+    thresholds: dict[str, Threshold] = field(default_factory=dict, metadata={"parse": _thresholds})
 
 
 @dataclass
@@ -203,26 +241,43 @@ class Params:
     search: SearchParams = field(default_factory=SearchParams)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str, path: str = "") -> Any:
+    """The dataclass `cls` from its YAML mapping at `path` (dotted, e.g. train); errors say
+    `params.yaml: train.batch_size: ...`."""
+    at = f"{where}: {path}" if path else where
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        raise PipelineError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise PipelineError(f"{at}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(data) - set(fields)))
     if unknown:
         raise PipelineError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; expected one of {', '.join(sorted(known))}"
+            f"{at}: unknown field(s) {', '.join(unknown)}; expected one of {', '.join(sorted(fields))}"
         )
     values = {}
     for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{where}.{name}")
+        hint, parser = hints[name], fields[name].metadata.get("parse")
+        dotted = f"{path}.{name}" if path else name
+        if parser is not None:
+            values[name] = parser(value, f"{where}: {dotted}")
+        elif dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, where, dotted)
         else:
-            values[name] = _check(value, hint, f"{where}.{name}")
+            values[name] = _check(value, hint, f"{where}: {dotted}")
     return cls(**values)
+
+
+def _float_text(text: str, where: str) -> float:
+    """YAML 1.1 (PyYAML) reads 5e-5 as a string: take the number it plainly means."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise PipelineError(f"{where}: expected a number, got {text!r}") from None
+    if not math.isfinite(number):
+        raise PipelineError(f"{where}: expected a finite number, got {text!r}")
+    return number
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:
@@ -263,45 +318,221 @@ def _check(value: Any, hint: Any, where: str) -> Any:
             raise PipelineError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):
+            return _float_text(value, where)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise PipelineError(f"{where}: expected a number, got {value!r}")
         return float(value)
     return value
 
 
+# What the types cannot say, by dotted field name; a null always passes (where a field allows it).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "task": TASK_TYPES,
+    "load.format": LOAD_FORMATS,
+    "load.tag_scheme": TAG_SCHEMES,
+    "train.freeze": FREEZE_MODES,
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "register.bump": ("major", "minor", "patch"),
+    "search.sampler": ("tpe", "grid"),
+}
+# The test a value must pass, and what the error says was expected. warmup_ratio below 1 matters:
+# Trainer reads a warmup of 1 or more as a number of steps, so 1.0 would silently mean one step.
+BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "load.split.validation": (lambda v: 0 < v < 1, "above 0 and below 1"),
+    "load.split.test": (lambda v: 0 < v < 1, "above 0 and below 1"),
+    "validate.min_chars": (lambda v: v >= 0, "0 or more"),
+    "validate.min_rows_per_class": (lambda v: v >= 0, "0 or more"),
+    "validate.max_truncated_share": (lambda v: 0 <= v <= 1, "between 0 and 1, or null"),
+    "tokenize.max_length": (lambda v: v >= 8, "8 or more, or null (the model's own limit)"),
+    "train.epochs": (lambda v: v > 0, "greater than 0"),
+    "train.learning_rate": (lambda v: v >= 0, "0 or more"),
+    "train.batch_size": (lambda v: v >= 1, "1 or more"),
+    "train.eval_batch_size": (lambda v: v >= 1, "1 or more"),
+    "train.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "train.warmup_ratio": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "train.evaluations_per_epoch": (lambda v: v >= 1, "1 or more"),
+    "train.early_stopping_patience": (lambda v: v >= 1, "1 or more"),
+    "train.early_stopping_threshold": (lambda v: v >= 0, "0 or more"),
+    "train.freeze_layers": (lambda v: v >= 0, "0 or more"),
+    "train.max_train_samples": (lambda v: v >= 1, "1 or more, or null"),
+    "train.logging_steps": (lambda v: v >= 1, "1 or more"),
+    "evaluate.batch_size": (lambda v: v >= 1, "1 or more"),
+    "search.trials": (lambda v: v >= 0, "0 or more"),
+}
+
+
+def check_value(name: str, value: Any, where: str) -> None:
+    """Fail with `where` when the value of `name` (dotted: train.device) is outside CHOICES or BOUNDS."""
+    if value is None:
+        return
+    if name in CHOICES and value not in CHOICES[name]:
+        raise PipelineError(f"{where}: expected one of {', '.join(CHOICES[name])}, got {value!r}")
+    if name in BOUNDS:
+        within, expected = BOUNDS[name]
+        if not within(value):
+            raise PipelineError(f"{where}: expected {expected}, got {value!r}")
+
+
+def check_train_value(name: str, value: Any, where: str) -> None:
+    """check_value for train.<name>: params.yaml, search space entries and a search's best values."""
+    check_value(f"train.{name}", value, where)
+
+
+def _leaves(section: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{path}{f.name}"
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{name}.")
+        else:
+            yield name, value
+
+
+# --- search.space (pure checks: params must not import optuna) ---------------------------------
+
+RANGE_KEYS = {"low", "high", "log", "step"}
+
+
+def train_field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainParams)
+
+
+def coerce(name: str, value: Any, where: str) -> Any:
+    """A value as train.<name> would hold it (ints for int fields), or a PipelineError at `where`."""
+    value = _check(value, train_field_types()[name], where)
+    check_train_value(name, value, where)
+    return value
+
+
+def check_space(space: Mapping[str, Any], sampler: str = "tpe", where: str = "params.yaml") -> dict[str, Any]:
+    """search.space, failing on the first malformed entry (named search.space.<name>) before any
+    training starts; returned with YAML 1.1 number strings (5e-5) read as the numbers they mean."""
+    if not space:
+        raise PipelineError(f"{where}: search.space is empty; name the train.* values to search")
+    fields = train_field_types()
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        at = f"{where}: search.space.{name}"
+        if name not in fields:
+            raise PipelineError(f"{at}: not a train.* parameter")
+        if isinstance(spec, list):
+            if not spec:
+                raise PipelineError(f"{at}: an empty list; give at least one value")
+            values = []
+            for i, value in enumerate(spec):
+                if value is not None and not isinstance(value, str | int | float | bool):
+                    raise PipelineError(f"{at}[{i}]: {value!r} is not a scalar (number, string, bool)")
+                checked = coerce(name, value, f"{at}[{i}]")
+                # as written (epochs: 2 stays 2 in a trial), unless YAML left a number as a string
+                values.append(checked if isinstance(value, str) and isinstance(checked, float) else value)
+            if len(set(map(repr, values))) != len(values):
+                raise PipelineError(f"{at}: a value is listed twice")
+            out[name] = values
+        elif isinstance(spec, Mapping):
+            out[name] = _check_range(name, spec, sampler, at)
+        else:
+            raise PipelineError(
+                f"{at}: expected a list of values or a range {{low, high, log, step}}, got {spec!r}"
+            )
+    return out
+
+
+def _check_range(name: str, spec: Mapping[str, Any], sampler: str, at: str) -> dict[str, Any]:
+    if sampler == "grid":
+        raise PipelineError(
+            f"{at}: the grid sampler needs a list of values, not a range; list the points or use sampler: tpe"
+        )
+    unknown = sorted(set(spec) - RANGE_KEYS)
+    if unknown or not {"low", "high"} <= set(spec):
+        raise PipelineError(
+            f"{at}: a range is {{low, high}} with optional log and step"
+            + (f"; unknown key(s) {', '.join(unknown)}" if unknown else "")
+        )
+    rng = dict(spec)
+    for key in ("low", "high", "step"):
+        if isinstance(rng.get(key), str):
+            rng[key] = _float_text(rng[key], f"{at}.{key}")
+    low, high, step, log = rng["low"], rng["high"], rng.get("step"), rng.get("log", False)
+    if not all(is_number(v) for v in (low, high)) or (step is not None and not is_number(step)):
+        raise PipelineError(f"{at}: low, high and step must be numbers")
+    if not isinstance(log, bool):
+        raise PipelineError(f"{at}.log: expected true or false, got {log!r}")
+    if low > high:
+        raise PipelineError(f"{at}: low {low} is above high {high}")
+    if log and (low <= 0 or step is not None):
+        raise PipelineError(f"{at}: a log range needs low > 0 and no step")
+    if step is not None and step <= 0:
+        raise PipelineError(f"{at}.step: must be positive, got {step}")
+    for key in ("low", "high"):
+        coerce(name, rng[key], f"{at}.{key}")
+    return rng
+
+
+# --- parse -------------------------------------------------------------------------------------
+
+
 def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
+    """Params from params.yaml's contents, every value checked: a typo fails here, in a second,
+    not in the stage that first reads it."""
     from tunepipe import presets
 
     params = _build(Params, presets.apply(data), where)
-    if params.task not in TASK_TYPES:
-        raise PipelineError(f"{where}: task must be one of {', '.join(TASK_TYPES)}, got {params.task!r}")
-    if params.register.bump not in ("major", "minor", "patch"):
-        raise PipelineError(f"{where}: register.bump must be major, minor or patch")
-    if params.load.tag_scheme not in TAG_SCHEMES:
-        raise PipelineError(
-            f"{where}: load.tag_scheme must be one of {', '.join(TAG_SCHEMES)}, "
-            f"got {params.load.tag_scheme!r}"
-        )
-    extra = sorted(set(params.evaluate.metrics) - set(EXTRA_METRICS))
-    if extra:
-        raise PipelineError(
-            f"{where}: evaluate.metrics: unknown {', '.join(extra)}; choose from {', '.join(EXTRA_METRICS)}"
-        )
-    if params.search.sampler not in ("tpe", "grid"):
-        raise PipelineError(f"{where}: search.sampler must be tpe or grid, got {params.search.sampler!r}")
-    unknown = sorted(set(params.search.space) - {f.name for f in dataclasses.fields(TrainParams)})
-    if unknown:
-        raise PipelineError(f"{where}: search.space: {', '.join(unknown)} are not train.* parameters")
-    for f in dataclasses.fields(TrainParams):
-        check_train_value(f.name, getattr(params.train, f.name), f"{where}: train.{f.name}")
-    if params.train.freeze not in FREEZE_MODES:
-        raise PipelineError(
-            f"{where}: train.freeze must be one of {', '.join(FREEZE_MODES)}, got {params.train.freeze!r}"
-        )
-    rng = params.validate.target_range
-    if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
-        raise PipelineError(f"{where}: validate.target_range must be [min, max], got {rng}")
+    for name, value in _leaves(params):
+        check_value(name, value, f"{where}: {name}")
+    _check_across(params, where)
+    if params.search.space:
+        params.search.space = check_space(params.search.space, params.search.sampler, where)
     return params
+
+
+def _check_across(p: Params, where: str) -> None:
+    """Checks that read more than one value: bounds between fields, and metric names for the task."""
+    v, split = p.validate, p.load.split
+    if v.max_chars < v.min_chars:
+        raise PipelineError(
+            f"{where}: validate.max_chars: expected at least validate.min_chars ({v.min_chars}), "
+            f"got {v.max_chars}"
+        )
+    rng = v.target_range
+    if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
+        raise PipelineError(f"{where}: validate.target_range: expected [min, max], got {rng}")
+    if split.validation + split.test >= 1:
+        raise PipelineError(
+            f"{where}: load.split: validation + test must be below 1 (the rest is train), "
+            f"got {split.validation} + {split.test}"
+        )
+    extras = p.evaluate.metrics
+    unknown = sorted(set(extras) - set(EXTRA_METRICS))
+    if unknown:
+        raise PipelineError(
+            f"{where}: evaluate.metrics: unknown {', '.join(unknown)}; choose from {', '.join(EXTRA_METRICS)}"
+        )
+    names = reportable(p.task, p.load.tag_scheme)
+    if extras and p.task != "sequence_classification":
+        raise PipelineError(
+            f"{where}: evaluate.metrics: {', '.join(extras)} apply to sequence_classification; "
+            f"{p.task} reports {', '.join(names)}"
+        )
+    for field_name, metric in (
+        ("train.metric_for_best_model", p.train.metric_for_best_model),
+        ("search.metric", p.search.metric),
+    ):
+        if metric is not None and metric not in [*names, "loss"]:
+            raise PipelineError(
+                f"{where}: {field_name}: {metric!r} is not reported for task {p.task}; "
+                f"choose one of {', '.join([*names, 'loss'])}"
+            )
+    for metric in p.evaluate.thresholds:
+        at = f"{where}: evaluate.thresholds.{metric}"
+        if metric not in names:
+            raise PipelineError(
+                f"{at}: task {p.task} does not report {metric}; it reports {', '.join(names)}"
+            )
+        if p.task == "sequence_classification" and metric in EXTRA_METRICS and metric not in extras:
+            raise PipelineError(
+                f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there"
+            )
 
 
 def is_number(value: Any) -> bool:

@@ -26,10 +26,10 @@ from optuna.trial import FrozenTrial, TrialState
 from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json, write_text
-from tunepipe.metrics import metric_names
-from tunepipe.params import Params
+from tunepipe.metrics import greater_is_better, metric_names
+from tunepipe.params import Params, check_space
 from tunepipe.search_samplers import FINISHED, Grid, ReseededTPE
-from tunepipe.search_space import check_space, suggest
+from tunepipe.search_space import suggest
 from tunepipe.training import best_metric, train
 
 MARKER = "tunepipe_search.json"  # inside best-model: which trial it is
@@ -90,7 +90,7 @@ def make_study(p: Params, root: Path) -> optuna.Study:
     s = p.search
     check_space(s.space, s.sampler)
     metric = search_metric(p, root)
-    direction = "minimize" if metric.endswith("loss") else "maximize"
+    direction = "maximize" if greater_is_better(metric) else "minimize"
     url = storage_url(p, root)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():

@@ -14,8 +14,7 @@ from tunepipe import catalog
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json, write_text
-from tunepipe.params import same_value
-from tunepipe.search_space import coerce, train_field_types
+from tunepipe.params import coerce, same_value, train_field_types
 
 
 def _yaml_float(value: float) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tunepipe.errors import PipelineError
 from tunepipe.params import Params
 from tunepipe.pretrained import effective_max_length, load_tokenizer
 from tunepipe.tagging import align_labels, b_to_i_map, resolve_scheme
@@ -106,8 +105,6 @@ def content_fingerprint(df: pd.DataFrame, settings: bytes) -> str:
 
 
 def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str, Any]]:
-    if p.tokenize.max_length is not None and p.tokenize.max_length < 8:
-        raise PipelineError("params.yaml: tokenize.max_length must be at least 8")
     tok = load_tokenizer(p)
     max_length = effective_max_length(p, tok)
     labels = label_mapping(p, frames)

@@ -18,7 +18,7 @@ from tunepipe.devices import choose_device
 from tunepipe.errors import PipelineError
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
 from tunepipe.io import atomic_dir, write_json, write_text
-from tunepipe.metrics import EXTRA_METRICS, main_metric, metric_names, trainer_metrics
+from tunepipe.metrics import EXTRA_METRICS, greater_is_better, main_metric, metric_names, trainer_metrics
 from tunepipe.params import Params
 from tunepipe.pretrained import load_tokenizer
 
@@ -130,7 +130,7 @@ def training_arguments(
         save_total_limit=2,  # with load_best_model_at_end the best checkpoint is always kept
         load_best_model_at_end=True,
         metric_for_best_model=metric,
-        greater_is_better=not metric.endswith("loss"),
+        greater_is_better=greater_is_better(metric),  # EarlyStoppingCallback follows it too
         logging_steps=t.logging_steps,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         use_cpu=device["device"] == "cpu",
