@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # DVC stage commands say `python`: it must be the project's interpreter.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run repro test lint
+.PHONY: install run repro test test-unit lint
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ repro: install      ## the same stages through DVC alone
 test: install      ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+test-unit: install  ## the tests marked unit: in one process (worker start-up costs more than it saves)
+	$(BIN)/python -m pytest -m unit -n 0
 
 lint: install
 	$(BIN)/ruff check .

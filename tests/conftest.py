@@ -4,15 +4,49 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import OFFLINE, build_tiny_bert, dvc, make_project, make_reviews
 
+pytest_plugins = ("pytester",)  # test_markers runs pytest on files it writes
+
 os.environ.update(OFFLINE)
 # Stage commands say `python`: it must be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+
+
+COSTS = ("unit", "stage", "e2e")  # registered in pyproject.toml; `make test-unit` runs the first
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Every test says what it costs, so `pytest -m unit` is a complete fast run: a test file with
+    a test carrying none of the markers (or two) fails collection, whatever `-m` selects, also
+    under xdist (a collection error reaches the controller; a raised exception would not)."""
+    report = yield
+    if report.passed:
+        costs = {
+            item.nodeid: [name for name in COSTS if item.get_closest_marker(name)]
+            for item in report.result
+            if isinstance(item, pytest.Item)
+        }
+        wrong = [
+            f"  {node}: {', '.join(found) or 'no cost marker'}"
+            for node, found in costs.items()
+            if len(found) != 1
+        ]
+        if wrong:
+            report.outcome, report.result = "failed", []
+            report.longrepr = (
+                "each test needs exactly one of the markers unit, stage, e2e (a `pytestmark = "
+                "pytest.mark.<cost>` line at the top of its file, or a decorator):\n" + "\n".join(wrong)
+            )
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ import pytest
 from tunepipe.conll import read_conll, read_tagged, write_conll
 from tunepipe.errors import PipelineError
 
+pytestmark = pytest.mark.unit
+
 CONLL2003 = """\
 -DOCSTART- -X- -X- O
 

@@ -11,6 +11,8 @@ from transformers import TrainerCallback
 
 from tests.helpers import make_project, set_params
 
+pytestmark = pytest.mark.stage
+
 
 class CheckpointWatcher(TrainerCallback):
     """Lists the checkpoint folders after every save (rotation has already happened then)."""

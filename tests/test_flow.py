@@ -9,6 +9,8 @@ import pytest
 
 from tests.helpers import artifacts, copy_project, dvc, run, set_params, task_states
 
+pytestmark = pytest.mark.e2e
+
 
 def test_flow_and_dvc_repro_agree(
     reproduced: tuple[Path, str], tmp_path: Path, prefect_backend: None

@@ -13,6 +13,8 @@ import transformers as tf
 
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters, encoder_parts
 
+pytestmark = pytest.mark.unit
+
 TINY = {"vocab_size": 100, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 37}
 
 

@@ -38,6 +38,7 @@ CASES = {
 N_TRAIN, N_EVAL = 160, 40
 
 
+@pytest.mark.unit
 def test_cases_cover_every_preset() -> None:
     assert sorted(CASES) == presets.names()
 
@@ -101,6 +102,7 @@ def expected_regression(df: pd.DataFrame) -> dict[str, float]:
     }
 
 
+@pytest.mark.stage
 @pytest.mark.parametrize("preset", list(CASES))
 def test_glue_preset_end_to_end(
     preset: str, tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch
@@ -165,11 +167,13 @@ def test_glue_preset_end_to_end(
         assert model_config.get("problem_type") != "regression"
 
 
+@pytest.mark.unit
 def test_preset_task_conflict_is_refused() -> None:
     with pytest.raises(PipelineError, match="regression"):
         params.parse({"load": {"preset": "glue/stsb"}, "task": "sequence_classification"})
 
 
+@pytest.mark.unit
 def test_unknown_preset_lists_the_known_ones() -> None:
     with pytest.raises(PipelineError, match="glue/nope") as info:
         params.parse({"load": {"preset": "glue/nope"}})

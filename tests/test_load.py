@@ -7,6 +7,8 @@ from tests.helpers import make_reviews
 from tunepipe import params, sources, splitting
 from tunepipe.errors import PipelineError
 
+pytestmark = pytest.mark.unit
+
 
 def load_params(source: object, **load_overrides: object) -> params.LoadParams:
     body = {

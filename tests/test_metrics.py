@@ -4,6 +4,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from tunepipe import metrics
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("num_labels,seed", [(2, 0), (3, 1), (5, 2)])
 def test_scores_match_sklearn(num_labels: int, seed: int) -> None:

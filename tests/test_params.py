@@ -5,6 +5,8 @@ import pytest
 from tunepipe import params
 from tunepipe.errors import PipelineError
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -24,6 +24,7 @@ from tests.helpers import (
 )
 
 
+@pytest.mark.e2e
 def test_repro_reruns_only_what_changed_then_registers_and_predicts(
     reproduced: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -96,6 +97,7 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(
     pd.testing.assert_frame_equal(predicted, pd.read_csv(by_path))
 
 
+@pytest.mark.stage
 def test_validation_failure_stops_the_run(tmp_path: Path, tiny_bert: Path) -> None:
     rows = make_reviews()
     rows[17]["category"] = "meh"
@@ -112,6 +114,7 @@ def test_validation_failure_stops_the_run(tmp_path: Path, tiny_bert: Path) -> No
     assert report["success"] is False
 
 
+@pytest.mark.stage
 def test_below_threshold_model_is_not_registered(reproduced: tuple[Path, str], tmp_path: Path) -> None:
     project = copy_project(reproduced[0], tmp_path / "project")
     set_params(project, **{"evaluate.thresholds": {"accuracy": 1.01}})
@@ -126,6 +129,7 @@ def test_below_threshold_model_is_not_registered(reproduced: tuple[Path, str], t
     assert tags(project) == []
 
 
+@pytest.mark.e2e
 def test_two_clones_reproduce_identical_hashes(
     reproduced: tuple[Path, str], tmp_path: Path, tiny_bert: Path
 ) -> None:
@@ -150,6 +154,7 @@ def test_two_clones_reproduce_identical_hashes(
     assert hashes(one) == hashes(two)
 
 
+@pytest.mark.stage
 def test_preset_only_load_section_through_dvc_and_registry(tmp_path: Path, tiny_bert: Path) -> None:
     """`load: {preset: glue/stsb, source: ...}` is all a user writes: DVC tracks it, the preset
     makes it a regression run, and the registered version predicts scores."""

@@ -23,6 +23,8 @@ from tests.helpers import (
     saved_steps,
 )
 
+pytestmark = pytest.mark.e2e
+
 
 def test_sigkill_in_train_then_dvc_repro_resumes_to_the_same_metrics(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch

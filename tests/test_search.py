@@ -75,6 +75,7 @@ def assert_only_best_model(root: Path) -> None:
     assert (root / catalog.SEARCH_BEST_MODEL / "model.safetensors").is_file()
 
 
+@pytest.mark.stage
 def test_grid_runs_every_point_once_and_keeps_only_the_best_model(project: Path) -> None:
     space = {"learning_rate": [1e-3, 3e-3], "epochs": [1, 2]}
     p = configure(project, sampler="grid", space=space)
@@ -102,6 +103,7 @@ def test_grid_runs_every_point_once_and_keeps_only_the_best_model(project: Path)
     assert marker["trial"] == best["best_trial"] and best["best_model"] == "search/best-model"
 
 
+@pytest.mark.stage
 def test_resumed_grid_skips_finished_points_and_revisits_a_lost_one(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -138,6 +140,7 @@ def test_resumed_grid_skips_finished_points_and_revisits_a_lost_one(
     assert len(load_study(p, project).get_trials()) == 5
 
 
+@pytest.mark.stage
 def test_two_workers_share_one_grid_study(project: Path) -> None:
     """Two processes on one storage split the grid: every point is finished, each worker ran some."""
     grid = [1e-3, 2e-3, 3e-3, 4e-3]
@@ -158,6 +161,7 @@ def test_two_workers_share_one_grid_study(project: Path) -> None:
     assert_only_best_model(project)
 
 
+@pytest.mark.stage
 def test_resumed_tpe_study_counts_its_finished_trials(project: Path) -> None:
     space = {"learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}}
     p = configure(project, sampler="tpe", space=space, pruning=True)
@@ -177,6 +181,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
+@pytest.mark.stage
 def test_pruning_callback_stops_training_and_removes_the_trial_folder(project: Path) -> None:
     p = configure(project, sampler="tpe", space={"learning_rate": [3e-3]})
     study = search.make_study(p, project)
@@ -197,6 +202,7 @@ def test_pruning_callback_stops_training_and_removes_the_trial_folder(project: P
     assert seen == [False]
 
 
+@pytest.mark.stage
 def test_median_pruner_stops_a_trial_that_does_not_learn(project: Path) -> None:
     # learning_rate 0 leaves the validation loss where it starts (0.693); the other two lower it
     # to about 0.687 and 0.681 at every evaluation, so the median rule stops it at its first.
@@ -214,6 +220,7 @@ def test_median_pruner_stops_a_trial_that_does_not_learn(project: Path) -> None:
     assert_only_best_model(project)
 
 
+@pytest.mark.stage
 def test_space_errors_name_the_entry(project: Path) -> None:
     with pytest.raises(PipelineError, match=r"search\.space\.learning_rate: the grid sampler needs a list"):
         params_mod.check_space({"learning_rate": {"low": 1e-5, "high": 1e-3}}, "grid")
@@ -235,6 +242,7 @@ def test_space_errors_name_the_entry(project: Path) -> None:
         search.run_search(p, project)
 
 
+@pytest.mark.unit
 def test_suggest_types_values_as_the_train_fields() -> None:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     space = {
@@ -250,6 +258,7 @@ def test_suggest_types_values_as_the_train_fields() -> None:
     assert values["freeze"] in ("none", "head_only")
 
 
+@pytest.mark.unit
 def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: Path) -> None:
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     before = (tmp_path / "params.yaml").read_text()
@@ -288,6 +297,7 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
         search_apply.apply_best(tmp_path, {"learning_rat": 1e-3})
 
 
+@pytest.mark.e2e
 def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_backend: None) -> None:
     from flows.search import search as search_flow
     from tests.helpers import artifacts, task_states
@@ -332,6 +342,7 @@ def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_
     assert lineage.search_record(project, params_mod.read(project / "params.yaml")) is None
 
 
+@pytest.mark.unit
 def test_search_command_passes_its_options_to_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.search
 

@@ -16,6 +16,8 @@ from sklearn.metrics import classification_report, mean_squared_error
 
 from tests.helpers import FILLER, NEGATIVE, POSITIVE, make_project, run_stages_in_process, set_params
 
+pytestmark = pytest.mark.stage
+
 CUES = POSITIVE + NEGATIVE  # words the tiny BERT's vocabulary knows
 
 

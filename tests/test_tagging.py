@@ -22,6 +22,8 @@ from tunepipe.tagging import (
     token_accuracy,
 )
 
+pytestmark = pytest.mark.unit
+
 TYPES = ("PER", "LOC", "ORG")
 ANY_TAG = ["O", *(f"{p}-{t}" for p in "BI" for t in TYPES)]
 # Not IOB: IOBES prefixes, bare prefixes, a POS tag, punctuation; seqeval still decodes them somehow.

@@ -59,6 +59,7 @@ def sentences_of(predictions: pd.DataFrame, column: str) -> list[list[str]]:
     return [list(g[column]) for _, g in predictions.sort_values(["source_row", "word"]).groupby("source_row")]
 
 
+@pytest.mark.stage
 def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, monkeypatch) -> None:
     project = ner_project(tmp_path, tiny_bert)
     run_stages_in_process(project, monkeypatch)
@@ -123,6 +124,7 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
     assert written[0]["entities"] == found
 
 
+@pytest.mark.unit
 def test_labels_align_to_first_subtoken_or_all(tmp_path: Path, tiny_bert: Path) -> None:
     from tunepipe import params
     from tunepipe.pretrained import load_tokenizer
@@ -151,6 +153,7 @@ def test_labels_align_to_first_subtoken_or_all(tmp_path: Path, tiny_bert: Path) 
     assert every["word_labels"] == first["labels"]
 
 
+@pytest.mark.stage
 def test_malformed_conll_names_the_line(tmp_path: Path, tiny_bert: Path, monkeypatch) -> None:
     rng = random.Random(1)
     project = ner_project(tmp_path, tiny_bert, [sentence(rng) for _ in range(30)])
@@ -165,6 +168,7 @@ def test_malformed_conll_names_the_line(tmp_path: Path, tiny_bert: Path, monkeyp
         load.main()
 
 
+@pytest.mark.stage
 def test_ill_formed_iob_is_reported_with_its_line(
     tmp_path: Path, tiny_bert: Path, monkeypatch, capsys
 ) -> None:
@@ -197,6 +201,7 @@ def test_ill_formed_iob_is_reported_with_its_line(
     assert report["success"] and report["tag_scheme"] == "iob1"
 
 
+@pytest.mark.unit
 def test_conll2003_schema_reads_tag_names(tmp_path: Path) -> None:
     """The hub's conll2003 layout: tokens plus tag ids with ClassLabel names, in a saved DatasetDict."""
     from datasets import ClassLabel, Dataset, DatasetDict, Features, List, Value

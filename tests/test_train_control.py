@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from tests.helpers import make_project, set_params
 
+pytestmark = pytest.mark.stage
+
 
 def test_first_n_frozen_layers_stay_bit_identical(
     tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch

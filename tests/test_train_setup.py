@@ -5,6 +5,8 @@ import pytest
 from tunepipe import checkpoints, devices, params, training
 from tunepipe.errors import PipelineError
 
+pytestmark = pytest.mark.unit
+
 
 def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
     import torch

@@ -4,6 +4,8 @@ import pytest
 from tunepipe import params
 from tunepipe import validation as validate
 
+pytestmark = pytest.mark.unit
+
 
 def frames(texts_by_split: dict[str, list[tuple[str, str]]]) -> dict[str, pd.DataFrame]:
     return {

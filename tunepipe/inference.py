@@ -32,6 +32,12 @@ def load_model(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, A
     return model, tok
 
 
+def max_length_of(model: Any, tok: Any) -> int:
+    """Where to cut inputs: the saved tokenizer's model_max_length, which train sets to the length
+    the model was trained and evaluated with; the position table caps it for models saved elsewhere."""
+    return min(tok.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+
+
 def task_of(config: Any) -> str:
     """sequence_classification, regression or token_classification, from a saved model's config."""
     if any(a.endswith("ForTokenClassification") for a in config.architectures or []):

@@ -13,7 +13,7 @@ import pandas as pd
 from tunepipe import registry
 from tunepipe.conll import write_conll
 from tunepipe.errors import PipelineError
-from tunepipe.inference import load_model, logits_for, task_of, token_logits_for
+from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
 from tunepipe.io import write_text
 from tunepipe.metrics import softmax
 from tunepipe.params import ConllParams
@@ -56,7 +56,7 @@ def predict_frame(
     from datasets import Dataset
 
     check_text_column(df, [c for c in (text_column, pair_column) if c], origin)
-    max_length = min(tok.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    max_length = max_length_of(model, tok)
     task = task_of(model.config)
     out = df.copy()
     if task == "token_classification":

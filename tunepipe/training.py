@@ -54,6 +54,17 @@ def build_model(p: Params, labels: list[str]) -> Any:
     )
 
 
+def trained_length(info: dict[str, Any], data_dir: Path) -> int:
+    """The length tokenize cut every example at (labels.json): the saved model keeps it."""
+    length = info.get("max_length")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise PipelineError(
+            f"{data_dir}/labels.json: max_length is {length!r}, expected a positive integer; "
+            "run `dvc repro tokenize`"
+        )
+    return length
+
+
 def best_metric(p: Params, scheme: str | None) -> str:
     """train.metric_for_best_model, or the task's main metric (regression: pearson, NER: f1)."""
     metric = p.train.metric_for_best_model or main_metric(p.task, scheme or "none")
@@ -209,6 +220,9 @@ def train(
 
     torch.manual_seed(t.seed)
     tok = load_tokenizer(p)
+    # The saved tokenizer carries the length the model was trained (and is evaluated) with, so
+    # `tunepipe predict` and transformers.pipeline cut long texts where evaluate did.
+    tok.model_max_length = trained_length(info, data_dir)
     model = build_model(p, labels)
     collator = (
         DataCollatorForTokenClassification if p.task == "token_classification" else DataCollatorWithPadding
