@@ -1,85 +1,220 @@
-"""`tunepipe` command line: run the flow, predict, and inspect the registry.
+"""`tunepipe` command line: run the flow, explain what is stale, predict, inspect the registry.
 
-Heavy libraries are imported inside each command so that `tunepipe --help` stays instant.
+Heavy libraries (torch, transformers, DVC, Prefect) are imported inside each command so that
+`tunepipe --help` and `tunepipe --version` stay instant. `--root` is accepted before the
+subcommand and after it; after wins.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from tunepipe import catalog
+import typer
+
+from tunepipe import __version__, catalog
 from tunepipe.errors import PipelineError
 from tunepipe.stage import set_env_defaults
 
+app = typer.Typer(
+    name="tunepipe",
+    help="Reproducible fine-tuning pipeline: DVC stages, a Prefect flow, a git-tag model registry.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
-def _artifact_name(args: argparse.Namespace) -> str:
-    if args.name:
-        return args.name
+ROOT_HELP = "project directory, with dvc.yaml and params.yaml (default: current directory)"
+NAME_HELP = "artifact name (default: register.name in params.yaml)"
+Root = Annotated[str | None, typer.Option("--root", help=ROOT_HELP, show_default=False)]
+Name = Annotated[str | None, typer.Option("--name", help=NAME_HELP, show_default=False)]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tunepipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    root: Root = None,
+    version: Annotated[
+        bool, typer.Option("--version", help="print the version and exit", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    ctx.obj = root
+
+
+def _root(ctx: typer.Context, root: str | None) -> str:
+    """--root after the subcommand, else before it, else the current directory."""
+    return root or ctx.obj or "."
+
+
+def _artifact_name(root: str, name: str | None) -> str:
+    if name:
+        return name
     from tunepipe import params
 
-    return params.read(Path(args.root) / catalog.PARAMS).register.name
+    return params.read(Path(root) / catalog.PARAMS).register.name
 
 
-def cmd_run(args: argparse.Namespace) -> None:
+def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
+    """`model@v0.1.0` names the artifact too; an explicit --name wins."""
+    if "@" in version:
+        artifact, _, version = version.partition("@")
+        name = name or artifact
+    return version, name
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    no_register: Annotated[bool, typer.Option("--no-register", help="stop after evaluation")] = False,
+    root: Root = None,
+) -> None:
+    """Run the whole pipeline as a Prefect flow, then register the model."""
     from flows.pipeline import main as flow_main
 
-    flow_main(["--root", args.root] + (["--no-register"] if args.no_register else []))
+    flow_main(["--root", _root(ctx, root)] + (["--no-register"] if no_register else []))
 
 
-def cmd_search(args: argparse.Namespace) -> None:
-    from flows.search import main as search_main
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable: one object per stage")] = False,
+    root: Root = None,
+) -> None:
+    """Show each stage as up to date or stale, and why (DVC's own status)."""
+    from tunepipe import staleness
 
-    search_main(
-        ["--root", args.root]
-        + (["--trials", str(args.trials)] if args.trials is not None else [])
-        + (["--apply"] if args.apply else [])
+    states = staleness.check(Path(_root(ctx, root)))
+    if as_json:
+        print(json.dumps({"stages": [s.to_json() for s in states]}, indent=2))
+        return
+    width = max((len(s.stage) for s in states), default=0)
+    for s in states:
+        print(f"{s.stage:<{width}}  {s.shown}")
+        for reason in s.reasons:
+            print(f"{'':<{width}}    {reason}")
+    stale = [s.stage for s in states if s.state == staleness.STALE]
+    print(
+        f"stale: {', '.join(stale)}; `dvc repro` or `tunepipe run` re-runs them"
+        if stale
+        else "nothing stale: `dvc repro` would run only stages that run every time"
+        if any(s.runs for s in states)
+        else "everything up to date"
     )
 
 
-def cmd_register(args: argparse.Namespace) -> None:
+@app.command()
+def search(
+    ctx: typer.Context,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials", help="finished trials in all, a resumed study's included (default: search.trials)"
+        ),
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="write the best values into params.yaml")] = False,
+    root: Root = None,
+) -> None:
+    """Hyperparameter search: an Optuna study (search: in params.yaml)."""
+    from flows.search import main as search_main
+
+    search_main(
+        ["--root", _root(ctx, root)]
+        + (["--trials", str(trials)] if trials is not None else [])
+        + (["--apply"] if apply else [])
+    )
+
+
+@app.command()
+def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
+    """Register the evaluated model as a new version (after `dvc repro`)."""
     from tunepipe import params, registry
 
-    p = params.read(Path(args.root) / catalog.PARAMS)
-    result = registry.register(Path(args.root), args.name or p.register.name, p.register.bump)
+    base = Path(_root(ctx, root))
+    p = params.read(base / catalog.PARAMS)
+    result = registry.register(base, name or p.register.name, p.register.bump)
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
+@app.command()
+def predict(
+    ctx: typer.Context,
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="file with a text column (CSV, TSV, JSONL, parquet) or a CoNLL file"
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", help="a registered version (v0.1.0) or a model directory")],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="output CSV or .jsonl; CoNLL for CoNLL input (default: <input>.predictions.csv)",
+            show_default=False,
+        ),
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option("--text-column", help="text column (default: load.columns.text in params.yaml)"),
+    ] = None,
+    text_pair_column: Annotated[
+        str | None, typer.Option("--text-pair-column", help="second text column, for sentence-pair models")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="examples per forward pass")] = 64,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Predict labels for unlabelled rows of a table or CoNLL file."""
     from tunepipe import params
     from tunepipe.prediction import predict_file, summarise
 
-    text_column, pair_column = args.text_column, args.text_pair_column
-    params_file = Path(args.root) / catalog.PARAMS
+    base = _root(ctx, root)
+    pair_column = text_pair_column
+    params_file = Path(base) / catalog.PARAMS
     if text_column is None and params_file.exists():
         columns = params.read(params_file).load.columns
         text_column, pair_column = columns.text, pair_column or columns.text_pair
-    conll = Path(args.input).suffix.lower() in (".conll", ".txt", ".iob", ".bio")
-    output = Path(
-        args.output or Path(args.input).with_suffix(".predictions" + (".conll" if conll else ".csv"))
-    )
+    conll = input_file.suffix.lower() in (".conll", ".txt", ".iob", ".bio")
+    output = output or input_file.with_suffix(".predictions" + (".conll" if conll else ".csv"))
     out = predict_file(
-        args.model,
-        Path(args.input),
+        model,
+        input_file,
         output,
         text_column or "text",
         pair_column,
-        root=Path(args.root),
-        name=_artifact_name(args),
-        batch_size=args.batch_size,
+        root=Path(base),
+        name=_artifact_name(base, name),
+        batch_size=batch_size,
     )
     print(f"predicted {len(out)} rows -> {output} ({summarise(out)})")
 
 
-def cmd_lineage(args: argparse.Namespace) -> None:
+@app.command()
+def lineage(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="a registered version: v0.1.0 or model@v0.1.0")],
+    as_json: Annotated[bool, typer.Option("--json", help="the full record as JSON")] = False,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Print a registered version's lineage: commits, hashes, params, metrics."""
     from tunepipe import registry
 
-    record = registry.read_lineage(Path(args.root), _artifact_name(args), args.version)
-    if args.json:
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    record = registry.read_lineage(Path(base), _artifact_name(base, name), version)
+    if as_json:
         print(json.dumps(record, indent=2))
         return
     data, model = record["data"], record["model"]
@@ -120,87 +255,56 @@ def _search_line(study: dict[str, Any] | None) -> str:
     )
 
 
-def cmd_versions(args: argparse.Namespace) -> None:
+@app.command()
+def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
+    """List registered versions with their test metrics."""
     from tunepipe import registry
     from tunepipe.metrics import format_metrics
 
-    name = _artifact_name(args)
-    found = registry.versions(Path(args.root), name)
+    base = _root(ctx, root)
+    artifact = _artifact_name(base, name)
+    found = registry.versions(Path(base), artifact)
     if not found:
-        print(f"no registered versions of {name}")
+        print(f"no registered versions of {artifact}")
     for version in found:
-        record = registry.read_lineage(Path(args.root), name, version)
-        print(f"{name}@{version}  {record['registered_commit'][:10]}  {format_metrics(record['metrics'])}")
+        record = registry.read_lineage(Path(base), artifact, version)
+        print(
+            f"{artifact}@{version}  {record['registered_commit'][:10]}  {format_metrics(record['metrics'])}"
+        )
 
 
-def cmd_fetch(args: argparse.Namespace) -> None:
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="a registered version: v0.1.0 or model@v0.1.0")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="directory to write the model into")],
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Materialise a registered version's model directory (DVC cache or remote)."""
     from tunepipe import registry
 
-    out = registry.fetch_model(Path(args.root), _artifact_name(args), args.version, Path(args.output))
-    print(f"fetched {args.version} -> {out}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tunepipe", description="Reproducible fine-tuning pipeline")
-    parser.add_argument("--root", default=".", help="project directory (default: current)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="run the whole pipeline as a Prefect flow")
-    run.add_argument("--no-register", action="store_true")
-    run.set_defaults(func=cmd_run)
-
-    search = sub.add_parser("search", help="hyperparameter search: an Optuna study (search: in params.yaml)")
-    search.add_argument("--trials", type=int, help="finished trials in all (default: search.trials)")
-    search.add_argument("--apply", action="store_true", help="write the best values into params.yaml")
-    search.set_defaults(func=cmd_search)
-
-    reg = sub.add_parser("register", help="register the evaluated model (after `dvc repro`)")
-    reg.add_argument("--name", help="artifact name (default: register.name in params.yaml)")
-    reg.set_defaults(func=cmd_register)
-
-    pred = sub.add_parser("predict", help="predict unlabelled rows of a CSV/JSONL/parquet or CoNLL file")
-    pred.add_argument("input", help="file with a text column, or a CoNLL file of tokens")
-    pred.add_argument("--model", required=True, help="a registered version (v0.1.0) or a model directory")
-    pred.add_argument(
-        "-o",
-        "--output",
-        help="output CSV, .jsonl, or CoNLL for CoNLL input (default: <input>.predictions.csv)",
-    )
-    pred.add_argument("--text-column", help="default: load.columns.text in params.yaml")
-    pred.add_argument("--text-pair-column", help="second text column for sentence-pair models")
-    pred.add_argument("--batch-size", type=int, default=64)
-    pred.add_argument("--name", help="artifact name (default: register.name in params.yaml)")
-    pred.set_defaults(func=cmd_predict)
-
-    lin = sub.add_parser("lineage", help="print the lineage record of a registered version")
-    lin.add_argument("version", help="e.g. v0.1.0 or model@v0.1.0")
-    lin.add_argument("--json", action="store_true", help="the full record as JSON")
-    lin.add_argument("--name", help="artifact name (default: register.name in params.yaml)")
-    lin.set_defaults(func=cmd_lineage)
-
-    ver = sub.add_parser("versions", help="list registered versions with their metrics")
-    ver.add_argument("--name")
-    ver.set_defaults(func=cmd_versions)
-
-    fetch = sub.add_parser("fetch", help="materialise a registered version's model directory")
-    fetch.add_argument("version")
-    fetch.add_argument("-o", "--output", required=True)
-    fetch.add_argument("--name")
-    fetch.set_defaults(func=cmd_fetch)
-    return parser
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    out = registry.fetch_model(Path(base), _artifact_name(base, name), version, output)
+    print(f"fetched {version} -> {out}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    if getattr(args, "version", None) and "@" in args.version:
-        name, _, args.version = args.version.partition("@")
-        args.name = args.name or name
+    """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
+
+    Returns normally on success (tests call it twice in one process); a PipelineError is a user
+    error: one `error: ...` line and exit 1, no traceback.
+    """
     set_env_defaults()
     try:
-        args.func(args)
+        app(args=argv, prog_name="tunepipe")
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    except SystemExit as exc:  # typer ends every run with sys.exit, success included
+        if exc.code not in (0, None):
+            raise
 
 
 if __name__ == "__main__":

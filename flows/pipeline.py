@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
-from tunepipe import catalog, dvcrepo, registry
+from tunepipe import catalog, registry, staleness
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
@@ -35,9 +35,15 @@ TAIL_LINES = 40
 
 
 def stage_env() -> dict[str, str]:
-    """Stage commands say `python`: make that the interpreter running this flow."""
+    """Stage commands say `python`: make that the interpreter running this flow.
+
+    Their output reaches the terminal through a pipe (reproduce): when this flow writes to a
+    terminal, TTY_COMPATIBLE=1 tells rich in the stage to draw its progress bars anyway.
+    """
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if getattr(sys.stdout, "isatty", lambda: False)():
+        env.setdefault("TTY_COMPATIBLE", "1")
     return env
 
 
@@ -69,10 +75,11 @@ def reproduce(root: Path, stage: str) -> None:
 @task(cache_policy=NO_CACHE)
 def dvc_stage(root: Path, stage: str) -> Any:
     logger = get_run_logger()
-    if not dvcrepo.stale(root, stage):
+    (state,) = staleness.check(root, stage)
+    if not state.runs:
         logger.info("dvc: stage %s is up to date, not re-run", stage)
         return Completed(name="Cached", message=f"dvc.lock: stage {stage} up to date")
-    logger.info("dvc: running stage %s", stage)
+    logger.info("dvc: running stage %s (%s): %s", stage, state.state, "; ".join(state.reasons))
     reproduce(root, stage)
     return stage
 

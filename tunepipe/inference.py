@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tunepipe import progress
 from tunepipe.errors import PipelineError
 
 
@@ -58,12 +59,13 @@ def _batches(
     encoded = encoded.select_columns(keep)
     lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=int)
     order = np.argsort(lengths, kind="stable")
-    with torch.inference_mode():
+    with torch.inference_mode(), progress.bar(len(order), "inference") as advance:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = collate([encoded[int(i)] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
             yield idx, lengths[idx], model(**batch).logits.float().cpu().numpy()
+            advance(len(idx))
 
 
 def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.ndarray:

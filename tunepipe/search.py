@@ -23,7 +23,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from tunepipe import catalog
+from tunepipe import catalog, progress
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json, write_text
 from tunepipe.metrics import greater_is_better, metric_names
@@ -255,6 +255,16 @@ def _report_trial(metric: str) -> Callable[[optuna.Study, FrozenTrial], None]:
     return callback
 
 
+def _progress_line(study: optuna.Study, todo: int, metric: str, elapsed: float, ran: int) -> None:
+    """Before each trial: finished trials of the target, the best value, time spent and left."""
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    best = ""
+    with contextlib.suppress(ValueError):
+        best = f"; best {metric} {study.best_value:.4f}"
+    timing = f"; {elapsed:.0f} s, about {elapsed / ran * todo:.0f} s left" if ran else ""
+    progress.step_line("search", finished, finished + todo, f"trials finished{best}{timing}")
+
+
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value, duration_s, then one column per searched param."""
     trials = study.get_trials(deepcopy=False)
@@ -346,8 +356,11 @@ def run_search(p: Params, root: Path, trials: int | None = None) -> dict[str, An
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         sweep(root, study)
-        while _todo(study, target) > 0:
+        started, ran = time.perf_counter(), 0
+        while (todo := _todo(study, target)) > 0:
+            _progress_line(study, todo, metric, time.perf_counter() - started, ran)
             study.optimize(objective, n_trials=1, callbacks=callbacks)
+            ran += 1
     result = summary(study, p, root)
     write_text(root / catalog.SEARCH_TRIALS_CSV, trials_table(study).to_csv(index=False))
     write_json(root / catalog.SEARCH_BEST, result)
