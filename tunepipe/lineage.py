@@ -86,9 +86,7 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
     validation = read_json(root / catalog.VALIDATION_REPORT)
     committed_here = set(REGISTERED_FILES)
     dirty = [
-        path
-        for path in changed_paths(root)
-        if path not in committed_here and not path.endswith(".gitignore")
+        path for path in changed_paths(root) if path not in committed_here and not path.endswith(".gitignore")
     ]
     p = params_mod.read(root / catalog.PARAMS)
     return {
