@@ -8,13 +8,17 @@ owner-only ones of mkdtemp/mkstemp (or of the weights transformers writes)."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import json
+import lzma
 import os
 import re
 import shutil
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +143,42 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """A file's bytes, decompressed as pandas would by suffix; None when that is not possible here."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    try:
+        if opener:
+            with opener(path, "rb") as fh:
+                return fh.read()
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                return archive.read(names[0]) if len(names) == 1 else None
+        if path.suffix.lower() == ".zst":
+            return None
+        return path.read_bytes()
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile):
+        return None
+
+
+NEWLINE = b"\n"
+
+
+def decode_error(path: Path, encoding: str, setting: str = "load.encoding") -> str:
+    """Where a file stops being `encoding`: the line and the byte, not a position in a buffer."""
+    data = read_bytes(path)
+    where, what = "", f"not valid {encoding}"
+    if data is not None:
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError as err:
+            line_start = data.rfind(NEWLINE, 0, err.start) + 1
+            where = f", line {data.count(NEWLINE, 0, err.start) + 1}"
+            what += f" (byte {data[err.start]:#04x} at byte {err.start - line_start + 1} of the line)"
+    return (
+        f"{path}{where}: {what}; re-save the file as UTF-8, or set {setting} to the file's encoding "
+        "(e.g. latin-1, cp1252)"
+    )
