@@ -58,21 +58,19 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if text_column is None and params_file.exists():
         columns = params.read(params_file).load.columns
         text_column, pair_column = columns.text, pair_column or columns.text_pair
-    conll = Path(args.input).suffix.lower() in (".conll", ".txt", ".iob", ".bio")
-    output = Path(
-        args.output or Path(args.input).with_suffix(".predictions" + (".conll" if conll else ".csv"))
-    )
+    # No -o: predict_file picks <input>.predictions.csv, or .conll when it reads CoNLL tokens
+    # (a .txt file is CoNLL for a token classification model, one text per line for others).
     out = predict_file(
         args.model,
         Path(args.input),
-        output,
+        Path(args.output) if args.output else None,
         text_column or "text",
         pair_column,
         root=Path(args.root),
         name=_artifact_name(args),
         batch_size=args.batch_size,
     )
-    print(f"predicted {len(out)} rows -> {output} ({summarise(out)})")
+    print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
 
 
 def cmd_lineage(args: argparse.Namespace) -> None:

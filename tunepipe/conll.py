@@ -18,7 +18,7 @@ from tunepipe.io import decode_error, read_bytes, write_text
 DOCSTART = "-DOCSTART-"
 
 
-def _lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its line ending); CRLF, CR, a UTF-8 BOM and the
     compressions pandas reads (.gz, .bz2, .xz, .zip) are accepted."""
     if path.is_dir():
@@ -82,7 +82,7 @@ def read_conll(
             rows.append(start)
         sent_tokens, sent_tags = [], []
 
-    for n, line in _lines(path, encoding):
+    for n, line in read_lines(path, encoding):
         if not line.strip() or line.lstrip().startswith(DOCSTART):
             close()
             continue
@@ -122,7 +122,7 @@ def read_tagged(path: Path, delimiter: str = "/", encoding: str = "utf-8") -> pd
     tokens: list[list[str]] = []
     tags: list[list[str]] = []
     rows: list[int] = []
-    for n, line in _lines(path, encoding):
+    for n, line in read_lines(path, encoding):
         words = line.split()
         if not words:
             continue

@@ -73,22 +73,10 @@ def _csv_problem(path: Path, sep: str, encoding: str) -> str | None:
         csv.field_size_limit(limit)
 
 
-def _text_lines(path: Path, encoding: str) -> list[str]:
-    data = read_bytes(path)
-    if data is None:
-        raise PipelineError(f"{path}: cannot read the file")
-    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
-    try:
-        text = data.decode("utf-8-sig" if utf8 else encoding)
-    except UnicodeDecodeError:
-        raise PipelineError(decode_error(path, encoding)) from None
-    return [line.rstrip("\r") for line in text.split("\n")]
-
-
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     """One JSON object per line (blank lines skipped); a broken line is named by its number."""
     records = []
-    for n, line in enumerate(_text_lines(path, encoding), start=1):
+    for n, line in conll_io.read_lines(path, encoding):
         if not line.strip():
             continue
         try:
@@ -114,7 +102,7 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
         raise PipelineError(decode_error(path, encoding)) from None
     except Exception as exc:
         try:
-            json.loads("\n".join(_text_lines(path, encoding)))
+            json.loads("\n".join(line for _, line in conll_io.read_lines(path, encoding)))
         except json.JSONDecodeError as err:
             raise PipelineError(
                 f"{path}, line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})"
@@ -205,7 +193,13 @@ def read_source(ref: str, p: LoadParams) -> dict[str, pd.DataFrame] | pd.DataFra
         try:
             dsd = load_dataset(name, p.hub_config, revision=p.hub_revision)
         except Exception as exc:
-            raise PipelineError(f"load.source {ref}: cannot load dataset: {exc}") from None
+            hint = ""
+            if assets.hub_offline("HF_DATASETS_OFFLINE"):
+                hint = (
+                    " (Hugging Face offline mode is on: unset HF_HUB_OFFLINE and HF_DATASETS_OFFLINE to "
+                    "download it, or name a local copy saved with DatasetDict.save_to_disk)"
+                )
+            raise PipelineError(f"load.source {ref}: cannot load dataset: {exc}{hint}") from None
         return _dataset_to_frames(dsd)
     path = Path(assets.resolve(ref))
     if path.is_dir():
