@@ -96,17 +96,16 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
 
 
 def _read_json(path: Path, encoding: str) -> pd.DataFrame:
+    """Checked with the json module first: it names the line of an error, and pandas' own parser
+    lets some invalid JSON through (a trailing comma)."""
+    try:
+        json.loads("\n".join(line for _, line in conll_io.read_lines(path, encoding)))
+    except json.JSONDecodeError as err:
+        where = f"{path}, line {err.lineno}"
+        raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
     try:
         return pd.read_json(path, encoding=encoding)
-    except UnicodeDecodeError:
-        raise PipelineError(decode_error(path, encoding)) from None
     except Exception as exc:
-        try:
-            json.loads("\n".join(line for _, line in conll_io.read_lines(path, encoding)))
-        except json.JSONDecodeError as err:
-            raise PipelineError(
-                f"{path}, line {err.lineno}: not valid JSON ({err.msg} at column {err.colno})"
-            ) from None
         raise PipelineError(
             f"{path}: cannot read as json ({exc}); expected a list of records or a mapping of columns"
         ) from None

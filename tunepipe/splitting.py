@@ -74,12 +74,12 @@ def to_canonical(
 def _check_text(values: pd.Series, column: str, origin: str, rows: pd.Series) -> None:
     """Texts are strings (or missing, which validation reports): a number or a list in a text
     column would pass unnoticed until the tokenizer fails on it."""
-    bad = values.map(lambda v: not isinstance(v, str) and not _missing(v))
-    if bad.any():
-        pairs = zip(rows[bad][:5], values[bad][:5], strict=True)
+    bad = [not isinstance(v, str) and not _missing(v) for v in values.tolist()]
+    if any(bad):
+        pairs = [(r, v) for r, v, b in zip(rows.tolist(), values.tolist(), bad, strict=True) if b][:5]
         shown = ", ".join(f"row {r}: {v!r} ({type(v).__name__})" for r, v in pairs)
         raise PipelineError(
-            f"{origin}: column {column!r} must hold text; {int(bad.sum())} value(s) are not strings, "
+            f"{origin}: column {column!r} must hold text; {sum(bad)} value(s) are not strings, "
             f"e.g. {shown} (set load.columns to the text column, or write these values as text)"
         )
 
