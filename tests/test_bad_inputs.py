@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.helpers import make_project, make_reviews, set_params
+from tests.helpers import build_classifier, make_project, make_reviews, set_params
 from tunepipe import stage
 from tunepipe.errors import PipelineError
 
@@ -668,24 +668,12 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Models:
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
-
     root = tmp_path_factory.mktemp("models")
-    tok = AutoTokenizer.from_pretrained(tiny_bert)
-    labels = {"sequence": ["rotten", "fresh"], "token": ["O", "B-PER", "I-PER"]}
-    classes = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
-    for kind, names in labels.items():
-        id2label = dict(enumerate(names))
-        model = classes[kind].from_pretrained(
-            tiny_bert, id2label=id2label, label2id={v: k for k, v in id2label.items()}
-        )
-        model.save_pretrained(root / kind)
-        tok.save_pretrained(root / kind)
-    return Models(tiny_bert, root / "sequence", root / "token")
+    return Models(
+        tiny_bert,
+        build_classifier(tiny_bert, root / "sequence", ["rotten", "fresh"]),
+        build_classifier(tiny_bert, root / "token", ["O", "B-PER", "I-PER"], token=True),
+    )
 
 
 @pytest.fixture(scope="module")
