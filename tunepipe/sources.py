@@ -92,7 +92,7 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
         records.append(value)
     if not records:
         raise PipelineError(f"{path}: no records; expected one JSON object per line")
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame(records)  # from_records would drop a `{}` line
 
 
 def _read_json(path: Path, encoding: str) -> pd.DataFrame:
