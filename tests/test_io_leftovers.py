@@ -151,3 +151,27 @@ def test_saved_model_folder_is_readable_by_others(tmp_path: Path, tiny_bert: Pat
     assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "model").iterdir()}
     assert modes["model.safetensors"] == 0o644 and modes["config.json"] == 0o644
+
+
+def test_a_stage_removes_leftovers_at_its_start_even_when_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunepipe import stage
+    from tunepipe.errors import PipelineError
+
+    pid = dead_pid()
+    left = [tmp_path / f"data/.splits.tmp-{pid}-a", tmp_path / f"models/.model.tmp-{pid}-b"]
+    for folder in left:
+        folder.mkdir(parents=True)
+    (tmp_path / f"reports/.metrics.json.tmp-{pid}-c").parent.mkdir()
+    (tmp_path / f"reports/.metrics.json.tmp-{pid}-c").write_text("{")
+    left.append(tmp_path / f"reports/.metrics.json.tmp-{pid}-c")
+    monkeypatch.chdir(tmp_path)
+
+    def failing() -> None:
+        raise PipelineError("bad input")
+
+    with pytest.raises(SystemExit):
+        stage.run(failing)
+    assert "error: bad input" in capsys.readouterr().err
+    assert not any(p.exists() for p in left)

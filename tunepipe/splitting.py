@@ -149,17 +149,20 @@ def carve(
             f"carving {what} ({fraction:.0%}) from {units} {kind} leaves one side empty; "
             "add rows, change load.split fractions, or supply the split in load.source"
         )
-    if p.split.group_by:
-        splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        keep_idx, cut_idx = next(splitter.split(df, groups=df["group"].astype(str)))
-        return df.iloc[keep_idx], df.iloc[cut_idx]
-    stratify = None
-    if "label" in df.columns and not pd.api.types.is_float_dtype(df["label"]):
-        counts = df["label"].value_counts()
-        fits = len(counts) <= min(n_cut, units - n_cut)
-        stratify = df["label"] if len(counts) > 1 and counts.min() >= 2 and fits else None
-    keep, cut = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
-    return keep, cut
+    try:
+        if p.split.group_by:
+            splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+            keep_idx, cut_idx = next(splitter.split(df, groups=df["group"].astype(str)))
+            return df.iloc[keep_idx], df.iloc[cut_idx]
+        stratify = None
+        if "label" in df.columns and not pd.api.types.is_float_dtype(df["label"]):
+            counts = df["label"].value_counts()
+            fits = len(counts) <= min(n_cut, units - n_cut)
+            stratify = df["label"] if len(counts) > 1 and counts.min() >= 2 and fits else None
+        keep, cut = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
+        return keep, cut
+    except ValueError as exc:  # a case the checks above do not foresee: still one clear line
+        raise PipelineError(f"carving {what} ({fraction:.0%}) from {units} rows failed: {exc}") from None
 
 
 # Which split loses a shared row (load.overlap: drop): the evaluation split, and of validation
