@@ -185,8 +185,8 @@ def predict(
     if text_column is None and params_file.exists():
         columns = params.read(params_file).load.columns
         text_column, pair_column = columns.text, pair_column or columns.text_pair
-    conll = input_file.suffix.lower() in (".conll", ".txt", ".iob", ".bio")
-    output = output or input_file.with_suffix(".predictions" + (".conll" if conll else ".csv"))
+    # No -o: predict_file picks <input>.predictions.csv, or .conll when it reads CoNLL tokens
+    # (a .txt file is CoNLL for a token classification model, one text per line for others).
     out = predict_file(
         model,
         input_file,
@@ -197,7 +197,7 @@ def predict(
         name=_artifact_name(base, name),
         batch_size=batch_size,
     )
-    print(f"predicted {len(out)} rows -> {output} ({summarise(out)})")
+    print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
 
 
 @app.command()

@@ -115,6 +115,22 @@ def build_tiny_bert(out: Path, texts: list[str]) -> Path:
     return out
 
 
+def build_classifier(base: Path, out: Path, labels: list[str], token: bool = False) -> Path:
+    """A saved (untrained) classifier on top of `base`, as the train stage would leave it."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    cls = AutoModelForTokenClassification if token else AutoModelForSequenceClassification
+    id2label = dict(enumerate(labels))
+    model = cls.from_pretrained(base, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if check and proc.returncode != 0:

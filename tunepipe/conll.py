@@ -6,29 +6,37 @@ sentence found later in the pipeline can be traced back to its line in the sourc
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from tunepipe.errors import PipelineError
-from tunepipe.io import write_text
+from tunepipe.io import decode_error, read_bytes, write_text
 
 DOCSTART = "-DOCSTART-"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its line ending); CRLF, CR and a UTF-8 BOM are accepted."""
+def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """(1-based line number, line without its line ending); CRLF, CR, a UTF-8 BOM and the
+    compressions pandas reads (.gz, .bz2, .xz, .zip) are accepted."""
+    if path.is_dir():
+        raise PipelineError(f"{path}: expected a file, found a directory")
+    if not path.is_file():
+        raise PipelineError(f"{path}: file not found")
+    data = read_bytes(path)
+    if data is None:
+        raise PipelineError(f"{path}: cannot read the file (an unsupported compression?)")
+    utf8 = encoding.replace("_", "-").lower() in ("utf-8", "utf8")
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            for n, line in enumerate(fh, start=1):
-                yield n, line.rstrip("\r\n")
-    except FileNotFoundError:
-        raise PipelineError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise PipelineError(f"{path}: expected a file, found a directory") from None
-    except UnicodeDecodeError as err:
-        raise PipelineError(f"{path}: expected UTF-8 text ({err.reason})") from None
+        text = data.decode("utf-8-sig" if utf8 else encoding)
+    except UnicodeDecodeError:
+        raise PipelineError(decode_error(path, encoding)) from None
+    except LookupError:
+        raise PipelineError(f"{path}: unknown text encoding {encoding!r} (load.encoding)") from None
+    for n, line in enumerate(io.StringIO(text, newline=""), start=1):
+        yield n, line.rstrip("\r\n")
 
 
 def _column(path: Path, n: int, fields: list[str], index: int, role: str, line: str) -> str:
@@ -44,7 +52,11 @@ def _column(path: Path, n: int, fields: list[str], index: int, role: str, line: 
 
 
 def read_conll(
-    path: Path, token_column: int = 0, tag_column: int | None = -1, separator: str | None = None
+    path: Path,
+    token_column: int = 0,
+    tag_column: int | None = -1,
+    separator: str | None = None,
+    encoding: str = "utf-8",
 ) -> pd.DataFrame:
     """Sentences from a CoNLL file: one token per line, a blank line between sentences.
 
@@ -70,7 +82,7 @@ def read_conll(
             rows.append(start)
         sent_tokens, sent_tags = [], []
 
-    for n, line in _lines(path):
+    for n, line in read_lines(path, encoding):
         if not line.strip() or line.lstrip().startswith(DOCSTART):
             close()
             continue
@@ -98,7 +110,7 @@ def read_conll(
     return pd.DataFrame(frame).astype({"source_row": "int64"})
 
 
-def read_tagged(path: Path, delimiter: str = "/") -> pd.DataFrame:
+def read_tagged(path: Path, delimiter: str = "/", encoding: str = "utf-8") -> pd.DataFrame:
     """Sentences written one per line as word/TAG tokens (NLTK TaggedCorpusReader style).
 
     Each token is split at its last delimiter, so words may contain it ("1/2/CD" is word "1/2").
@@ -110,7 +122,7 @@ def read_tagged(path: Path, delimiter: str = "/") -> pd.DataFrame:
     tokens: list[list[str]] = []
     tags: list[list[str]] = []
     rows: list[int] = []
-    for n, line in _lines(path):
+    for n, line in read_lines(path, encoding):
         words = line.split()
         if not words:
             continue

@@ -11,10 +11,41 @@ FALLBACK_NAME, FALLBACK_EMAIL = "tunepipe", "tunepipe@localhost"
 
 
 def git(root: Path, *args: str, check: bool = True) -> str:
+    """stdout without its trailing line break; leading spaces are kept, as porcelain formats
+    give them meaning (` M dvc.lock` is an unstaged change)."""
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise PipelineError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
+    return proc.stdout.rstrip("\r\n")
+
+
+def changed_paths(root: Path) -> list[str]:
+    """Tracked files with uncommitted changes (staged or not), relative to the repository root.
+
+    Read from `git status --porcelain -z`: entries are `XY path`, NUL-separated, names unquoted
+    (spaces and non-ASCII names arrive as written), and a rename is followed by its old name.
+    """
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "--untracked-files=no"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise PipelineError(f"git status failed in {root}: {out.stderr.strip()}")
+    entries = out.stdout.split("\0")
+    paths, i = [], 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        status, path = entry[:2], entry[3:]
+        paths.append(path)
+        if "R" in status or "C" in status:
+            i += 1  # the old name of a rename or copy
+    return paths
 
 
 def identity_args(root: Path) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tunepipe import progress
+from tunepipe.assets import check_model_dir
 from tunepipe.errors import PipelineError
 
 
@@ -23,6 +24,7 @@ def load_model(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, A
 
     if not (Path(model_dir) / "config.json").is_file():
         raise PipelineError(f"{model_dir}: not a saved model (no config.json)")
+    check_model_dir(Path(model_dir), str(model_dir), trust_remote_code)
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     cls = AutoModelForTokenClassification if task_of(config) == "token_classification" else None

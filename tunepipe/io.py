@@ -1,15 +1,80 @@
-"""Atomic writes: a reader never sees a half-written file or directory."""
+"""Atomic writes: a reader never sees a half-written file or directory, and a writer killed
+half-way leaves nothing behind for good.
+
+Temporary siblings are named `.<name>.tmp-<pid>-<random>`: the next write of the same output
+removes those whose process is gone (a kill leaves them), and `.gitignore` keeps them out of
+git's view meanwhile. Outputs get the permissions the user's umask gives any new file, not the
+owner-only ones of mkdtemp/mkstemp (or of the weights transformers writes)."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import json
+import lzma
 import os
+import re
 import shutil
 import tempfile
+import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+TEMP_MARK = ".tmp-"
+# When this process started, near enough: a temporary sibling of the old unnamed form
+# (`.model.k3j2x9_a` from before the pid was in the name) that is older is no one's work.
+_STARTED = time.time()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}{TEMP_MARK}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale(target: Path) -> list[Path]:
+    """Remove temporary siblings of `target` left by writers that were killed; returns them."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    ours = re.compile(rf"^\.{re.escape(target.name)}{re.escape(TEMP_MARK)}(\d+)-")
+    legacy = re.compile(rf"^\.{re.escape(target.name)}\.([a-z0-9_]{{8}}|old)$")
+    removed = []
+    for sibling in target.parent.iterdir():
+        match = ours.match(sibling.name)
+        if match:
+            stale = not _alive(int(match.group(1)))
+        elif legacy.match(sibling.name):
+            try:
+                stale = sibling.lstat().st_mtime < _STARTED
+            except FileNotFoundError:
+                continue
+        else:
+            continue
+        if not stale:
+            continue
+        if sibling.is_dir() and not sibling.is_symlink():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                sibling.unlink()
+        removed.append(sibling)
+    return removed
 
 
 @contextlib.contextmanager
@@ -17,13 +82,14 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
     try:
         yield tmp
+        apply_umask(tmp)
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
+            target.rename(old / target.name)
             tmp.rename(target)
             shutil.rmtree(old, ignore_errors=True)
         else:
@@ -32,10 +98,28 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def apply_umask(root: Path) -> None:
+    """Give a tree written through mkdtemp/mkstemp the modes a plain mkdir/open would have."""
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                continue
+            executable = os.stat(path).st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 def write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
@@ -59,3 +143,42 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """A file's bytes, decompressed as pandas would by suffix; None when that is not possible here."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    try:
+        if opener:
+            with opener(path, "rb") as fh:
+                return fh.read()
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                return archive.read(names[0]) if len(names) == 1 else None
+        if path.suffix.lower() == ".zst":
+            return None
+        return path.read_bytes()
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile):
+        return None
+
+
+NEWLINE = b"\n"
+
+
+def decode_error(path: Path, encoding: str, setting: str = "load.encoding") -> str:
+    """Where a file stops being `encoding`: the line and the byte, not a position in a buffer."""
+    data = read_bytes(path)
+    where, what = "", f"not valid {encoding}"
+    if data is not None:
+        try:
+            data.decode(encoding)
+        except UnicodeDecodeError as err:
+            line_start = data.rfind(NEWLINE, 0, err.start) + 1
+            where = f", line {data.count(NEWLINE, 0, err.start) + 1}"
+            what += f" (byte {data[err.start]:#04x} at byte {err.start - line_start + 1} of the line)"
+    return (
+        f"{path}{where}: {what}; re-save the file as UTF-8, or set {setting} to the file's encoding "
+        "(e.g. latin-1, cp1252)"
+    )

@@ -16,7 +16,7 @@ from tunepipe import catalog
 from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import git
+from tunepipe.gitrepo import changed_paths, git
 from tunepipe.io import read_json
 
 PACKAGES = (
@@ -34,6 +34,11 @@ PACKAGES = (
     "numpy",
     "scikit-learn",
 )
+
+
+# What a registration commits beside its lineage record (and the stage folders' .gitignore files):
+# their changes are part of the registered commit, not uncommitted changes.
+REGISTERED_FILES = (str(catalog.PARAMS), "dvc.yaml", "dvc.lock", str(catalog.METRICS))
 
 
 def package_versions() -> dict[str, str]:
@@ -79,11 +84,9 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
     if artifact_path not in outs:
         raise PipelineError(f"dvc.lock has no hash for {artifact_path}: run the train stage first")
     validation = read_json(root / catalog.VALIDATION_REPORT)
-    committed_here = {str(catalog.PARAMS), "dvc.yaml", "dvc.lock"}
+    committed_here = set(REGISTERED_FILES)
     dirty = [
-        path
-        for line in git(root, "status", "--porcelain", "--untracked-files=no").splitlines()
-        if (path := line[3:]) not in committed_here and not path.endswith(".gitignore")
+        path for path in changed_paths(root) if path not in committed_here and not path.endswith(".gitignore")
     ]
     p = params_mod.read(root / catalog.PARAMS)
     return {

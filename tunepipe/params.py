@@ -5,6 +5,7 @@ Unknown keys are errors, so a typo such as `learnig_rate` fails loudly instead o
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import types
@@ -21,6 +22,7 @@ from tunepipe.metrics import EXTRA_METRICS, greater_is_better, reportable
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
 TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
+OVERLAP_POLICIES = ("fail", "drop")
 FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
 # What tunepipe/sources.py reads: its table readers, then the token formats.
 LOAD_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged")
@@ -75,6 +77,8 @@ class LoadParams:
     # csv, tsv, json, jsonl, parquet, conll (token per line), tagged (word/TAG per token);
     # None infers from the suffix (.conll, .txt -> conll).
     format: str | None = None
+    # Text encoding of CSV, TSV, JSON and CoNLL files (UTF-8, with or without a BOM, by default).
+    encoding: str = "utf-8"
     conll: ConllParams = field(default_factory=ConllParams)
     # For token classification `text` names the column of token lists and `label` the column of
     # tag lists (conll2003 schema: tokens, ner_tags).
@@ -85,6 +89,10 @@ class LoadParams:
     tag_scheme: str = "auto"
     drop_labels: list[str] = field(default_factory=list)
     dedupe: bool = True
+    # With dedupe, rows of a supplied validation/test split that repeat another split's texts:
+    # fail (name them) or drop (from the evaluation split, with a warning and the count in
+    # manifest.json). Splits the pipeline carves itself never share texts.
+    overlap: str = "fail"
     split: SplitParams = field(default_factory=SplitParams)
 
 
@@ -483,6 +491,17 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
     _check_across(params, where)
     if params.search.space:
         params.search.space = check_space(params.search.space, params.search.sampler, where)
+    if params.load.overlap not in OVERLAP_POLICIES:
+        raise PipelineError(
+            f"{where}: load.overlap must be one of {', '.join(OVERLAP_POLICIES)}, got {params.load.overlap!r}"
+        )
+    try:
+        codecs.lookup(params.load.encoding)
+    except LookupError:
+        raise PipelineError(
+            f"{where}: load.encoding {params.load.encoding!r} is not a text encoding Python knows "
+            "(e.g. utf-8, latin-1, cp1252)"
+        ) from None
     return params
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from tunepipe import registry
-from tunepipe.conll import write_conll
+from tunepipe.conll import read_lines, write_conll
 from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
 from tunepipe.io import write_text
@@ -21,20 +21,40 @@ from tunepipe.sources import infer_format, read_table
 from tunepipe.tagging import spans
 
 
-def check_text_column(df: pd.DataFrame, columns: list[str], origin: str) -> None:
+def check_text_column(df: pd.DataFrame, columns: list[str], origin: str, tokens: bool = False) -> None:
+    """Every cell to predict is a non-empty text (or, with `tokens`, a non-empty list of words):
+    a number, a missing cell or an empty list is named by its row instead of failing the tokenizer."""
     for col in columns:
         if col not in df.columns:
             raise PipelineError(
                 f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} "
                 "(use --text-column)"
             )
-    texts = df[columns[0]]
-    bad = texts.map(lambda v: v is None or len(v) == 0 if not isinstance(v, str) else not v.strip())
-    if bad.any():
-        rows = ", ".join(str(i + 1) for i in df.index[bad][:5])
-        raise PipelineError(
-            f"{origin}: column {columns[0]!r} is empty in {int(bad.sum())} row(s), e.g. row {rows}"
-        )
+    for col in columns:
+        problems = [
+            (i + 1, p) for i, v in enumerate(df[col]) if (p := _cell_problem(v, tokens and col == columns[0]))
+        ]
+        if problems:
+            shown = ", ".join(f"row {row} ({what})" for row, what in problems[:5])
+            expected = "text or a list of words" if tokens else "text"
+            raise PipelineError(
+                f"{origin}: column {col!r} must hold non-empty {expected}; {len(problems)} row(s) do not, "
+                f"e.g. {shown}"
+            )
+
+
+def _cell_problem(value: Any, tokens: bool) -> str | None:
+    if isinstance(value, str):
+        return None if value.strip() else "empty"
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "empty"
+    if tokens and hasattr(value, "__len__") and not isinstance(value, dict | bytes):
+        if len(value) == 0:
+            return "empty"
+        if not all(isinstance(w, str) and w.strip() for w in value):
+            return "a word that is not a non-empty text"
+        return None
+    return f"{type(value).__name__} {value!r}"[:80]
 
 
 def predict_frame(
@@ -55,9 +75,10 @@ def predict_frame(
     """
     from datasets import Dataset
 
-    check_text_column(df, [c for c in (text_column, pair_column) if c], origin)
-    max_length = max_length_of(model, tok)
     task = task_of(model.config)
+    columns = [c for c in (text_column, pair_column) if c]
+    check_text_column(df, columns, origin, tokens=task == "token_classification")
+    max_length = max_length_of(model, tok)
     out = df.copy()
     if task == "token_classification":
         values = df[text_column].tolist()
@@ -146,31 +167,73 @@ def resolve_model(model: str, root: Path, name: str, workdir: Path) -> Path:
     return registry.fetch_model(root, name, model, workdir / "model")
 
 
+CONLL_SUFFIXES = (".conll", ".iob", ".bio")
+
+
+def read_input(path: Path, task: str, text_column: str) -> tuple[pd.DataFrame, bool]:
+    """The rows to predict, and whether they are CoNLL sentences (tokens per line).
+
+    A `.txt` file depends on the model: CoNLL tokens for a token classification model, one text
+    per line (blank lines skipped, `line` kept) for any other."""
+    path = Path(path)
+    fmt = infer_format(path)
+    tokens = task == "token_classification"
+    if fmt != "conll":
+        return read_table(path, fmt), False
+    if path.suffix.lower() in CONLL_SUFFIXES and not tokens:
+        raise PipelineError(
+            f"{path}: a CoNLL file of tokens needs a token classification model; this model does "
+            f"{task} (give a CSV/JSONL/parquet file, or a .txt file with one text per line)"
+        )
+    if tokens:
+        return read_table(path, "conll", conll=ConllParams(tag_column=None)), True
+    lines = [(n, line) for n, line in read_lines(path) if line.strip()]
+    if not lines:
+        raise PipelineError(f"{path}: no rows to predict (expected one text per line)")
+    return pd.DataFrame({"line": [n for n, _ in lines], text_column: [t for _, t in lines]}), False
+
+
+def default_output(input_path: Path, conll: bool) -> Path:
+    return Path(input_path).with_suffix(".predictions" + (".conll" if conll else ".csv"))
+
+
 def predict_file(
     model: str,
     input_path: Path,
-    output_path: Path,
+    output_path: Path | None,
     text_column: str,
     pair_column: str | None = None,
     root: Path = Path("."),
     name: str = "model",
     batch_size: int = 64,
 ) -> pd.DataFrame:
-    """Predict a CSV/JSONL/parquet table or a CoNLL file (tokens only, one per line).
+    """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
     A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
     CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
+    Without output_path: <input>.predictions.csv (or .conll); the path written is in
+    `result.attrs["output"]`.
     """
-    input_path, output_path = Path(input_path), Path(output_path)
-    conll = input_path.is_file() and infer_format(input_path) == "conll"
-    df = read_table(input_path, conll=ConllParams(tag_column=None)) if conll else read_table(input_path)
-    if df.empty:
-        raise PipelineError(f"{input_path}: no rows to predict")
+    input_path = Path(input_path)
+    if output_path is not None and Path(output_path).is_dir():
+        raise PipelineError(
+            f"{output_path}: is a directory; give the predictions a file name, "
+            f"e.g. -o {Path(output_path) / 'predictions.csv'}"
+        )
+    infer_format(input_path)  # an unknown suffix fails before any model is loaded
+    if not input_path.is_file():
+        raise PipelineError(f"{input_path}: file not found")
     with tempfile.TemporaryDirectory(prefix="tunepipe-predict-") as tmp:
         model_dir = resolve_model(model, root, name, Path(tmp))
         loaded, tok = load_model(model_dir)
+        df, conll = read_input(input_path, task_of(loaded.config), text_column)
+        if df.empty:
+            raise PipelineError(f"{input_path}: no rows to predict")
         column = "tokens" if conll else text_column
         out = predict_frame(loaded, tok, df, column, pair_column, batch_size, origin=str(input_path))
+    output_path = Path(output_path) if output_path is not None else default_output(input_path, conll)
+    if output_path.suffix.lower() in CONLL_SUFFIXES and not conll:
+        raise PipelineError(f"{output_path}: CoNLL output needs CoNLL input; name a .csv or .jsonl file")
     if conll:
         write_conll(out, output_path, "tags")
     elif output_path.suffix in (".jsonl", ".ndjson"):
@@ -179,6 +242,7 @@ def predict_file(
         listed = [c for c in ("entities", "words", "tags") if c in out.columns]
         shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
         write_text(output_path, shown.to_csv(index=False))
+    out.attrs["output"] = str(output_path)
     return out
 
 

@@ -12,7 +12,7 @@ from tunepipe.params import Params
 def load_tokenizer(p: Params, path: str | None = None) -> Any:
     from transformers import AutoConfig, AutoTokenizer
 
-    name = path or assets.resolve_model(p.model.name)
+    name = path or assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision)
     kwargs = {"revision": p.model.revision, "trust_remote_code": p.model.trust_remote_code}
     tok = AutoTokenizer.from_pretrained(name, use_fast=True, **kwargs)
     if not tok.is_fast:
@@ -31,7 +31,7 @@ def effective_max_length(p: Params, tok: Any) -> int:
     """tokenize.max_length, capped by what the tokenizer and the model's position table allow."""
     from transformers import AutoConfig
 
-    name = assets.resolve_model(p.model.name)
+    name = assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision)
     config = AutoConfig.from_pretrained(
         name, revision=p.model.revision, trust_remote_code=p.model.trust_remote_code
     )

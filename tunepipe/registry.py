@@ -17,7 +17,7 @@ from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
 from tunepipe.io import read_json, write_json
-from tunepipe.lineage import build_lineage
+from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
 
@@ -107,7 +107,7 @@ def register(
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.
-    tracked = [str(catalog.PARAMS), "dvc.yaml", "dvc.lock", str(catalog.METRICS), str(record_path)]
+    tracked = [*REGISTERED_FILES, str(record_path)]
     tracked += [
         g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
     ]

@@ -3,6 +3,10 @@ word/TAG file, a saved dataset directory, or a hub dataset; one table or named s
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +15,108 @@ import pandas as pd
 from tunepipe import assets, catalog
 from tunepipe import conll as conll_io
 from tunepipe.errors import PipelineError
+from tunepipe.io import decode_error, read_bytes
 from tunepipe.params import ConllParams, LoadParams
 
-READERS = {
-    "csv": lambda p: pd.read_csv(p),
-    "tsv": lambda p: pd.read_csv(p, sep="\t"),
-    "json": lambda p: pd.read_json(p),
-    "jsonl": lambda p: pd.read_json(p, lines=True),
-    "parquet": lambda p: pd.read_parquet(p),
+
+def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
+    """Cells as written: text, never numbers guessed from it (`1.0` stays `1.0`, `007` stays
+    `007`); only an empty cell is missing (`NA` and `null` are text too)."""
+    try:
+        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding)
+    except UnicodeDecodeError:
+        raise PipelineError(decode_error(path, encoding)) from None
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path}: the file is empty; expected a header line naming the columns") from None
+    except Exception as exc:  # ParserError and friends: pandas counts records, not file lines
+        found = _csv_problem(path, sep, encoding)
+        raise PipelineError(found or f"{path}: cannot read as csv: {exc}") from None
+    if not isinstance(df.index, pd.RangeIndex):
+        # Every row has one field more than the header: pandas would quietly make the first an index.
+        found = _csv_problem(path, sep, encoding)
+        raise PipelineError(found or f"{path}: the rows have more fields than the header")
+    return df
+
+
+def _csv_problem(path: Path, sep: str, encoding: str) -> str | None:
+    """The file line where a CSV goes wrong, found again with the csv module, which counts lines
+    (pandas reports the record number, and a quoted line break makes the two differ)."""
+    data = read_bytes(path)
+    if data is None:
+        return None
+    lines = io.StringIO(data.decode(encoding, errors="replace"), newline="").readlines()
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        reader = csv.reader(lines, delimiter=sep)
+        width, start, last_start = None, 1, 1
+        for record in reader:
+            if record and width is None:
+                width = len(record)
+            elif record and len(record) > width:
+                return (
+                    f"{path}, line {start}: found {len(record)} fields, expected {width} as in the header "
+                    f"(a {'tab' if sep == chr(9) else 'comma'} inside an unquoted text? put the text in "
+                    "double quotes)"
+                )
+            last_start, start = start, reader.line_num + 1
+        # A quote that never closes swallows the rest of the file into the last record.
+        try:
+            list(csv.reader(lines[last_start - 1 :], delimiter=sep, strict=True))
+        except csv.Error:
+            return (
+                f"{path}, line {last_start}: a double quote opens a field that never closes; "
+                'quote the whole field, and write a quote inside it as ""'
+            )
+        return None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
+    """One JSON object per line (blank lines skipped); a broken line is named by its number."""
+    records = []
+    for n, line in conll_io.read_lines(path, encoding):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            where = f"{path}, line {n}"
+            raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(value, dict):
+            raise PipelineError(
+                f'{path}, line {n}: expected a JSON object such as {{"text": ..., "label": ...}}, '
+                f"got {type(value).__name__}"
+            )
+        records.append(value)
+    if not records:
+        raise PipelineError(f"{path}: no records; expected one JSON object per line")
+    return pd.DataFrame(records)  # from_records would drop a `{}` line
+
+
+def _read_json(path: Path, encoding: str) -> pd.DataFrame:
+    """Checked with the json module first: it names the line of an error, and pandas' own parser
+    lets some invalid JSON through (a trailing comma)."""
+    try:
+        json.loads("\n".join(line for _, line in conll_io.read_lines(path, encoding)))
+    except json.JSONDecodeError as err:
+        where = f"{path}, line {err.lineno}"
+        raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    try:
+        return pd.read_json(path, encoding=encoding)
+    except Exception as exc:
+        raise PipelineError(
+            f"{path}: cannot read as json ({exc}); expected a list of records or a mapping of columns"
+        ) from None
+
+
+READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
+    "csv": lambda p, enc: _read_csv(p, ",", enc),
+    "tsv": lambda p, enc: _read_csv(p, "\t", enc),
+    "json": _read_json,
+    "jsonl": _read_jsonl,
+    "parquet": lambda p, enc: pd.read_parquet(p),
 }
 COMPRESSION = (".bz2", ".gz", ".xz", ".zip", ".zst")
 TOKEN_FORMATS = ("conll", "tagged")
@@ -37,16 +135,20 @@ def infer_format(path: Path) -> str:
     return fmt
 
 
-def read_table(path: Path, fmt: str | None = None, conll: ConllParams | None = None) -> pd.DataFrame:
+def read_table(
+    path: Path, fmt: str | None = None, conll: ConllParams | None = None, encoding: str = "utf-8"
+) -> pd.DataFrame:
+    if path.is_dir():
+        raise PipelineError(f"{path}: expected a file, found a directory")
     if not path.is_file():
         raise PipelineError(f"{path}: file not found")
     fmt = fmt or infer_format(path)
     if fmt in TOKEN_FORMATS:
         c = conll or ConllParams()
         if fmt == "conll":
-            df = conll_io.read_conll(path, c.token_column, c.tag_column, c.separator)
+            df = conll_io.read_conll(path, c.token_column, c.tag_column, c.separator, encoding=encoding)
         else:
-            df = conll_io.read_tagged(path)
+            df = conll_io.read_tagged(path, encoding=encoding)
         df.attrs["format"] = fmt  # to_canonical numbers a CoNLL sentence's words by file line
         return df
     if fmt not in READERS:
@@ -54,8 +156,12 @@ def read_table(path: Path, fmt: str | None = None, conll: ConllParams | None = N
             f"{path}: load.format {fmt!r} is not one of {', '.join([*READERS, *TOKEN_FORMATS])}"
         )
     try:
-        return READERS[fmt](path)
-    except Exception as exc:  # pandas raises many types for unreadable files
+        return READERS[fmt](path, encoding)
+    except PipelineError:
+        raise
+    except LookupError:
+        raise PipelineError(f"{path}: unknown text encoding {encoding!r} (load.encoding)") from None
+    except Exception as exc:  # pandas and pyarrow raise many types for unreadable files
         raise PipelineError(f"{path}: cannot read as {fmt}: {exc}") from None
 
 
@@ -86,7 +192,13 @@ def read_source(ref: str, p: LoadParams) -> dict[str, pd.DataFrame] | pd.DataFra
         try:
             dsd = load_dataset(name, p.hub_config, revision=p.hub_revision)
         except Exception as exc:
-            raise PipelineError(f"load.source {ref}: cannot load dataset: {exc}") from None
+            hint = ""
+            if assets.hub_offline("HF_DATASETS_OFFLINE"):
+                hint = (
+                    " (Hugging Face offline mode is on: unset HF_HUB_OFFLINE and HF_DATASETS_OFFLINE to "
+                    "download it, or name a local copy saved with DatasetDict.save_to_disk)"
+                )
+            raise PipelineError(f"load.source {ref}: cannot load dataset: {exc}{hint}") from None
         return _dataset_to_frames(dsd)
     path = Path(assets.resolve(ref))
     if path.is_dir():
@@ -95,7 +207,7 @@ def read_source(ref: str, p: LoadParams) -> dict[str, pd.DataFrame] | pd.DataFra
 
             return _dataset_to_frames(load_from_disk(str(path)))
         raise PipelineError(f"{path}: a directory, but not a saved dataset (no dataset_dict.json)")
-    return read_table(path, p.format, p.conll)
+    return read_table(path, p.format, p.conll, p.encoding)
 
 
 def read_source_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:

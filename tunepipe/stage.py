@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from tunepipe import catalog
 from tunepipe.errors import PipelineError
 
 QUIET_DEFAULTS = {
@@ -28,6 +29,7 @@ def run(main: Callable[[], None]) -> None:
     """Run a stage; a PipelineError prints one clear line and exits 1 instead of a traceback."""
     set_env_defaults()
     try:
+        catalog.clean_stale_outputs()
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -45,7 +45,7 @@ def build_model(p: Params, labels: list[str]) -> Any:
         else AutoModelForSequenceClassification
     )
     return cls.from_pretrained(
-        assets.resolve_model(p.model.name),
+        assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision),
         revision=p.model.revision,
         trust_remote_code=p.model.trust_remote_code,
         use_safetensors=True,

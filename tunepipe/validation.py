@@ -45,6 +45,8 @@ def build_suites(p: Params, train_keys: list[str], scheme: str = "none") -> dict
     rows: list[Any] = [gxe.ExpectColumnToExist(column=c) for c in columns]
     for col in columns[:1] + columns[2:]:
         rows += [
+            # A number or a list is not a text: the tokenizer would fail on it after "all met".
+            gxe.ExpectColumnValuesToBeOfType(column=col, type_="str"),
             gxe.ExpectColumnValuesToNotBeNull(column=col),
             gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=r"^\s*$"),
             gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=v.min_chars, max_value=v.max_chars),
@@ -145,6 +147,9 @@ def _summarise(r: Any, df: pd.DataFrame) -> dict[str, Any]:
             out["examples"] = examples
         if not examples and not result:
             out["problem"] = f"column {out['column']!r} does not exist"
+        elif not examples and r.expectation_config.type == "expect_column_values_to_be_of_type":
+            # A whole-column verdict (a column of numbers is not of type str): every row is concerned.
+            out["problem"] = f"the column holds {result.get('observed_value')} values in every row"
     return out
 
 

@@ -1,0 +1,764 @@
+"""One row per bad input: what is changed in a throwaway project, which stage or function runs,
+the exit code or exception, and a fragment of the message. Every row also checks that nothing
+half-written or temporary is left behind, and that the failing stage wrote no output.
+
+Stages run in this process (their `main()` under `tunepipe.stage.run`, as `python -m tasks.x`
+would), in a copy of one project built per module: the whole table takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.helpers import build_classifier, make_project, make_reviews, set_params
+from tunepipe import stage
+from tunepipe.errors import PipelineError
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass
+class Models:
+    """Model folders a row may point at, built once per module."""
+
+    base: Path  # the tiny BERT encoder
+    sequence: Path  # a saved sequence classifier (predict)
+    token: Path  # a saved token classifier (predict)
+
+
+Setup = Callable[[Path, Models], None]
+
+
+@dataclass
+class Case:
+    id: str
+    message: str  # a regular expression the error must contain
+    files: dict[str, str | bytes | Callable[[], str | bytes]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    setup: Setup | None = None
+    stages: tuple[str, ...] = ("load",)  # all but the last must pass; the last must fail
+    predict: dict[str, Any] | None = None  # instead of stages: predict_file's arguments
+    exit_code: int = 1
+
+
+# --- input files ---------------------------------------------------------------------------
+
+
+def reviews(n: int = 60, seed: int = 0) -> list[dict[str, str]]:
+    return make_reviews(n, seed=seed, movies=12)
+
+
+def csv_of(rows: list[dict[str, Any]], sep: str = ",") -> str:
+    return pd.DataFrame(rows).to_csv(index=False, sep=sep)
+
+
+def jsonl_of(rows: list[Any]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+GOOD = reviews()
+HEADER = "category,text,movie_name\n"
+
+
+def with_lines(*extra: str, at: int = 5) -> str:
+    """The good CSV with raw lines put in after line `at` (1-based, header is line 1)."""
+    lines = csv_of(GOOD).splitlines(keepends=True)
+    return "".join(lines[:at] + [line + "\n" for line in extra] + lines[at:])
+
+
+def conll(text: str) -> str:
+    return text.strip("\n") + "\n"
+
+
+NER = conll("""
+EU B-ORG
+rejects O
+German B-MISC
+
+Peter B-PER
+Blackburn I-PER
+""")
+TOKEN_PARAMS = {
+    "task": "token_classification",
+    "load.source": "data/raw/ner.conll",
+    "load.columns": {"text": "tokens", "label": "tags"},
+    "load.labels": [],
+    "load.drop_labels": [],
+    "load.split.group_by": None,
+}
+
+
+def ner_file(sentences: int = 30, bad: str | None = None) -> str:
+    """A CoNLL file of `sentences` sentences; `bad` replaces the second sentence's first line."""
+    blocks = [f"Word{i} B-PER\nsaid O\nhello O\n" for i in range(sentences)]
+    if bad is not None:
+        blocks[1] = bad + "\nsaid O\n"
+    return "\n".join(blocks)
+
+
+def split_files(train: list[dict[str, str]], test: list[dict[str, str]], validation=None) -> dict[str, str]:
+    files = {"data/raw/train.csv": csv_of(train), "data/raw/test.csv": csv_of(test)}
+    if validation is not None:
+        files["data/raw/validation.csv"] = csv_of(validation)
+    return files
+
+
+def split_source(validation: bool = False) -> dict[str, Any]:
+    source = {"train": "data/raw/train.csv", "test": "data/raw/test.csv"}
+    if validation:
+        source["validation"] = "data/raw/validation.csv"
+    return {"load.source": source}
+
+
+def saved_dataset(root: Path, models: Models) -> None:
+    from datasets import Dataset, DatasetDict
+
+    rows = reviews(40)
+    data = {k: [r[k] for r in rows] for k in rows[0]}
+    DatasetDict({"train": Dataset.from_dict(data)}).save_to_disk(str(root / "data/raw/saved"))
+
+
+# --- model folders -------------------------------------------------------------------------
+
+
+def model_copy(change: Callable[[Path], None]) -> Setup:
+    def setup(root: Path, models: Models) -> None:
+        target = root / "badmodel"
+        shutil.copytree(models.base, target)
+        change(target)
+
+    return setup
+
+
+def only_pickled_weights(d: Path) -> None:
+    (d / "model.safetensors").rename(d / "pytorch_model.bin")
+
+
+def custom_code(d: Path) -> None:
+    config = json.loads((d / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "modeling_custom.CustomModel"}
+    (d / "config.json").write_text(json.dumps(config))
+
+
+def broken_config(d: Path) -> None:
+    (d / "config.json").write_text('{"model_type": "bert",\n "hidden_size": 32,,\n}')
+
+
+def no_config(d: Path) -> None:
+    (d / "config.json").unlink()
+
+
+def no_weights(d: Path) -> None:
+    (d / "model.safetensors").unlink()
+
+
+BAD_MODEL = {"model.name": "badmodel"}
+VALIDATE = ("load", "validate")
+
+
+# --- prediction inputs ---------------------------------------------------------------------
+
+
+def predict_with(model: str = "sequence", input: str = "new.csv", output: str = "out.csv", **kw: Any):
+    return {"model": model, "input": input, "output": output, "text_column": "text"} | kw
+
+
+CASES = [
+    # ---- reading the source ----
+    Case(
+        "missing file",
+        r"data/raw/nowhere.csv: file not found",
+        params={"load.source": "data/raw/nowhere.csv"},
+    ),
+    Case(
+        "unknown suffix",
+        r"data.xyz: cannot tell the file format.*load.format",
+        files={"data/raw/data.xyz": csv_of(GOOD)},
+        params={"load.source": "data/raw/data.xyz"},
+    ),
+    Case(
+        "unknown format",
+        r"load.format: expected one of csv, tsv, json, jsonl, parquet, conll, tagged, got 'xls'",
+        params={"load.format": "xls"},
+    ),
+    Case("empty source", r"load.source is empty", params={"load.source": ""}),
+    Case(
+        "empty file",
+        r"empty\.csv: the file is empty",
+        files={"data/raw/empty.csv": ""},
+        params={"load.source": "data/raw/empty.csv"},
+    ),
+    Case(
+        "directory that is no dataset",
+        r"data/raw/folder: a directory, but not a saved dataset",
+        setup=lambda root, m: (root / "data/raw/folder").mkdir(),
+        params={"load.source": "data/raw/folder"},
+    ),
+    Case(
+        "package not installed",
+        r"package 'no_such_pkg' is not installed",
+        params={"load.source": "package:no_such_pkg/x.csv"},
+    ),
+    Case(
+        "file missing in package",
+        r"does not exist in the installed package 'tunepipe'",
+        params={"load.source": "package:tunepipe/no_such.csv"},
+    ),
+    Case(
+        "hub dataset offline",
+        r"hub:someorg/somedata: cannot load dataset.*offline mode is on",
+        params={"load.source": "hub:someorg/somedata"},
+    ),
+    Case(
+        "parquet that is not",
+        r"broken.parquet: cannot read as parquet",
+        files={"data/raw/broken.parquet": b"not parquet at all"},
+        params={"load.source": "data/raw/broken.parquet"},
+    ),
+    # ---- CSV, JSON lines, JSON: the file line, not a record number or byte offset ----
+    Case(
+        "csv quote never closed",
+        r"reviews.csv, line 7: a double quote opens a field that never closes",
+        files={
+            "data/raw/reviews.csv": with_lines('fresh,"a line break\ninside quotes",m', 'fresh,"open,m', at=4)
+        },
+    ),
+    Case(
+        "csv extra field",
+        r"reviews.csv, line 8: found 4 fields, expected 3 as in the header.*comma",
+        files={"data/raw/reviews.csv": with_lines("fresh,one,two,m", at=7)},
+    ),
+    Case(
+        "csv every row one field more",
+        r"r.csv, line 2: found 4 fields, expected 3",
+        files={
+            "data/raw/r.csv": HEADER
+            + "".join(f"x,{r['category']},{r['text']},{r['movie_name']}\n" for r in GOOD)
+        },
+        params={"load.source": "data/raw/r.csv"},
+    ),
+    Case(
+        "tsv extra field",
+        r"r.tsv, line 4: found 4 fields.*tab inside",
+        files={
+            "data/raw/r.tsv": csv_of(GOOD[:2], sep="\t")
+            + "fresh\tone\ttwo\tm\n"
+            + csv_of(GOOD[2:], sep="\t").split("\n", 1)[1]
+        },
+        params={"load.source": "data/raw/r.tsv"},
+    ),
+    Case(
+        "csv not utf-8",
+        r"reviews.csv, line 6: not valid utf-8 \(byte 0xe9.*re-save the file as UTF-8.*load.encoding",
+        files={"data/raw/reviews.csv": with_lines("fresh,caf\xe9 gripping,m").encode("latin-1")},
+    ),
+    Case(
+        "csv not utf-8, compressed",
+        r"r.csv.gz, line 6: not valid utf-8",
+        files={
+            "data/raw/r.csv.gz": lambda: __import__("gzip").compress(
+                with_lines("fresh,caf\xe9,m").encode("latin-1")
+            )
+        },
+        params={"load.source": "data/raw/r.csv.gz"},
+    ),
+    Case(
+        "jsonl broken line",
+        r"r.jsonl, line 3: not valid JSON \(Expecting property name",
+        files={
+            "data/raw/r.jsonl": jsonl_of(GOOD[:2]) + '{"category": "fresh", text: "x"}\n' + jsonl_of(GOOD[2:])
+        },
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "jsonl line that is no object",
+        r"r.jsonl, line 2: expected a JSON object",
+        files={"data/raw/r.jsonl": jsonl_of([GOOD[0], ["fresh", "a list"]] + GOOD[1:])},
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "jsonl without records",
+        r"r.jsonl: no records",
+        files={"data/raw/r.jsonl": "\n\n"},
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "json broken",
+        r"r.json, line 3: not valid JSON",
+        files={"data/raw/r.json": '[\n{"text": "a"},\n{"text": "b",}\n]'},
+        params={"load.source": "data/raw/r.json"},
+    ),
+    Case(
+        "json scalar",
+        r"r.json: cannot read as json",
+        files={"data/raw/r.json": "42"},
+        params={"load.source": "data/raw/r.json"},
+    ),
+    # ---- columns and values ----
+    Case(
+        "missing text column",
+        r"missing text column 'review'; the file has columns category, text, movie_name",
+        params={"load.columns.text": "review"},
+    ),
+    Case(
+        "missing label column",
+        r"missing label column 'sentiment'",
+        params={"load.columns.label": "sentiment"},
+    ),
+    Case("missing group column", r"missing group column 'film'", params={"load.split.group_by": "film"}),
+    Case(
+        "integer text column",
+        r"r.jsonl: column 'text' must hold text; 60 value\(s\) are not strings, e.g. row 1: 0 \(int\)",
+        files={"data/raw/r.jsonl": jsonl_of([dict(r, text=i) for i, r in enumerate(GOOD)])},
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "list-valued text column",
+        r"column 'text' must hold text; 1 value\(s\).*row 3: \['two', 'words'\] \(list\)",
+        files={"data/raw/r.jsonl": jsonl_of(GOOD[:2] + [dict(GOOD[2], text=["two", "words"])] + GOOD[3:])},
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "regression target not a number",
+        r"column 'score' must hold numbers for a regression task.*row 2: 'high'",
+        files={"data/raw/s.csv": "text,score\na,1.5\nb,high\nc,2\n"},
+        params={
+            "task": "regression",
+            "load.source": "data/raw/s.csv",
+            "load.columns.label": "score",
+            "load.labels": [],
+            "load.drop_labels": [],
+            "load.split.group_by": None,
+            "evaluate.thresholds": {},
+        },
+    ),
+    Case(
+        "drop_labels on tokens",
+        r"load.drop_labels applies to sequence_classification only",
+        files={"data/raw/ner.conll": ner_file()},
+        params=TOKEN_PARAMS | {"load.drop_labels": ["O"]},
+    ),
+    # ---- too few rows ----
+    Case(
+        "header only",
+        r"h.csv: 0 usable row\(s\).*at least 3 are needed.*\(test, validation\)",
+        files={"data/raw/h.csv": HEADER},
+        params={"load.source": "data/raw/h.csv"},
+    ),
+    Case(
+        "one row",
+        r"one.csv: 1 usable row\(s\).*at least 3 are needed",
+        files={"data/raw/one.csv": csv_of(GOOD[:1])},
+        params={"load.source": "data/raw/one.csv"},
+    ),
+    Case(
+        "one train row beside a test file",
+        r"train.csv: 1 usable row\(s\).*at least 2 are needed.*\(validation\)",
+        files=split_files(GOOD[:1], GOOD[1:20]),
+        params=split_source(),
+    ),
+    Case(
+        "every row dropped",
+        r"0 usable row\(s\) \(after load.drop_labels",
+        params={"load.drop_labels": ["fresh", "rotten"]},
+    ),
+    Case(
+        "two movies for three splits",
+        r"carving a validation split .* from 1 groups \(movie_name\) leaves one side empty",
+        files={"data/raw/two.csv": csv_of([dict(r, movie_name=f"m{i % 2}") for i, r in enumerate(GOOD)])},
+        params={"load.source": "data/raw/two.csv"},
+    ),
+    Case(
+        "split fraction out of range",
+        r"load.split.test: expected above 0 and below 1, got 1.5",
+        params={"load.split.test": 1.5},
+    ),
+    Case(
+        "empty test file",
+        r"split 'test' is empty after loading data/raw/test.csv",
+        files=split_files(GOOD[:40], []) | {"data/raw/test.csv": HEADER},
+        params=split_source(),
+    ),
+    # ---- splits supplied by the user that share texts ----
+    Case(
+        "test repeats train",
+        r"test.csv: 5 row\(s\) of the test split repeat texts of the train split .*load.overlap: drop",
+        files=split_files(GOOD[:40], GOOD[35:55]),
+        params=split_source(),
+    ),
+    Case(
+        "validation repeats train",
+        r"validation.csv: 2 row\(s\) of the validation split repeat texts of the train split",
+        files=split_files(GOOD[:30], GOOD[40:], GOOD[28:40]),
+        params=split_source(validation=True),
+    ),
+    Case(
+        "validation repeats test",
+        r"validation.csv: 3 row\(s\) of the validation split repeat texts of the test split",
+        files=split_files(GOOD[:30], GOOD[40:], GOOD[30:43]),
+        params=split_source(validation=True),
+    ),
+    Case(
+        "unknown split name",
+        r"load.source: unknown split\(s\) \['dev'\]; use train, validation, test",
+        params={"load.source": {"train": "data/raw/reviews.csv", "dev": "data/raw/reviews.csv"}},
+    ),
+    Case(
+        "splits without train",
+        r"a mapping of splits needs at least `train`",
+        params={"load.source": {"test": "data/raw/reviews.csv"}},
+    ),
+    Case(
+        "from_source names a missing split",
+        r"has no split 'validation_matched'; it has train",
+        setup=saved_dataset,
+        params={"load.source": "data/raw/saved", "load.split.from_source": {"test": "validation_matched"}},
+    ),
+    Case(
+        "from_source unknown canonical split",
+        r"load.split.from_source: unknown split\(s\) \['dev'\]",
+        setup=saved_dataset,
+        params={"load.source": "data/raw/saved", "load.split.from_source": {"dev": "train"}},
+    ),
+    # ---- CoNLL and word/TAG files ----
+    Case(
+        "conll short line",
+        r"ner.conll, line 5: found 1 column\(s\), expected 2 as on line 1",
+        files={"data/raw/ner.conll": ner_file(bad="Lonely")},
+        params=TOKEN_PARAMS,
+    ),
+    Case(
+        "conll without sentences",
+        r"ner.conll: no sentences found",
+        files={"data/raw/ner.conll": "\n\n-DOCSTART- O\n\n"},
+        params=TOKEN_PARAMS,
+    ),
+    Case(
+        "conll not utf-8",
+        r"ner.conll, line 5: not valid utf-8",
+        files={"data/raw/ner.conll": ner_file(bad="Caf\xe9 B-ORG").encode("latin-1")},
+        params=TOKEN_PARAMS,
+    ),
+    Case(
+        "tagged token without tag",
+        r"pos.txt, line 2: token 'dog' is not word/TAG",
+        files={"data/raw/pos.txt": "The/DT cat/NN\nA/DT dog\n"},
+        params=TOKEN_PARAMS | {"load.source": "data/raw/pos.txt", "load.format": "tagged"},
+    ),
+    Case(
+        "token tags not a list",
+        r"r.jsonl, row 1: tags must be a list of strings, got 'O O'",
+        files={"data/raw/r.jsonl": jsonl_of([{"tokens": ["a", "b"], "tags": "O O"}] * 3)},
+        params=TOKEN_PARAMS | {"load.source": "data/raw/r.jsonl"},
+    ),
+    # ---- params ----
+    Case(
+        "params typo",
+        r"params.yaml: train: unknown field\(s\) learnig_rate",
+        params={"train.learnig_rate": 0.1},
+    ),
+    Case(
+        "unknown overlap policy",
+        r"load.overlap must be one of fail, drop, got 'ignore'",
+        params={"load.overlap": "ignore"},
+    ),
+    Case(
+        "unknown encoding",
+        r"load.encoding 'klingon' is not a text encoding",
+        params={"load.encoding": "klingon"},
+    ),
+    Case("params not YAML", r"params.yaml: not valid YAML", files={"params.yaml": "load: [unclosed\n"}),
+    # ---- validation (GX): the stage exits 1 naming expectation, column and rows ----
+    Case(
+        "label outside the declared set",
+        r"expect_column_values_to_be_in_set failed on column 'label'.*'label': 'meh'",
+        files={"data/raw/reviews.csv": csv_of(GOOD[:10] + [dict(GOOD[10], category="meh")] + GOOD[11:])},
+        stages=VALIDATE,
+    ),
+    Case(
+        "label text kept as written",
+        r"expect_column_values_to_be_in_set failed on column 'label'.*'label': '1.0'",
+        files={"data/raw/n.csv": csv_of([dict(r, category=f"{i % 2}.0") for i, r in enumerate(GOOD)])},
+        params={"load.source": "data/raw/n.csv", "load.labels": [0, 1]},
+        stages=VALIDATE,
+    ),
+    Case(
+        "empty text",
+        r"expect_column_values_to_not_be_null failed on column 'text'",
+        files={"data/raw/reviews.csv": csv_of(GOOD[:3] + [dict(GOOD[3], text="")] + GOOD[4:])},
+        stages=VALIDATE,
+    ),
+    Case(
+        "blank text",
+        r"expect_column_values_to_not_match_regex failed on column 'text'",
+        files={"data/raw/reviews.csv": csv_of(GOOD[:3] + [dict(GOOD[3], text="   ")] + GOOD[4:])},
+        stages=VALIDATE,
+    ),
+    Case(
+        "text too long",
+        r"expect_column_value_lengths_to_be_between failed on column 'text'",
+        params={"validate.max_chars": 10},
+        stages=VALIDATE,
+    ),
+    Case(
+        "too few rows of a class",
+        r"expect_column_values_to_be_between failed on column 'rows' in split 'test' \(class_counts\)",
+        params={"validate.min_rows_per_class": 100},
+        stages=VALIDATE,
+    ),
+    Case(
+        "ill-formed IOB",
+        r"failed on column 'well_formed'.*line 6: .*'tag': 'I-LOC', 'previous_tag': 'O'",
+        files={"data/raw/ner.conll": ner_file(bad="said O\nParis I-LOC")},
+        params=TOKEN_PARAMS | {"load.tag_scheme": "iob2"},
+        stages=VALIDATE,
+    ),
+    Case(
+        "regression target out of range",
+        r"expect_column_values_to_be_between failed on column 'label'",
+        files={"data/raw/s.csv": csv_of([{"text": r["text"], "score": i / 10} for i, r in enumerate(GOOD)])},
+        params={
+            "task": "regression",
+            "load.source": "data/raw/s.csv",
+            "load.columns.label": "score",
+            "load.labels": [],
+            "load.drop_labels": [],
+            "load.split.group_by": None,
+            "validate.target_range": [0, 5],
+            "evaluate.thresholds": {},
+        },
+        stages=VALIDATE,
+    ),
+    Case(
+        "too much truncation",
+        r"truncated_share_at_most failed on column 'text'",
+        params={"tokenize.max_length": 8, "validate.max_truncated_share": 0.1},
+        stages=VALIDATE,
+    ),
+    # ---- the pre-trained model: checked before transformers reads it ----
+    Case(
+        "model with pickled weights only",
+        r"holds pytorch_model.bin but no model.safetensors.*convert them once",
+        setup=model_copy(only_pickled_weights),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "model with custom code",
+        r"names custom code \(AutoModel\).*model.trust_remote_code: true",
+        setup=model_copy(custom_code),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "model config not JSON",
+        r"badmodel/config.json is not valid JSON \(line 2",
+        setup=model_copy(broken_config),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "model without config",
+        r"badmodel has no config.json",
+        setup=model_copy(no_config),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "model without weights",
+        r"badmodel has no weights",
+        setup=model_copy(no_weights),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "model folder missing",
+        r"model ./nowhere: directory nowhere not found",
+        params={"model.name": "./nowhere"},
+        stages=VALIDATE,
+    ),
+    Case(
+        "hub model while offline",
+        r"model someorg/somemodel: .*offline mode is on \(HF_HUB_OFFLINE=1\).*Unset HF_HUB_OFFLINE",
+        params={"model.name": "someorg/somemodel"},
+        stages=VALIDATE,
+    ),
+    # ---- predict ----
+    Case(
+        "predict empty cell",
+        r"new.csv: column 'text' must hold non-empty text; 1 row\(s\) do not, e.g. row 2 \(empty\)",
+        files={"new.csv": 'text\ngood film\n""\nbad film\n'},
+        predict=predict_with(),
+    ),
+    Case(
+        "predict non-string cell",
+        r"new.jsonl: column 'text' must hold non-empty text.*row 2 \(int 5\)",
+        files={"new.jsonl": jsonl_of([{"text": "good"}, {"text": 5}])},
+        predict=predict_with(input="new.jsonl"),
+    ),
+    Case(
+        "predict missing cell",
+        r"row 1 \(empty\)",
+        files={"new.jsonl": jsonl_of([{"text": None}, {"text": "ok"}])},
+        predict=predict_with(input="new.jsonl"),
+    ),
+    Case(
+        "predict output is a directory",
+        r"outdir: is a directory; give the predictions a file name",
+        files={"new.csv": "text\ngood\n"},
+        setup=lambda root, m: (root / "outdir").mkdir(),
+        predict=predict_with(output="outdir"),
+    ),
+    Case(
+        "predict missing column",
+        r"new.csv: no column 'text'; columns are review",
+        files={"new.csv": "review\ngood\n"},
+        predict=predict_with(),
+    ),
+    Case(
+        "predict unknown suffix",
+        r"new.xyz: cannot tell the file format",
+        files={"new.xyz": "text\ngood\n"},
+        predict=predict_with(input="new.xyz"),
+    ),
+    Case("predict missing input", r"nothing.csv: file not found", predict=predict_with(input="nothing.csv")),
+    Case(
+        "predict CoNLL with a sequence model",
+        r"new.conll: a CoNLL file of tokens needs a token classification model",
+        files={"new.conll": "a\nb\n"},
+        predict=predict_with(input="new.conll"),
+    ),
+    Case(
+        "predict empty text file",
+        r"new.txt: no rows to predict",
+        files={"new.txt": "\n\n"},
+        predict=predict_with(input="new.txt"),
+    ),
+    Case(
+        "predict CoNLL output from a table",
+        r"out.conll: CoNLL output needs CoNLL input",
+        files={"new.csv": "text\ngood\n"},
+        predict=predict_with(output="out.conll"),
+    ),
+    Case(
+        "predict broken quote",
+        r"new.csv, line 3: a double quote opens",
+        files={"new.csv": 'text\ngood\n"bad\n'},
+        predict=predict_with(),
+    ),
+    Case(
+        "predict empty token list",
+        r"new.jsonl: column 'tokens' must hold non-empty text or a list of words.*row 2 \(empty\)",
+        files={"new.jsonl": jsonl_of([{"tokens": ["a"]}, {"tokens": []}])},
+        predict=predict_with(model="token", input="new.jsonl", text_column="tokens"),
+    ),
+    Case(
+        "predict with pickled weights",
+        r"holds pytorch_model.bin but no model.safetensors",
+        files={"new.csv": "text\ngood\n"},
+        setup=model_copy(only_pickled_weights),
+        predict=predict_with(model="badmodel"),
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Models:
+    root = tmp_path_factory.mktemp("models")
+    return Models(
+        tiny_bert,
+        build_classifier(tiny_bert, root / "sequence", ["rotten", "fresh"]),
+        build_classifier(tiny_bert, root / "token", ["O", "B-PER", "I-PER"], token=True),
+    )
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    root = make_project(tmp_path_factory.mktemp("bad-inputs") / "project", tiny_bert, rows=GOOD)
+    set_params(root, **{"load.split.group_by": "movie_name", "validate.min_rows_per_class": 3})
+    return root
+
+
+def files_under(root: Path) -> set[str]:
+    return {
+        str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts
+    }
+
+
+def prepare(case: Case, root: Path, models: Models) -> None:
+    for name, content in case.files.items():
+        content = content() if callable(content) else content
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    if case.setup:
+        case.setup(root, models)
+    if case.params:
+        set_params(root, **case.params)
+
+
+def run_stage(name: str) -> int:
+    module = importlib.import_module(f"tasks.{name}")
+    try:
+        stage.run(module.main)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(
+    case: Case,
+    base_project: Path,
+    models: Models,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = Path(shutil.copytree(base_project, tmp_path / "project", symlinks=True))
+    monkeypatch.chdir(root)
+    prepare(case, root, models)
+    if case.predict is not None:
+        from tunepipe.prediction import predict_file
+
+        args = dict(case.predict)
+        model = {"sequence": str(models.sequence), "token": str(models.token)}.get(
+            args["model"], args["model"]
+        )
+        before = files_under(root)
+        with pytest.raises(PipelineError, match=case.message):
+            predict_file(model, Path(args["input"]), Path(args["output"]), args["text_column"], root=root)
+        assert files_under(root) == before  # no output, no temporary file
+        return
+    *first, last = case.stages
+    for name in first:
+        assert run_stage(name) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    before = files_under(root)
+    code = run_stage(last)
+    err = capsys.readouterr().err
+    assert code == case.exit_code, err
+    assert re.search(case.message, err, re.DOTALL), err
+    assert "Traceback" not in err
+    written = files_under(root) - before
+    allowed = {"reports/validation.json"} if last == "validate" else set()  # the report of what failed
+    assert written <= allowed, written
+    assert not [p for p in files_under(root) if ".tmp-" in p]
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len(CASES) >= 50
+    assert len({c.id for c in CASES}) == len(CASES)
