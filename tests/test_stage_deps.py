@@ -87,9 +87,7 @@ def dep_problems(root: Path) -> list[str]:
             if not any(path == d or d in path.parents for d in deps):
                 problems.append(f"stage {stage}: {path} is imported ({' -> '.join(chain)}) but not a dep")
         for dep in deps:
-            is_code = dep.suffix == ".py" or (
-                dep.parts[0] in PROJECT_PACKAGES and (root / dep).is_dir()
-            )
+            is_code = dep.suffix == ".py" or (dep.parts[0] in PROJECT_PACKAGES and (root / dep).is_dir())
             if is_code and not any(dep == p or dep in p.parents for p in reached):
                 problems.append(f"stage {stage}: dep {dep} is never imported by {match.group(1)}")
     return problems
