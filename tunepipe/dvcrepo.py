@@ -41,7 +41,7 @@ def stale(root: Path, stage: str | None = None) -> dict[str, Any]:
             found[name] = rest
         elif name == PRETRAINED_STAGE and not pretrained_current(root):
             found[name] = [{"changed outs": {str(catalog.PRETRAINED): "modified"}}]
-        elif name != PRETRAINED_STAGE and len(rest) < len(entries):
+        elif name != PRETRAINED_STAGE:
             found[name] = entries  # another always_changed stage: nothing tells it is current
     return found
 
