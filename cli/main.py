@@ -225,7 +225,7 @@ def lineage(
         + (" (with uncommitted changes)" if record["uncommitted_changes"] else ""),
         f"  model               {model['path']} md5 {model['md5']}",
         f"  data splits         {data['splits']['md5'] if data['splits'] else '-'}",
-        f"  tokenized data      {data['tokenized']['md5'] if data['tokenized'] else '-'}",
+        f"  tokenized data      {_tokenized_line(data['tokenized'])}",
         "  data source         " + "; ".join(f"{k}: {v}" for k, v in data["source"].items()),
         "  metrics             "
         + ", ".join(
@@ -242,6 +242,13 @@ def lineage(
         + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
     ]
     print("\n".join(lines))
+
+
+def _tokenized_line(tokenized: dict[str, Any] | None) -> str:
+    """Records before one output per split hold a single {md5, ...} for data/tokenized."""
+    if not tokenized or "md5" in tokenized:
+        return tokenized["md5"] if tokenized else "-"
+    return ", ".join(f"{k} {v['md5'] if v else '-'}" for k, v in tokenized.items())
 
 
 def _search_line(study: dict[str, Any] | None) -> str:

@@ -1,6 +1,6 @@
 """Hyperparameter search as a Prefect flow: the data stages through DVC, then the Optuna study.
 
-The study needs only tokenized data, so load, validate and tokenize run as in the pipeline flow
+The study needs only tokenized data, so pretrained, load, validate and tokenize run as in the pipeline flow
 (Cached when dvc.lock says they are up to date); train and evaluate stay out of it. With --apply
 the best values go into params.yaml, and the next `dvc repro` (or pipeline flow) trains on them.
 
@@ -28,7 +28,7 @@ from tunepipe.search import run_search
 from tunepipe.search_apply import apply_best
 from tunepipe.stage import set_env_defaults
 
-DATA_STAGES = ("load", "validate", "tokenize")
+DATA_STAGES = ("pretrained", "load", "validate", "tokenize")
 
 
 def best_markdown(result: dict[str, Any]) -> str:

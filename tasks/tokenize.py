@@ -1,4 +1,5 @@
-"""Stage `tokenize`: the splits as token ids, with labels.json (label names in id order)."""
+"""Stage `tokenize`: each split as token ids in its own output, with labels.json (label names in id
+order)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from tunepipe.tokenization import tokenize
 
 def main() -> None:
     p = params.read(catalog.PARAMS)
-    dsd, info = tokenize(p, catalog.read_splits())
+    dsd, info, counts = tokenize(p, catalog.read_splits())
     catalog.write_tokenized(dsd, info, catalog.TOKENIZED)
-    print(f"tokenize: {info['rows']} examples, {len(info['labels'])} labels, max_length {info['max_length']}")
+    print(
+        f"tokenize: {counts['rows']} examples, {len(info['labels'])} labels, max_length {info['max_length']}"
+    )
+    if "sentences_cut" in counts:
+        print(f"tokenize: sentences cut at max_length: {counts['sentences_cut']}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import artifacts, copy_project, dvc, run, set_params, task_states
+from tests.helpers import ALWAYS_RUN, artifacts, copy_project, dvc, ran, run, set_params, task_states
+from tunepipe import dvcrepo
 
 pytestmark = pytest.mark.e2e
 
@@ -21,6 +22,7 @@ def test_flow_and_dvc_repro_agree(
     state = pipeline(root=str(project), return_state=True)
     assert state.is_completed()
     assert task_states(state) == {
+        "pretrained": "Cached",  # it ran (always_changed), and its output did not change
         "load": "Cached",
         "validate": "Cached",
         "tokenize": "Cached",
@@ -39,6 +41,7 @@ def test_flow_and_dvc_repro_agree(
     set_params(project, **{"train.learning_rate": 5e-3})
     state = pipeline(root=str(project), return_state=True)
     assert task_states(state) == {
+        "pretrained": "Cached",
         "load": "Cached",
         "validate": "Cached",
         "tokenize": "Cached",
@@ -47,9 +50,10 @@ def test_flow_and_dvc_repro_agree(
         "register": "Completed",
     }
     assert state.result()["registered"]["tag"] == "model@v0.1.1"
-    status = dvc(project, "status")
-    assert "Data and pipelines are up to date" in status.stdout
-    assert "Data and pipelines are up to date" in dvc(project, "repro").stdout
+    assert dvcrepo.stale(project) == {}
+    # `dvc status` always lists pretrained (always_changed); a repro runs it and nothing else.
+    assert dvc(project, "status").stdout.split() == ["pretrained:", "always", "changed"]
+    assert ran(dvc(project, "repro").stdout) == ALWAYS_RUN
 
     # Nothing changed: every task is Cached and the same version is reported, not a new one.
     state = pipeline(root=str(project), return_state=True)
@@ -70,7 +74,7 @@ def test_flow_stops_at_failed_validation(project: Path, prefect_backend: None) -
     state = pipeline(root=str(project), return_state=True)
     assert state.is_failed()
     states = task_states(state)
-    assert states["load"] == "Completed" and states["validate"] == "Failed"
+    assert states["pretrained"] == states["load"] == "Completed" and states["validate"] == "Failed"
     assert "tokenize" not in states and "register" not in states
     with pytest.raises(Exception, match="expect_column_values_to_be_in_set failed on column 'label'"):
         state.result()

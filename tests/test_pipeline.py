@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.helpers import (
+    ALWAYS_RUN,
     STAGES,
     copy_project,
     dvc,
@@ -22,6 +23,7 @@ from tests.helpers import (
     tags,
     tunepipe,
 )
+from tunepipe import dvcrepo
 
 
 @pytest.mark.e2e
@@ -44,12 +46,13 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(
     assert clf("wonderful brilliant film")[0]["label"] in {"fresh", "rotten"}
 
     second = dvc(project, "repro")
-    assert ran(second.stdout) == []
-    assert "Data and pipelines are up to date" in second.stdout
+    assert ran(second.stdout) == ALWAYS_RUN  # pretrained runs every time; its output is unchanged
+    assert "Stage 'tokenize' didn't change, skipping" in second.stdout
+    assert dvcrepo.stale(project) == {}
 
     set_params(project, **{"train.learning_rate": 5e-3})
     third = dvc(project, "repro")
-    assert ran(third.stdout) == ["train", "evaluate"]
+    assert ran(third.stdout) == [*ALWAYS_RUN, "train", "evaluate"]
 
     registered = tunepipe(project, "register")
     assert "registered model@v0.1.0" in registered.stdout
@@ -62,8 +65,16 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(
     lock = yaml.safe_load(run(["git", "show", "model@v0.1.0:dvc.lock"], project).stdout)
     splits_md5 = next(o["md5"] for o in lock["stages"]["load"]["outs"] if o["path"] == "data/splits")
     model_md5 = next(o["md5"] for o in lock["stages"]["train"]["outs"] if o["path"] == "models/model")
+    tokenized = {o["path"]: o["md5"] for o in lock["stages"]["tokenize"]["outs"]}
     record = json.loads(tunepipe(project, "lineage", "v0.1.0", "--json").stdout)
     assert record["data"]["splits"]["md5"] == splits_md5
+    assert {k: v["md5"] for k, v in record["data"]["tokenized"].items()} == {
+        "train": tokenized["data/tokenized/train"],
+        "validation": tokenized["data/tokenized/validation"],
+        "test": tokenized["data/tokenized/test"],
+        "labels": tokenized["data/tokenized/labels.json"],
+    }
+    assert record["pretrained"]["source"] == "files" and "tokenizer.json" in record["pretrained"]["tokenizer"]
     assert record["model"]["md5"] == model_md5
     assert record["params"]["train"]["learning_rate"] == pytest.approx(5e-3)
     assert record["metrics"]["accuracy"] == pytest.approx(
@@ -104,7 +115,7 @@ def test_validation_failure_stops_the_run(tmp_path: Path, tiny_bert: Path) -> No
     project = make_project(tmp_path / "p", tiny_bert, rows)
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0
-    assert ran(result.stdout) == ["load", "validate"]
+    assert ran(result.stdout) == ["pretrained", "load", "validate"]
     err = result.stdout + result.stderr
     assert "expect_column_values_to_be_in_set failed on column 'label'" in err
     assert "source row 18" in err and "meh" in err
@@ -120,7 +131,7 @@ def test_below_threshold_model_is_not_registered(reproduced: tuple[Path, str], t
     set_params(project, **{"evaluate.thresholds": {"accuracy": 1.01}})
     result = dvc(project, "repro", check=False)
     assert result.returncode != 0
-    assert ran(result.stdout) == ["evaluate"]  # thresholds are evaluate's params alone
+    assert ran(result.stdout) == [*ALWAYS_RUN, "evaluate"]  # thresholds are evaluate's params alone
     assert "model rejected: accuracy = " in result.stderr + result.stdout
     assert "below the threshold 1.01" in result.stderr + result.stdout
     refused = tunepipe(project, "register", check=False)
@@ -142,7 +153,7 @@ def test_two_clones_reproduce_identical_hashes(
             o["path"]: o["md5"]
             for stage in lock["stages"].values()
             for o in stage.get("outs", [])
-            if o["path"] in ("data/splits", "data/tokenized", "models/model")
+            if o["path"].startswith("data/") or o["path"] == "models/model"
         }
 
     # Each checkout has its own copy of the model, as each machine has its own site-packages.
@@ -150,7 +161,15 @@ def test_two_clones_reproduce_identical_hashes(
     one = reproduced[0]  # reproduced with the model at tiny_bert's path
     two = make_project(tmp_path / "elsewhere" / "two", other_model)
     dvc(two, "repro")
-    assert len(hashes(one)) == 3
+    assert sorted(hashes(one)) == [
+        "data/pretrained.json",  # holds no path: the model's files by content
+        "data/splits",
+        "data/tokenized/labels.json",
+        "data/tokenized/test",
+        "data/tokenized/train",
+        "data/tokenized/validation",
+        "models/model",
+    ]
     assert hashes(one) == hashes(two)
 
 

@@ -89,7 +89,7 @@ def test_sentence_pairs_from_a_csv_predict_label_names(tmp_path: Path, tiny_bert
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    first = load_from_disk(str(project / "data/tokenized/dataset"))["train"][0]
+    first = load_from_disk(str(project / "data/tokenized/train"))[0]
     sep = AutoTokenizer.from_pretrained(str(tiny_bert)).sep_token_id
     assert first["input_ids"].count(sep) == 2  # [CLS] claim [SEP] evidence [SEP]: one input per pair
 

@@ -27,19 +27,37 @@ def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
 
 
 def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
-    """A changed run must never resume another run's checkpoints; an identical one must."""
+    """A changed run must never resume another run's checkpoints; an identical one must. Only
+    what training reads counts: new test rows keep them."""
     data = tmp_path / "tokenized"
-    data.mkdir()
-    (data / "part.arrow").write_bytes(b"abc")
+    for split in ("train", "validation", "test"):
+        (data / split).mkdir(parents=True)
+        (data / split / "part.arrow").write_bytes(b"abc")
+    (data / "labels.json").write_text('{"labels": ["a", "b"]}')
+    pretrained = tmp_path / "pretrained.json"
+    pretrained.write_text('{"tokenizer": {"vocab.txt": "1"}}')
     base = params.parse({})
-    same = checkpoints.fingerprint(params.parse({}), data)
-    assert checkpoints.fingerprint(base, data) == same
-    assert checkpoints.fingerprint(params.parse({"train": {"learning_rate": 1e-3}}), data) != same
-    assert (
-        checkpoints.fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}}), data) == same
-    )
-    (data / "part.arrow").write_bytes(b"abd")
-    assert checkpoints.fingerprint(base, data) != same
+
+    def fingerprint(p: params.Params = base) -> str:
+        return checkpoints.fingerprint(p, data, pretrained)
+
+    same = fingerprint(params.parse({}))
+    assert fingerprint() == same
+    assert fingerprint(params.parse({"train": {"learning_rate": 1e-3}})) != same
+    assert fingerprint(params.parse({"evaluate": {"thresholds": {"accuracy": 0.9}}})) == same
+    (data / "test/part.arrow").write_bytes(b"abd")
+    assert fingerprint() == same
+    for changed in (
+        data / "train/part.arrow",
+        data / "validation/part.arrow",
+        data / "labels.json",
+        pretrained,
+    ):
+        before = changed.read_bytes()
+        changed.write_bytes(before + b" ")
+        assert fingerprint() != same, changed
+        changed.write_bytes(before)
+    assert fingerprint() == same
 
 
 def test_balanced_weights_follow_train_label_frequencies() -> None:

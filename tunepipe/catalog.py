@@ -3,6 +3,7 @@ stage, the flow or the CLI reads them back. Paths are relative to the project ro
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ PARAMS = Path("params.yaml")
 PRETRAINED = Path("data/pretrained.json")  # pretrained -> what the base model is, by content
 SPLITS = Path("data/splits")  # load -> train/validation/test.parquet + manifest.json
 VALIDATION_REPORT = Path("reports/validation.json")  # validate
-TOKENIZED = Path("data/tokenized")  # tokenize -> DatasetDict + labels.json
+TOKENIZED = Path("data/tokenized")  # tokenize -> one output per split (save_to_disk) + labels.json
 CHECKPOINTS = Path("models/checkpoints")  # train (persisted between runs, not cached)
 MODEL = Path("models/model")  # train -> save_pretrained directory
 TRAIN_REPORT = Path("reports/train.json")
@@ -31,12 +32,15 @@ SEARCH_TRIALS_CSV = SEARCH / "trials.csv"
 SEARCH_BEST = SEARCH / "best.json"
 
 SPLIT_NAMES = ("train", "validation", "test")
+TRAINING_SPLITS = ("train", "validation")  # what train reads (and depends on); test is evaluate's
+
 # Everything a stage writes through tunepipe.io: their temporary siblings are what a kill leaves.
 OUTPUTS = (
     PRETRAINED,
     SPLITS,
     VALIDATION_REPORT,
-    TOKENIZED,
+    *(TOKENIZED / s for s in ("train", "validation", "test")),
+    TOKENIZED / "labels.json",
     MODEL,
     TRAIN_REPORT,
     TRAIN_LOSS,
@@ -71,23 +75,37 @@ def read_manifest(root: Path = SPLITS) -> dict[str, Any]:
     return read_json(Path(root) / "manifest.json")
 
 
+def tokenized_split(split: str, root: Path = TOKENIZED) -> Path:
+    """One DVC output per split: train depends on train and validation, evaluate on test."""
+    return Path(root) / split
+
+
+def tokenized_info(root: Path = TOKENIZED) -> Path:
+    return Path(root) / "labels.json"
+
+
 def write_tokenized(dsd: Any, info: dict[str, Any], out: Path = TOKENIZED) -> None:
-    with atomic_dir(out) as tmp:
-        dsd.save_to_disk(str(tmp / "dataset"))
-        write_json(tmp / "labels.json", info)
+    for split, ds in dsd.items():
+        with atomic_dir(tokenized_split(split, out)) as tmp:
+            ds.save_to_disk(str(tmp))
+    write_json(tokenized_info(out), info)
+    shutil.rmtree(Path(out) / "dataset", ignore_errors=True)  # the single-output layout before
 
 
-def read_tokenized(root: Path = TOKENIZED) -> Any:
-    """Loaded into memory: shuffles and selects must not write cache files into a DVC output."""
-    from datasets import load_from_disk
+def read_tokenized(root: Path = TOKENIZED, splits: tuple[str, ...] = SPLIT_NAMES) -> Any:
+    """The splits asked for, loaded into memory: shuffles and selects must not write cache files
+    into a DVC output."""
+    from datasets import DatasetDict, load_from_disk
 
-    return load_from_disk(str(Path(root) / "dataset"), keep_in_memory=True)
+    return DatasetDict(
+        {s: load_from_disk(str(tokenized_split(s, root)), keep_in_memory=True) for s in splits}
+    )
 
 
 def read_info(root: Path = TOKENIZED) -> dict[str, Any]:
     """labels.json: the task, label names in id order, the tag scheme, the length limit."""
-    return read_json(Path(root) / "labels.json")
+    return read_json(tokenized_info(root))
 
 
 def has_tokenized(root: Path = TOKENIZED) -> bool:
-    return (Path(root) / "labels.json").is_file()
+    return tokenized_info(root).is_file()

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+from tunepipe import catalog
 from tunepipe.params import Params
 
 NOTE = (
@@ -18,16 +19,23 @@ NOTE = (
 )
 
 
-def fingerprint(p: Params, data_dir: Path) -> str:
-    """Identifies a training run: same data and same params -> same checkpoint folder."""
+def fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED) -> str:
+    """Identifies a training run: same data, base model and params -> same checkpoint folder.
+
+    Only what training reads counts (the train and validation splits, labels.json, the base
+    model's content hashes), as in dvc.yaml's deps of train: new test rows keep the checkpoints.
+    """
     h = hashlib.sha256()
     h.update(
         json.dumps([p.task, asdict(p.model), asdict(p.train), asdict(p.tokenize)], sort_keys=True).encode()
     )
-    for f in sorted(data_dir.rglob("*")):
-        if f.is_file():
-            h.update(str(f.relative_to(data_dir)).encode())
-            h.update(f.read_bytes())
+    paths = [catalog.tokenized_split(s, data_dir) for s in catalog.TRAINING_SPLITS]
+    paths += [catalog.tokenized_info(data_dir), Path(pretrained)]
+    for path in paths:
+        for f in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            if f.is_file():
+                h.update(f.relative_to(path.parent).as_posix().encode())
+                h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

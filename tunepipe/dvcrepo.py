@@ -9,7 +9,12 @@ from typing import Any
 
 import yaml
 
+from tunepipe import catalog
 from tunepipe.gitrepo import git
+from tunepipe.io import read_json
+
+ALWAYS_CHANGED = "always changed"  # dvc status's entry for an always_changed stage
+PRETRAINED_STAGE = "pretrained"
 
 
 @contextlib.contextmanager
@@ -21,9 +26,36 @@ def open_repo(root: Path) -> Iterator[Any]:
 
 
 def stale(root: Path, stage: str | None = None) -> dict[str, Any]:
-    """What `dvc status` reports: empty when the stage (or the whole pipeline) is up to date."""
+    """What `dvc status` reports: empty when the stage (or the whole pipeline) is up to date.
+
+    `dvc status` lists the always_changed `pretrained` stage every time. That alone is not stale:
+    its output is compared with what it would write now (cheap, no model loaded), so a changed
+    model still counts, although DVC sees the stages after it as stale only once it has run.
+    """
     with open_repo(root) as repo:
-        return repo.status(targets=[stage] if stage else None)
+        status = repo.status(targets=[stage] if stage else None)
+    found = {}
+    for name, entries in status.items():
+        rest = [e for e in entries if e != ALWAYS_CHANGED]
+        if rest:
+            found[name] = rest
+        elif name == PRETRAINED_STAGE and not pretrained_current(root):
+            found[name] = [{"changed outs": {str(catalog.PRETRAINED): "modified"}}]
+        elif name != PRETRAINED_STAGE:
+            found[name] = entries  # another always_changed stage: nothing tells it is current
+    return found
+
+
+def pretrained_current(root: Path) -> bool:
+    """data/pretrained.json holds what the pretrained stage would write now."""
+    from tunepipe import model_identity, params
+
+    path = root / catalog.PRETRAINED
+    if not path.is_file():
+        return False
+    model = params.read(root / catalog.PARAMS).model
+    with contextlib.chdir(root):  # a relative model.name is relative to the project
+        return read_json(path) == model_identity.describe(model)
 
 
 def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, Any]]:

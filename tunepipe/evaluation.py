@@ -120,7 +120,7 @@ def evaluate(p: Params) -> dict[str, Any]:
         info.get("task", "sequence_classification"),
         p.evaluate.thresholds,
     )
-    test = catalog.read_tokenized()["test"]
+    test = catalog.read_tokenized(splits=("test",))["test"]
     model, tok = load_model(catalog.MODEL)
     if task == "token_classification":
         refs, preds = [], []

@@ -98,9 +98,15 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "data": {
             "source": read_json(root / catalog.SPLITS / "manifest.json")["source"],
             "splits": outs.get(str(catalog.SPLITS)),
-            "tokenized": outs.get(str(catalog.TOKENIZED)),
+            # One output per split, and labels.json: split -> {stage, md5, size, nfiles}.
+            "tokenized": {
+                **{s: outs.get(str(catalog.tokenized_split(s))) for s in catalog.SPLIT_NAMES},
+                "labels": outs.get(str(catalog.tokenized_info())),
+            },
         },
         "model": outs[artifact_path] | {"path": artifact_path},
+        # The base model by content (data/pretrained.json): file hashes, or hub id and revision.
+        "pretrained": read_json(pretrained) if (pretrained := root / catalog.PRETRAINED).is_file() else None,
         "params": yaml.safe_load((root / catalog.PARAMS).read_text()),
         # What the stages actually used: params.yaml with a preset's values filled in.
         "resolved_params": dataclasses.asdict(p),

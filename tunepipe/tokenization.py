@@ -1,6 +1,6 @@
 """The tokenize stage as a function: fast tokenizer, batched, truncated, unpadded (padding
-happens per batch in train). Gives a DatasetDict plus the info labels.json holds (the id <-> name
-mapping every later stage uses)."""
+happens per batch in train). Gives a DatasetDict (one DVC output per split) plus the info
+labels.json holds (the id <-> name mapping every later stage uses)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,12 @@ def content_fingerprint(df: pd.DataFrame, settings: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str, Any]]:
+def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(DatasetDict, labels.json's info, per-split counts to report).
+
+    labels.json is a dependency of train and evaluate alike, so it holds nothing about one split
+    (row counts): a change to the test split alone must not re-run train.
+    """
     tok = load_tokenizer(p)
     max_length = effective_max_length(p, tok)
     labels = label_mapping(p, frames)
@@ -112,15 +117,10 @@ def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str,
     if p.task == "token_classification":
         scheme = resolve_scheme(p.load.tag_scheme, frames["train"]["tags"])
     dsd = encode(tok, frames, labels, max_length, p.task, p.tokenize.label_all_subtokens)
-    info = {
-        "task": p.task,
-        "labels": labels,
-        "tag_scheme": scheme,
-        "max_length": max_length,
-        "rows": {s: len(ds) for s, ds in dsd.items()},
-    }
+    info = {"task": p.task, "labels": labels, "tag_scheme": scheme, "max_length": max_length}
+    counts: dict[str, Any] = {"rows": {s: len(ds) for s, ds in dsd.items()}}
     if p.task == "token_classification":
         # Sentences whose last words fell past max_length: those words get no prediction.
-        info["sentences_cut"] = {s: int(sum(ds["truncated"])) for s, ds in dsd.items()}
+        counts["sentences_cut"] = {s: int(sum(ds["truncated"])) for s, ds in dsd.items()}
         dsd = dsd.remove_columns("truncated")
-    return dsd, info
+    return dsd, info, counts

@@ -202,7 +202,7 @@ def train(
         raise PipelineError(f"data/tokenized was made for task {info.get('task')!r}, params say {p.task!r}")
     labels, scheme = info["labels"], info.get("tag_scheme")
     metric = best_metric(p, scheme)
-    dsd = catalog.read_tokenized(data_dir)
+    dsd = catalog.read_tokenized(data_dir, catalog.TRAINING_SPLITS)
     train_ds = dsd["train"].shuffle(seed=t.seed)
     if t.max_train_samples:
         train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
