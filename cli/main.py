@@ -105,8 +105,6 @@ def status(
     print(
         f"stale: {', '.join(stale)}; `dvc repro` or `tunepipe run` re-runs them"
         if stale
-        else "nothing stale: `dvc repro` would run only stages that run every time"
-        if any(s.runs for s in states)
         else "everything up to date"
     )
 

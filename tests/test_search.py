@@ -47,7 +47,7 @@ def tokenized(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        for name in ("load", "validate", "tokenize"):
+        for name in ("pretrained", "load", "validate", "tokenize"):
             importlib.import_module(f"tasks.{name}").main()
     return root
 
@@ -311,6 +311,7 @@ def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_
     state = search_flow(root=str(project), apply=True, return_state=True)
     assert state.is_completed()
     assert task_states(state) == {
+        "pretrained": "Cached",
         "load": "Cached",
         "validate": "Cached",
         "tokenize": "Cached",

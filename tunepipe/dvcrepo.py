@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,12 @@ PRETRAINED_STAGE = "pretrained"
 def open_repo(root: Path) -> Iterator[Any]:
     from dvc.repo import Repo
 
-    with contextlib.chdir(root), Repo(".") as repo:
-        yield repo
+    # DVC 3.67 trips DeprecationWarnings of its own dependencies (dvc-data's trie): harmless, but
+    # a Prefect task logs each one as a WARNING line.
+    with contextlib.chdir(root), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        with Repo(".") as repo:
+            yield repo
 
 
 def stale(root: Path, stage: str | None = None) -> dict[str, Any]:
