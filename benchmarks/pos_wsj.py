@@ -83,12 +83,13 @@ def main() -> None:
     reports = args.workdir / "reports"
     metrics = json.loads((reports / "metrics.json").read_text())
     train = json.loads((reports / "train.json").read_text())
+    timing = json.loads((reports / "train_run.json").read_text())
     validation = json.loads((reports / "validation.json").read_text())
     rows = {s: validation["splits"][s]["rows"] for s in ("train", "validation", "test")}
     words = {s: validation["splits"][s]["words"] for s in ("train", "validation", "test")}
     print(f"data: {data} -> sentences {rows}, words {words}")
     print(f"truncated: {validation['truncation']}")
-    print(f"train: {train['epochs_run']} epochs, {train['train_runtime_s']} s, best {train['best_metric']}")
+    print(f"train: {train['epochs_run']} epochs, {timing['train_runtime_s']} s, best {train['best_metric']}")
     print(
         "test: "
         + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())

@@ -478,6 +478,16 @@ CASES = [
         params={"load.encoding": "klingon"},
     ),
     Case("params not YAML", r"params.yaml: not valid YAML", files={"params.yaml": "load: [unclosed\n"}),
+    Case(
+        "learning rate 0",
+        r"train.learning_rate: expected greater than 0, got 0.0",
+        params={"train.learning_rate": 0.0},
+    ),
+    Case(
+        "learning rate 0 in the search space",
+        r"search.space.learning_rate.*greater than 0",
+        params={"search.space": {"learning_rate": [0.0, 1.0e-4]}},
+    ),
     # ---- validation (GX): the stage exits 1 naming expectation, column and rows ----
     Case(
         "label outside the declared set",

@@ -33,11 +33,11 @@ def test_flat_metric_stops_early_and_keeps_the_best_checkpoint(
     from tunepipe import params, training
 
     project = make_project(tmp_path / "p", tiny_bert)
-    # learning rate 0: the model never changes, so the validation metric never improves.
+    # a learning rate of 1e-12: the weights barely move, so the validation metric never improves.
     set_params(
         project,
         **{
-            "train.learning_rate": 0.0,
+            "train.learning_rate": 1.0e-12,
             "train.epochs": 10,
             "train.early_stopping_patience": 2,
             "train.early_stopping_threshold": 0.001,

@@ -128,6 +128,6 @@ def test_killed_train_task_is_retried_and_resumes(
         )
     train_run = next(r for r in runs if r.name == "train")
     assert train_run.run_count == 2 and train_run.state.name == "Completed"
-    report = json.loads((project / "reports/train.json").read_text())
+    report = json.loads((project / "reports/train_run.json").read_text())
     assert int(report["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
     assert json.loads((project / "reports/metrics.json").read_text()) == expected

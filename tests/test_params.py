@@ -47,7 +47,8 @@ def test_source_accepts_split_mapping() -> None:
     [
         ("warmup_ratio", 1.0, "at least 0 and below 1"),
         ("epochs", 0, "greater than 0"),
-        ("learning_rate", -1e-5, "0 or more"),
+        ("learning_rate", -1e-5, "greater than 0"),
+        ("learning_rate", 0.0, "greater than 0"),
         ("batch_size", 0, "1 or more"),
         ("max_train_samples", 0, "1 or more, or null"),
     ],
@@ -58,5 +59,5 @@ def test_out_of_range_train_value_names_the_field(field: str, value: float, expe
 
 
 def test_range_edges_are_accepted() -> None:
-    p = params.parse({"train": {"warmup_ratio": 0.0, "learning_rate": 0.0, "max_train_samples": None}})
-    assert (p.train.warmup_ratio, p.train.learning_rate, p.train.max_train_samples) == (0.0, 0.0, None)
+    p = params.parse({"train": {"warmup_ratio": 0.0, "learning_rate": 1e-9, "max_train_samples": None}})
+    assert (p.train.warmup_ratio, p.train.learning_rate, p.train.max_train_samples) == (0.0, 1e-9, None)

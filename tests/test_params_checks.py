@@ -24,7 +24,7 @@ BAD = [
     ("train: {precision: fp8}", "train.precision: expected one of auto, fp32, bf16, fp16, got 'fp8'"),
     ("train: {freeze: all}", "train.freeze: expected one of none, head_only, embeddings"),
     ("train: {learning_rate: fast}", "train.learning_rate: expected a number, got 'fast'"),
-    ("train: {learning_rate: .nan}", "train.learning_rate: expected 0 or more, got nan"),
+    ("train: {learning_rate: .nan}", "train.learning_rate: expected greater than 0, got nan"),
     ("train: {warmup_ratio: 1.0}", "train.warmup_ratio: expected at least 0 and below 1, got 1.0"),
     ("train: {metric_for_best_model: rmse}", "train.metric_for_best_model: 'rmse' is not reported for task"),
     (

@@ -32,7 +32,7 @@ def test_sigkill_in_train_then_dvc_repro_resumes_to_the_same_metrics(
     baseline = configure(make_project(tmp_path / "baseline", tiny_bert))
     run_stages_in_process(baseline, monkeypatch)
     expected = json.loads((baseline / "reports/metrics.json").read_text())
-    assert json.loads((baseline / "reports/train.json").read_text())["resumed_from"] is None
+    assert json.loads((baseline / "reports/train_run.json").read_text())["resumed_from"] is None
 
     project = configure(make_project(tmp_path / "killed", tiny_bert))
     proc = subprocess.Popen(
@@ -56,8 +56,10 @@ def test_sigkill_in_train_then_dvc_repro_resumes_to_the_same_metrics(
     second = dvc(project, "repro")
     assert "train: resuming from" in second.stdout
     assert "Running stage 'load'" not in second.stdout  # finished stages stay done
+    run = json.loads((project / "reports/train_run.json").read_text())
+    assert int(run["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
     report = json.loads((project / "reports/train.json").read_text())
-    assert int(report["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
     assert report["global_step"] == 9 * EPOCHS
+    assert report == json.loads((baseline / "reports/train.json").read_text())  # no timing, no drift
     assert json.loads((project / "reports/metrics.json").read_text()) == expected
     assert not list(project.glob("models/checkpoints/*/checkpoint-*"))  # cleaned up once finished

@@ -19,6 +19,9 @@ MODEL = Path("models/model")  # train -> save_pretrained directory
 TRAIN_REPORT = Path("reports/train.json")
 TRAIN_LOSS = Path("reports/train_loss.csv")
 EVAL_CURVE = Path("reports/eval_curve.csv")
+# train: timings and where a run resumed. Not in dvc.yaml (git-ignored): it differs between runs
+# that train the same model, and would change dvc.lock after every retrain.
+TRAIN_RUN = Path("reports/train_run.json")
 METRICS = Path("reports/metrics.json")  # evaluate
 EVALUATION = Path("reports/evaluation.json")  # evaluate: thresholds, confusion matrix
 TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: for `dvc plots` confusion
@@ -45,6 +48,7 @@ OUTPUTS = (
     TRAIN_REPORT,
     TRAIN_LOSS,
     EVAL_CURVE,
+    TRAIN_RUN,
     METRICS,
     EVALUATION,
     TEST_PREDICTIONS,

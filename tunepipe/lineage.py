@@ -120,6 +120,8 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
             "truncation": validation.get("truncation"),
         },
         "training": read_json(root / catalog.TRAIN_REPORT),
+        # Timings and resume point of the run that trained it (not hashed by DVC), when present.
+        "training_run": read_json(run) if (run := root / catalog.TRAIN_RUN).is_file() else None,
         # The Optuna study that chose train: values, when they came from `search --apply`.
         "search": search_record(root, p),
         "packages": package_versions(),

@@ -355,7 +355,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "validate.max_truncated_share": (lambda v: 0 <= v <= 1, "between 0 and 1, or null"),
     "tokenize.max_length": (lambda v: v >= 8, "8 or more, or null (the model's own limit)"),
     "train.epochs": (lambda v: v > 0, "greater than 0"),
-    "train.learning_rate": (lambda v: v >= 0, "0 or more"),
+    # 0 would train a model that never changes, and might still pass the thresholds
+    "train.learning_rate": (lambda v: v > 0, "greater than 0"),
     "train.batch_size": (lambda v: v >= 1, "1 or more"),
     "train.eval_batch_size": (lambda v: v >= 1, "1 or more"),
     "train.weight_decay": (lambda v: v >= 0, "0 or more"),

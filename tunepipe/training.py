@@ -27,11 +27,18 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 def build_model(p: Params, labels: list[str]) -> Any:
     """A pre-trained encoder with a fresh head for the task; label names go into its config so
-    that anything loading the saved model predicts names, not ids."""
+    that anything loading the saved model predicts names, not ids.
+
+    problem_type is set here, not left to the head's first forward pass with labels (which sets it
+    on sequence classifiers): a run resumed at its very end makes no such pass, and its saved
+    config.json would differ from an uninterrupted run's. Token classifiers never set it.
+    """
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    head = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
+    head: dict[str, Any] = {"num_labels": len(labels), "id2label": dict(enumerate(labels))}
     head["label2id"] = {name: i for i, name in enumerate(labels)}
+    if p.task == "sequence_classification":
+        head["problem_type"] = "single_label_classification"
     if p.task == "regression":
         head = {
             "num_labels": 1,
@@ -142,7 +149,9 @@ def training_arguments(
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=greater_is_better(metric),  # EarlyStoppingCallback follows it too
-        logging_steps=t.logging_steps,
+        # Every step's loss goes into the trainer state (kept in each checkpoint): the loss curve
+        # averages train.logging_steps of them (write_curves), the same after a resume.
+        logging_steps=1,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         use_cpu=device["device"] == "cpu",
         bf16=device["precision"] == "bf16",
@@ -152,14 +161,28 @@ def training_arguments(
     )
 
 
-def write_curves(log_history: list[dict[str, Any]]) -> None:
-    """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
-    train_rows = [
-        {"step": e["step"], "epoch": round(e.get("epoch", 0), 4), "loss": e["loss"]}
-        for e in log_history
-        if "loss" in e
-    ]
-    eval_rows = [
+def loss_rows(log_history: list[dict[str, Any]], every: int) -> list[dict[str, Any]]:
+    """The loss curve: at each multiple of `every` steps, the mean loss of the steps since the last.
+
+    Computed from the per-step losses in the trainer state rather than taken from Trainer's own
+    log lines, whose first average after a resume covers only the steps since the checkpoint.
+    """
+    per_step = {e["step"]: e for e in log_history if "loss" in e}
+    rows = []
+    for step in range(every, max(per_step, default=0) + 1, every):
+        window = [per_step[s] for s in range(step - every + 1, step + 1) if s in per_step]
+        if window:
+            mean = sum(e["loss"] for e in window) / len(window)
+            rows.append({"step": step, "epoch": round(window[-1].get("epoch", 0), 4), "loss": mean})
+    return rows
+
+
+def eval_rows(
+    log_history: list[dict[str, Any]], metrics: list[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The validation curve and its columns: step, epoch, eval_loss, then the task's metrics in
+    their fixed order (a resumed run's history comes back from JSON with its keys sorted)."""
+    rows = [
         {"step": e["step"], "epoch": round(e.get("epoch", 0), 4)}
         | {
             k: v
@@ -169,8 +192,42 @@ def write_curves(log_history: list[dict[str, Any]]) -> None:
         for e in log_history
         if "eval_loss" in e
     ]
-    for path, rows in ((catalog.TRAIN_LOSS, train_rows), (catalog.EVAL_CURVE, eval_rows)):
-        write_text(path, pd.DataFrame(rows, columns=None if rows else ["step"]).to_csv(index=False))
+    known = ["step", "epoch", "eval_loss", *(f"eval_{m}" for m in metrics)]
+    others = sorted({k for row in rows for k in row} - set(known))
+    return rows, [c for c in known if any(c in row for row in rows)] + others
+
+
+def write_curves(log_history: list[dict[str, Any]], logging_steps: int, metrics: list[str]) -> None:
+    """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
+    train = loss_rows(log_history, logging_steps)
+    evals, columns = eval_rows(log_history, metrics)
+    for path, rows, cols in (
+        (catalog.TRAIN_LOSS, train, ["step", "epoch", "loss"]),
+        (catalog.EVAL_CURVE, evals, columns or ["step"]),
+    ):
+        write_text(path, pd.DataFrame(rows, columns=cols).to_csv(index=False))
+
+
+def quiet_progress(every: int) -> Any:
+    """Trainer's progress bar, printing a loss line every train.logging_steps steps (the curve's
+    mean) rather than one per step; evaluations print as before."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                if state.global_step % every:
+                    return
+                recent = []
+                for e in reversed(state.log_history):
+                    if e.get("step", 0) <= state.global_step - every:
+                        break
+                    recent.append(e)
+                rows = loss_rows(recent[::-1], every)
+                logs = {**logs, "loss": rows[-1]["loss"]} if rows else logs
+            super().on_log(args, state, control, logs=logs, **kwargs)
+
+    return QuietProgress()
 
 
 def train(
@@ -255,6 +312,10 @@ def train(
         compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
         callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold), *callbacks],
     )
+    from transformers.trainer_callback import ProgressCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(quiet_progress(t.logging_steps))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     with atomic_dir(model_dir) as tmp:
@@ -264,7 +325,8 @@ def train(
         (tmp / "training_args.bin").unlink(missing_ok=True)
     state = trainer.state
     if out_dir is None:
-        write_curves(state.log_history)
+        write_curves(state.log_history, t.logging_steps, metric_names(p.task, scheme or "none"))
+    # The same data and params give the same report, resumed or not: DVC hashes it (dvc.lock).
     report = {
         "device": device,
         "parameters": params_count,
@@ -276,6 +338,9 @@ def train(
         "stopped_early": state.global_step < state.max_steps,
         "best_metric": {metric: state.best_metric},
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
+    }
+    # How this run went: differs between identical runs, so it stays out of DVC's hashes.
+    run = {
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
@@ -283,5 +348,6 @@ def train(
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
     if out_dir is None:
         write_json(catalog.TRAIN_REPORT, report)
+        write_json(catalog.TRAIN_RUN, run)
         write_text(catalog.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
-    return report
+    return report | run
