@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
-from prefect.states import Completed
+from prefect.states import Completed, Failed, State, get_state_exception
 
 from tunepipe import catalog, dvcrepo, registry, staleness
 from tunepipe import params as params_mod
@@ -34,6 +36,15 @@ STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.
 ALWAYS_RUN = ("pretrained",)
 TAIL_LINES = 40
+EXIT_STATUS = re.compile(r"exited with (-?\d+)")  # DVC's line for a failed stage command
+
+
+class StageFailed(PipelineError):
+    """A stage command failed: its own last `error:` line (or its output's tail), and its exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def stage_env() -> dict[str, str]:
@@ -70,8 +81,52 @@ def reproduce(root: Path, stage: str) -> None:
                 sys.stdout.write(text)
             tail.append(text.rstrip().rsplit("\r", 1)[-1])
     if proc.returncode != 0:
-        shown = "\n".join(line for line in tail if line.strip())
-        raise PipelineError(f"stage {stage!r} failed (exit {proc.returncode}):\n{shown}")
+        raise stage_error(root, stage, list(tail), proc.returncode)
+
+
+def stage_error(root: Path, stage: str, tail: list[str], returncode: int) -> PipelineError:
+    """What a failed `dvc repro` of one stage means: the project busy (another DVC process holds
+    the lock), or the stage's own error (its last `error:` line and the lines after it) with the
+    stage's exit code, or else the output's tail."""
+    lines = [line for line in tail if line.strip() and not line.startswith("ERROR:")]  # DVC's own
+    text = "\n".join(lines)
+    # `dvc repro -q` hides DVC's own lock error too: a lock another process holds now explains it.
+    if dvcrepo.is_lock_error("\n".join(tail)) or dvcrepo.lock_holders(root):
+        return dvcrepo.busy(root, "\n".join(tail))
+    statuses = EXIT_STATUS.findall("\n".join(tail))
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    # `dvc repro -q` exits 255 for any failed stage and hides its "exited with N" line; a stage
+    # that reports an `error:` exits 1 (tunepipe.stage.run, and validate's failed checks).
+    code = int(statuses[-1]) if statuses else 1 if starts else returncode
+    code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
+    if starts:
+        message = "\n".join(lines[starts[-1] :]).removeprefix("error: ")
+        return StageFailed(message, code)
+    shown = f":\n{text}" if text else f" without output: `dvc repro {stage}` shows DVC's own message"
+    return StageFailed(f"stage {stage!r} failed (exit {code}){shown}", code)
+
+
+def failed(exc: BaseException) -> State:
+    """A task or flow that ends on a user-facing error: Failed with the message, no traceback logged."""
+    return Failed(message=str(exc), data=exc)
+
+
+class NoEmptyTraceback(logging.Filter):
+    """Prefect logs a task that returned a Failed state with exc_info=True outside any `except`,
+    which prints `NoneType: None` under the message: drop that empty exception info."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[0] is None:
+            record.exc_info = None
+        return True
+
+
+QUIET_FAILURES = NoEmptyTraceback()
+
+
+def retry_unless_busy(task: Any, task_run: Any, state: State) -> bool:
+    """A retry is for a worker lost mid-run; another DVC process's lock would only be met again."""
+    return not isinstance(get_state_exception(state), dvcrepo.ProjectBusy)
 
 
 def locked_outs(root: Path, stage: str) -> Any:
@@ -79,8 +134,15 @@ def locked_outs(root: Path, stage: str) -> Any:
     return ((lock.get("stages") or {}).get(stage) or {}).get("outs")
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, retry_condition_fn=retry_unless_busy)
 def dvc_stage(root: Path, stage: str) -> Any:
+    try:
+        return run_stage(root, stage)
+    except PipelineError as exc:
+        return failed(exc)
+
+
+def run_stage(root: Path, stage: str) -> Any:
     logger = get_run_logger()
     if stage in ALWAYS_RUN:
         # Runs every time (cheap); Cached when what it wrote is what dvc.lock already held.
@@ -100,7 +162,10 @@ def dvc_stage(root: Path, stage: str) -> Any:
 
 @task(cache_policy=NO_CACHE, task_run_name="register")
 def register_model(root: Path, name: str, bump: str) -> Any:
-    result = registry.register(root, name, bump, flow_run_id=str(flow_run.get_id() or "") or None)
+    try:
+        result = registry.register(root, name, bump, flow_run_id=str(flow_run.get_id() or "") or None)
+    except PipelineError as exc:
+        return failed(exc)
     if not result["new"]:
         return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
     get_run_logger().info("registered %s at commit %s", result["tag"], result["commit"][:10])
@@ -158,22 +223,35 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
     """Run pretrained -> load -> validate -> tokenize -> train -> evaluate through DVC, then register.
 
     A train task that dies (a worker killed, a node lost) is retried `train_retries` times; the
-    retry resumes from the last checkpoint. Other stages fail for reasons a retry cannot fix.
+    retry resumes from the last checkpoint. Other stages fail for reasons a retry cannot fix, and
+    so does the train task when another DVC process holds the project's lock.
+
+    A failure the user can act on (a stage's `error:`, a missed threshold, a busy project) ends
+    the flow Failed with that message and without a traceback; `state.result()` raises it.
     """
+    logging.getLogger("prefect.task_runs").addFilter(QUIET_FAILURES)
     base = Path(root).resolve()
-    p = params_mod.read(base / catalog.PARAMS)
-    for stage in STAGES:
-        retries = train_retries if stage == "train" else 0
-        dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(base, stage)
-        if stage == "validate":
-            publish_validation(base)
-    evaluation = publish_metrics(base)
-    result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
-    if registration:
-        # A task returning a State (Cached) hands back that State: unwrap it; a failure raises here.
-        result["registered"] = register_model(
-            base, p.register.name, p.register.bump, return_state=True
-        ).result()
+    try:
+        p = params_mod.read(base / catalog.PARAMS)
+        for stage in STAGES:
+            retries = train_retries if stage == "train" else 0
+            state = dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(
+                base, stage, return_state=True
+            )
+            if state.is_failed():
+                return failed(get_state_exception(state))
+            if stage == "validate":
+                publish_validation(base)
+        evaluation = publish_metrics(base)
+        result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
+        if registration:
+            # A task returning a State (Cached) hands back that State: unwrap it.
+            state = register_model(base, p.register.name, p.register.bump, return_state=True)
+            if state.is_failed():
+                return failed(get_state_exception(state))
+            result["registered"] = state.result()
+    except PipelineError as exc:
+        return failed(exc)
     return result
 
 
@@ -184,10 +262,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_env_defaults()
     try:
-        result = pipeline(root=args.root, registration=not args.no_register)
+        # A broken params.yaml fails here, before a Prefect server starts or any stage runs.
+        params_mod.read(Path(args.root) / catalog.PARAMS)
+        state = pipeline(root=args.root, registration=not args.no_register, return_state=True)
+        if not state.is_completed():
+            raise get_state_exception(state)
+        result = state.result()
     except PipelineError as exc:
+        # The flow's last line is the stage's own error, with the stage's exit code.
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))
     print(f"test metrics: {format_metrics(result['metrics'])}")
     reg = result["registered"]
     if reg:

@@ -3,9 +3,8 @@ nothing is registered."""
 
 from __future__ import annotations
 
-import sys
-
 from tunepipe import catalog, params
+from tunepipe.errors import PipelineError
 from tunepipe.evaluation import describe_misses, evaluate
 from tunepipe.metrics import format_metrics
 from tunepipe.stage import run
@@ -17,11 +16,10 @@ def main() -> None:
     shown = format_metrics(evaluation["metrics"])
     print(f"evaluate: {shown} on {evaluation['metrics']['examples']} test examples")
     if not evaluation["passed"]:
-        print(
-            f"evaluate: model rejected: {describe_misses(evaluation)} (params.yaml evaluate.thresholds)",
-            file=sys.stderr,
+        # The reports are written: they show what missed. The `error:` line is the gate's verdict.
+        raise PipelineError(
+            f"evaluate: model rejected: {describe_misses(evaluation)} (params.yaml evaluate.thresholds)"
         )
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def main() -> None:
     write_json(catalog.VALIDATION_REPORT, report)
     if not report["success"]:
         print(
-            f"validate: {len(report['failures'])} expectation(s) failed "
+            f"error: validate: {len(report['failures'])} expectation(s) failed "
             f"(report: {catalog.VALIDATION_REPORT})",
             file=sys.stderr,
         )

@@ -1,6 +1,7 @@
 """One row per bad input: what is changed in a throwaway project, which stage or function runs,
 the exit code or exception, and a fragment of the message. Every row also checks that nothing
-half-written or temporary is left behind, and that the failing stage wrote no output.
+half-written or temporary is left behind, that the failing stage wrote no output, and that the
+audit record is untouched: dvc.lock, git tags and lineage/ are as they were before the row ran.
 
 Stages run in this process (their `main()` under `tunepipe.stage.run`, as `python -m tasks.x`
 would), in a copy of one project built per module: the whole table takes seconds, not minutes.
@@ -20,7 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.helpers import build_classifier, make_project, make_reviews, set_params
+from tests.helpers import build_classifier, make_project, make_reviews, run, set_params
 from tunepipe import stage
 from tunepipe.errors import PipelineError
 
@@ -48,6 +49,8 @@ class Case:
     setup: Setup | None = None
     stages: tuple[str, ...] = ("load",)  # all but the last must pass; the last must fail
     predict: dict[str, Any] | None = None  # instead of stages: predict_file's arguments
+    cli: tuple[str, ...] | None = None  # instead of stages: `tunepipe <args>`, in this process
+    flow: tuple[str, ...] | None = None  # instead of stages: `python -m flows.pipeline <args>`
     exit_code: int = 1
 
 
@@ -164,6 +167,90 @@ def no_weights(d: Path) -> None:
 
 BAD_MODEL = {"model.name": "badmodel"}
 VALIDATE = ("load", "validate")
+
+
+# --- registered versions -------------------------------------------------------------------
+
+
+def register_fake(root: Path, model_dir: Path | None = None) -> str:
+    """Tag `model@v0.1.0` on a commit whose dvc.lock pins a model, as `tunepipe register` would.
+
+    With `model_dir`, DVC hashes that folder into the project's cache (its own build and
+    transfer); without, dvc.lock pins a model that no cache holds, as in a fresh clone.
+    Returns the cache's `.dir` hash of the model."""
+    import yaml
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.transfer import transfer
+
+    from tunepipe import dvcrepo
+
+    if model_dir is None:
+        digest, size, nfiles = "0123456789abcdef0123456789abcdef.dir", 1000, 4
+    else:
+        target = root / "models/model"
+        shutil.copytree(model_dir, target)
+        with dvcrepo.open_repo(root) as repo:
+            odb = repo.cache.local
+            staging, meta, obj = build(odb, str(target), odb.fs, "md5")
+            transfer(staging, odb, {obj.hash_info}, shallow=False, hardlink=False)
+        shutil.rmtree(target)
+        digest, size, nfiles = obj.hash_info.value, meta.size, meta.nfiles
+    out = {"path": "models/model", "hash": "md5", "md5": digest, "size": size, "nfiles": nfiles}
+    lock = {"schema": "2.0", "stages": {"train": {"cmd": "python -m tasks.train", "outs": [out]}}}
+    (root / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    run(["git", "add", "dvc.lock"], root)
+    run(["git", "commit", "-q", "-m", "Register model@v0.1.0"], root)
+    run(["git", "tag", "-a", "model@v0.1.0", "-m", "Registration of model@v0.1.0"], root)
+    return digest
+
+
+def cached_file(root: Path, dir_digest: str, name: str) -> Path:
+    """The cache file that holds `name` of a cached model folder (DVC's content-addressed layout)."""
+    cache = root / ".dvc/cache/files/md5"
+    entries = json.loads((cache / dir_digest[:2] / dir_digest[2:]).read_text())
+    md5 = next(e["md5"] for e in entries if e["relpath"] == name)
+    return cache / md5[:2] / md5[2:]
+
+
+def uncached_version(root: Path, models: Models) -> None:
+    register_fake(root)
+
+
+def corrupted_cache(root: Path, models: Models) -> None:
+    path = cached_file(root, register_fake(root, models.sequence), "model.safetensors")
+    path.chmod(0o644)  # DVC makes cache files read-only
+    with path.open("ab") as f:
+        f.write(b"bit rot")
+
+
+def lost_cache_file(root: Path, models: Models) -> None:
+    cached_file(root, register_fake(root, models.sequence), "model.safetensors").unlink()
+
+
+def evaluation_report(passed: bool) -> str:
+    return json.dumps(
+        {
+            "task": "sequence_classification",
+            "metrics": {"accuracy": 0.4},
+            "thresholds": [{"metric": "accuracy", "min": 0.6, "value": 0.4, "passed": passed}],
+            "passed": passed,
+        }
+    )
+
+
+NO_CACHE = (
+    r"model@v0.1.0: the model \(models/model, 0123456789abcdef0123456789abcdef.dir\) is not in the DVC cache"
+)
+WHAT_TO_DO = r".*dvc remote add -d <name> <url>.*dvc pull.*git checkout model@v0.1.0.*dvc repro"
+CORRUPTED = (
+    r"model@v0.1.0: the DVC cache is corrupted: \.dvc/cache/files/md5/\w\w/\w+ "
+    r"\(models/model/model.safetensors\) no longer holds what was registered: delete it and run `dvc pull`"
+)
+LOST = (
+    r"model@v0.1.0: models/model/model.safetensors \(its cache file \.dvc/cache/files/md5/\w\w/\w+\) "
+    r"is not in the DVC cache"
+)
+FLOW = ("--root", ".", "--no-register")
 
 
 # --- prediction inputs ---------------------------------------------------------------------
@@ -679,6 +766,93 @@ CASES = [
         setup=model_copy(only_pickled_weights),
         predict=predict_with(model="badmodel"),
     ),
+    # ---- the registry: versions, the DVC cache, registration ----
+    Case(
+        "fetch without the DVC cache",
+        NO_CACHE + WHAT_TO_DO,
+        setup=uncached_version,
+        cli=("fetch", "v0.1.0", "-o", "fetched"),
+    ),
+    Case(
+        "fetch from a corrupted cache",
+        CORRUPTED,
+        setup=corrupted_cache,
+        cli=("fetch", "model@v0.1.0", "-o", "fetched"),
+    ),
+    Case(
+        "fetch with a cache file lost",
+        LOST + WHAT_TO_DO,
+        setup=lost_cache_file,
+        cli=("fetch", "v0.1.0", "-o", "fetched"),
+    ),
+    Case(
+        "fetch an unknown version",
+        r"no registered version model@v9.9.9 \(registered versions of model: v0.1.0\)",
+        setup=uncached_version,
+        cli=("fetch", "v9.9.9", "-o", "fetched"),
+    ),
+    Case(
+        "predict a version without the DVC cache",
+        NO_CACHE + WHAT_TO_DO,
+        files={"new.csv": "text\ngood\n"},
+        setup=uncached_version,
+        predict=predict_with(model="v0.1.0"),
+    ),
+    Case(
+        "predict a version from a corrupted cache",
+        CORRUPTED,
+        files={"new.csv": "text\ngood\n"},
+        setup=corrupted_cache,
+        predict=predict_with(model="v0.1.0"),
+    ),
+    Case(
+        "predict an unknown version",
+        r"no registered version model@v9.9.9 \(registered versions of model: none\)",
+        files={"new.csv": "text\ngood\n"},
+        predict=predict_with(model="v9.9.9"),
+    ),
+    Case("lineage of an unknown version", r"no registered version model@v9.9.9", cli=("lineage", "v9.9.9")),
+    Case(
+        "register before evaluate",
+        r"reports/evaluation.json not found: run the evaluate stage before registering",
+        cli=("register",),
+    ),
+    Case(
+        "register with missed thresholds",
+        r"the model missed its evaluation thresholds; it cannot be registered",
+        files={"reports/evaluation.json": evaluation_report(passed=False)},
+        cli=("register",),
+    ),
+    Case(
+        "register a stale pipeline",
+        r"the pipeline is not up to date \(.*train.*\): run `dvc repro` first",
+        files={"reports/evaluation.json": evaluation_report(passed=True)},
+        cli=("register",),
+    ),
+    Case(
+        "register an undeclared artifact",
+        r"dvc.yaml: no artifact named 'classifier' under `artifacts:`",
+        cli=("register", "--name", "classifier"),
+    ),
+    # ---- the flow's entry: params are checked before Prefect starts or any stage runs ----
+    Case(
+        "flow on a params typo",
+        r"params.yaml: train: unknown field\(s\) learnin_rate",
+        params={"train.learnin_rate": 0.1},
+        flow=FLOW,
+    ),
+    Case(
+        "flow without params.yaml",
+        r"params.yaml: file not found",
+        setup=lambda root, m: (root / "params.yaml").unlink(),
+        flow=FLOW,
+    ),
+    Case(
+        "flow on a bad threshold metric",
+        r"evaluate.thresholds.rmse: task sequence_classification does not report rmse",
+        params={"evaluate.thresholds": {"rmse": {"max": 0.5}}},
+        flow=FLOW,
+    ),
 ]
 
 
@@ -703,6 +877,26 @@ def files_under(root: Path) -> set[str]:
     return {
         str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.parts and ".dvc" not in p.parts
     }
+
+
+def audit_record(root: Path) -> tuple[bytes | None, list[str], dict[str, bytes]]:
+    """What registration and `dvc repro` leave as the record: dvc.lock, the git tags, lineage/."""
+    lock = root / "dvc.lock"
+    lineage = root / "lineage"
+    return (
+        lock.read_bytes() if lock.is_file() else None,
+        run(["git", "tag", "--list"], root).stdout.split(),
+        {str(p.relative_to(lineage)): p.read_bytes() for p in lineage.rglob("*") if p.is_file()},
+    )
+
+
+def run_entry(main: Callable[[list[str]], None], argv: list[str]) -> int:
+    """A command-line entry point called in this process: its exit code."""
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
 
 
 def prepare(case: Case, root: Path, models: Models) -> None:
@@ -741,6 +935,31 @@ def test_bad_input(
     root = Path(shutil.copytree(base_project, tmp_path / "project", symlinks=True))
     monkeypatch.chdir(root)
     prepare(case, root, models)
+    record = audit_record(root)
+    check_row(case, root, models, capsys)
+    assert audit_record(root) == record  # dvc.lock, git tags and lineage/ unchanged
+
+
+def check_row(case: Case, root: Path, models: Models, capsys: pytest.CaptureFixture[str]) -> None:
+    if case.cli is not None or case.flow is not None:
+        if case.cli is not None:
+            from cli.main import main as entry
+
+            argv = list(case.cli)
+        else:
+            from flows.pipeline import main as entry
+
+            argv = list(case.flow or ())
+        capsys.readouterr()
+        before = files_under(root)
+        code = run_entry(entry, argv)
+        err = capsys.readouterr().err
+        assert code == case.exit_code, err
+        assert re.search(case.message, err, re.DOTALL), err
+        assert err.strip().splitlines()[-1].startswith("error: "), err  # one error line, last
+        assert "Traceback" not in err
+        assert files_under(root) == before  # no output, no temporary file
+        return
     if case.predict is not None:
         from tunepipe.prediction import predict_file
 
@@ -770,5 +989,5 @@ def test_bad_input(
 
 
 def test_the_table_is_large_enough() -> None:
-    assert len(CASES) >= 50
+    assert len(CASES) >= 80
     assert len({c.id for c in CASES}) == len(CASES)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 import yaml
 
 from tunepipe import catalog
+from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
 from tunepipe.io import read_json
 
@@ -18,16 +22,105 @@ ALWAYS_CHANGED = "always changed"  # dvc status's entry for an always_changed st
 PRETRAINED_STAGE = "pretrained"
 
 
+# What `dvc` prints when another DVC process holds the repository lock or the stage's files.
+LOCK_ERROR_TEXT = ("Unable to acquire lock", "is busy, it is being blocked by")
+HOLDER_LINE = re.compile(r"\(PID (\d+)\): (.+)")
+DVC_MAIN = re.compile(r"\S*dvc/__main__\.py\b")  # how `dvc` shows as a command in DVC's records
+
+
+class ProjectBusy(PipelineError):
+    """Another DVC process holds the workspace lock: running again at once would meet it again."""
+
+
 @contextlib.contextmanager
 def open_repo(root: Path) -> Iterator[Any]:
+    """DVC's Repo at `root`; DVC's lock error becomes ProjectBusy, naming who holds the lock."""
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
     # DVC 3.67 trips DeprecationWarnings of its own dependencies (dvc-data's trie): harmless, but
     # a Prefect task logs each one as a WARNING line.
-    with contextlib.chdir(root), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        with Repo(".") as repo:
-            yield repo
+    try:
+        with contextlib.chdir(root), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            with Repo(".") as repo:
+                yield repo
+    except LockError as exc:
+        raise busy(root, str(exc)) from None
+
+
+def lock_holders(root: Path, text: str = "") -> list[tuple[str, int, str]]:
+    """(lock file, PID, command) of the live processes holding DVC's locks in `root`.
+
+    Read from the holders DVC names in its error `text`, from .dvc/tmp/rwlock (per-path read
+    and write locks, with PID and command), and from .dvc/tmp/lock (the repository lock, PID only).
+    """
+    import psutil
+
+    tmp = Path(root) / ".dvc" / "tmp"
+    found: dict[int, tuple[str, int, str]] = {}
+    for pid, cmd in HOLDER_LINE.findall(text):
+        found.setdefault(int(pid), (".dvc/tmp/rwlock", int(pid), cmd.strip()))
+    with contextlib.suppress(OSError, ValueError):
+        rw = json.loads((tmp / "rwlock").read_text())
+        for mode in ("write", "read"):
+            for infos in (rw.get(mode) or {}).values():
+                for info in infos if isinstance(infos, list) else [infos]:
+                    pid = int(info["pid"])
+                    if pid not in found and psutil.pid_exists(pid):
+                        found[pid] = (".dvc/tmp/rwlock", pid, str(info["cmd"]))
+    pid = repo_lock_holder(tmp / "lock")
+    if pid is not None and pid not in found:
+        found[pid] = (".dvc/tmp/lock", pid, _command_of(pid))
+    found.pop(os.getpid(), None)
+    return list(found.values())
+
+
+def repo_lock_holder(path: Path) -> int | None:
+    """The PID in DVC's repository lock file while another process holds it (the file outlives
+    the lock with its last holder's PID in it, so the lock itself is tried)."""
+    import zc.lockfile
+
+    if not path.is_file():
+        return None
+    try:
+        zc.lockfile.LockFile(str(path)).close()
+        return None  # free
+    except zc.lockfile.LockError:
+        pass
+    with contextlib.suppress(OSError):
+        match = re.search(r"\d+", path.read_text())
+        if match:
+            return int(match.group())
+    return None
+
+
+def _command_of(pid: int) -> str:
+    import psutil
+
+    try:
+        return " ".join(psutil.Process(pid).cmdline()) or "unknown command"
+    except psutil.Error:
+        return "unknown command"
+
+
+def busy(root: Path, text: str = "") -> ProjectBusy:
+    """The error for a workspace another DVC process holds: who holds it and what to do."""
+    holders = lock_holders(root, text)
+    if holders:
+        held = "; ".join(
+            f"lock ({lock}) is held by PID {pid} ({DVC_MAIN.sub('dvc', cmd)})" for lock, pid, cmd in holders
+        )
+    else:
+        held = "lock (.dvc/tmp/rwlock or .dvc/tmp/lock) is held by another DVC process"
+    return ProjectBusy(
+        f"the project is busy: DVC's {held}; wait until it ends and run this again (if no such "
+        "process runs, remove .dvc/tmp/lock and .dvc/tmp/rwlock)"
+    )
+
+
+def is_lock_error(text: str) -> bool:
+    return any(marker in text for marker in LOCK_ERROR_TEXT)
 
 
 def stale(root: Path, stage: str | None = None) -> dict[str, Any]:

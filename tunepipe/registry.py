@@ -6,6 +6,7 @@ model hashes; the lineage record (lineage/<name>@<version>.json) is committed in
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from tunepipe import catalog, dvcrepo
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
-from tunepipe.io import read_json, write_json
+from tunepipe.io import atomic_dir, read_json, write_json
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
@@ -155,9 +156,108 @@ def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
 
 
 def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
-    """Materialise a registered version's model directory from the DVC cache (or remote)."""
+    """Materialise a registered version's model directory from the DVC cache (or remote).
+
+    The files are checked against the model's hash in the tag's dvc.lock before `out` is
+    replaced: a corrupted cache gives an error naming the file, never a silently different model.
+    """
+    from dvc.exceptions import DvcException
+    from dvc_data.index.index import DataIndexDirError
+
     tag = registered_tag(root, name, version)
+    entry = lock_outputs(read_lock(root, tag)).get(str(catalog.MODEL))
+    if not entry:
+        raise PipelineError(f"{tag}: its dvc.lock pins no {catalog.MODEL}; it cannot be fetched")
     out = Path(out).resolve()
-    with dvcrepo.open_repo(root) as repo:
-        repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(out), force=True)
+    with dvcrepo.open_repo(root) as repo, atomic_dir(out) as tmp:
+        staged = tmp / ".download"  # DVC writes into a folder that does not exist yet
+        try:
+            repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(staged), force=True)
+        except (DvcException, DataIndexDirError, FileNotFoundError) as exc:
+            raise not_in_cache(repo, tag, entry["md5"], exc) from None
+        check_fetched(repo, tag, entry["md5"], staged)
+        for child in staged.iterdir():
+            child.rename(tmp / child.name)
+        staged.rmdir()
     return out
+
+
+def tree_md5(folder: Path) -> tuple[str, dict[str, str]]:
+    """DVC's hash of a directory (`<md5>.dir`) and each file's md5, as dvc.lock records them."""
+    import hashlib
+
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with path.open("rb") as f:
+            files[path.relative_to(folder).as_posix()] = hashlib.file_digest(f, "md5").hexdigest()
+    tree = Tree()
+    for rel, md5 in files.items():
+        tree.add(tuple(rel.split("/")), None, HashInfo("md5", md5))
+    tree.digest()
+    return str(tree.hash_info.value), files
+
+
+def _cached(repo: Any, md5: str) -> Path:
+    path = Path(repo.cache.local.oid_to_path(md5))
+    with contextlib.suppress(ValueError):
+        return path.relative_to(Path(repo.root_dir))
+    return path
+
+
+def _manifest(repo: Any, dir_md5: str) -> dict[str, str]:
+    """relpath -> md5 from the cached `.dir` object, or {} when it is missing or unreadable."""
+    try:
+        entries = json.loads(Path(repo.cache.local.oid_to_path(dir_md5)).read_text())
+        return {e["relpath"]: e["md5"] for e in entries}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _what_to_do(repo: Any, tag: str) -> str:
+    remote = repo.config["core"].get("remote")
+    rebuild = f"or rebuild it: `git checkout {tag}` and `dvc repro`"
+    if remote:
+        return f"`dvc push` it to DVC remote {remote!r} from the checkout that trained it, {rebuild}"
+    return (
+        "no DVC remote is configured: add the one it was pushed to (`dvc remote add -d <name> <url>`) "
+        f"and run `dvc pull`, {rebuild}"
+    )
+
+
+def not_in_cache(repo: Any, tag: str, dir_md5: str, exc: Exception) -> PipelineError:
+    """DVC could not read the model: which file is missing from the cache, and what to do."""
+    missing = getattr(exc, "filename", None)
+    remote = repo.config["core"].get("remote")
+    where = "the DVC cache (.dvc/cache)" + (f" nor in DVC remote {remote!r}" if remote else "")
+    if isinstance(missing, str) and missing.startswith(f"{catalog.MODEL}/"):
+        md5 = _manifest(repo, dir_md5).get(missing.removeprefix(f"{catalog.MODEL}/"))
+        cached = f" (its cache file {_cached(repo, md5)})" if md5 else ""
+        return PipelineError(f"{tag}: {missing}{cached} is not in {where}: {_what_to_do(repo, tag)}")
+    return PipelineError(
+        f"{tag}: the model ({catalog.MODEL}, {dir_md5}) is not in {where}"
+        + ("" if remote else " (as in a fresh clone)")
+        + f": {_what_to_do(repo, tag)}"
+    )
+
+
+def check_fetched(repo: Any, tag: str, dir_md5: str, folder: Path) -> None:
+    """The fetched folder hashes to the registered model; otherwise name the corrupted cache files."""
+    got, files = tree_md5(folder)
+    if got == dir_md5:
+        return
+    remedy = f"and run `dvc pull` to get it again, or rebuild it: `git checkout {tag}` and `dvc repro`"
+    manifest = _manifest(repo, dir_md5)
+    bad = [rel for rel, md5 in manifest.items() if files.get(rel) != md5]
+    if manifest and bad:
+        shown = ", ".join(f"{_cached(repo, manifest[rel])} ({catalog.MODEL}/{rel})" for rel in bad)
+        raise PipelineError(
+            f"{tag}: the DVC cache is corrupted: {shown} no longer holds what was registered: "
+            f"delete {'it' if len(bad) == 1 else 'them'} {remedy}"
+        )
+    raise PipelineError(
+        f"{tag}: the DVC cache is corrupted: {_cached(repo, dir_md5)} (the file list of "
+        f"{catalog.MODEL}) does not match the registered model {dir_md5}: delete it {remedy}"
+    )
