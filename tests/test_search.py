@@ -204,19 +204,20 @@ def test_pruning_callback_stops_training_and_removes_the_trial_folder(project: P
 
 @pytest.mark.stage
 def test_median_pruner_stops_a_trial_that_does_not_learn(project: Path) -> None:
-    # learning_rate 0 leaves the validation loss where it starts (0.693); the other two lower it
-    # to about 0.687 and 0.681 at every evaluation, so the median rule stops it at its first.
+    # learning_rate 1e-12 (0 is refused) leaves the validation loss where it starts (0.693); the
+    # other two lower it to about 0.687 and 0.681 at every evaluation, so the median rule stops
+    # it at its first.
     p = configure(
-        project, sampler="tpe", space={"learning_rate": [1e-3, 3e-3, 0.0]}, metric="loss", pruning=True
+        project, sampler="tpe", space={"learning_rate": [1e-3, 3e-3, 1e-12]}, metric="loss", pruning=True
     )
     study = search.make_study(p, project)
-    for lr in (1e-3, 3e-3, 0.0):
+    for lr in (1e-3, 3e-3, 1e-12):
         study.enqueue_trial({"learning_rate": lr})
     result = search.run_search(p, project, trials=3)
     assert result["direction"] == "minimize"
     states = {t.params["learning_rate"]: t.state for t in load_study(p, project).get_trials()}
-    assert states == {1e-3: TrialState.COMPLETE, 3e-3: TrialState.COMPLETE, 0.0: TrialState.PRUNED}
-    assert result["best_params"]["learning_rate"] != 0.0
+    assert states == {1e-3: TrialState.COMPLETE, 3e-3: TrialState.COMPLETE, 1e-12: TrialState.PRUNED}
+    assert result["best_params"]["learning_rate"] != 1e-12
     assert_only_best_model(project)
 
 
