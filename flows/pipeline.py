@@ -34,7 +34,7 @@ from tunepipe.stage import set_env_defaults
 
 STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.
-ALWAYS_RUN = ("pretrained",)
+ALWAYS_RUN = (dvcrepo.PRETRAINED_STAGE,)
 TAIL_LINES = 40
 EXIT_STATUS = re.compile(r"exited with (-?\d+)")  # DVC's line for a failed stage command
 

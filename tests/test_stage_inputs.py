@@ -20,7 +20,7 @@ from tests.helpers import (
     run_stages_in_process,
     set_params,
 )
-from tunepipe import dvcrepo
+from tunepipe import dvcrepo, staleness
 
 pytestmark = pytest.mark.stage
 
@@ -46,6 +46,10 @@ def test_tokenizer_files_not_the_model_path_decide_what_reruns(
     tok.add_tokens(["zzqx"])
     tok.save(str(moved / "tokenizer.json"))
     assert dvcrepo.stale(project) == {"pretrained": [{"changed outs": {"data/pretrained.json": "modified"}}]}
+    states = {s.stage: s for s in staleness.check(project)}
+    assert states["pretrained"].state == staleness.STALE
+    assert states["pretrained"].reasons == ("output data/pretrained.json modified",)
+    assert {states[s].state for s in ("validate", "tokenize", "train")} == {staleness.UPSTREAM_STALE}
     dvc(project, "repro", "pretrained")
     status = json.loads(dvc(project, "status", "--json").stdout)
     changed = [{"changed deps": {"data/pretrained.json": "modified"}}]

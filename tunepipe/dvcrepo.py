@@ -126,22 +126,30 @@ def is_lock_error(text: str) -> bool:
 def stale(root: Path, stage: str | None = None) -> dict[str, Any]:
     """What `dvc status` reports: empty when the stage (or the whole pipeline) is up to date.
 
-    `dvc status` lists the always_changed `pretrained` stage every time. That alone is not stale:
-    its output is compared with what it would write now (cheap, no model loaded), so a changed
-    model still counts, although DVC sees the stages after it as stale only once it has run.
+    An always_changed stage's bare "always changed" is not stale (see settle_pretrained).
     """
     with open_repo(root) as repo:
-        status = repo.status(targets=[stage] if stage else None)
+        status = settle_pretrained(root, repo.status(targets=[stage] if stage else None))
     found = {}
     for name, entries in status.items():
         rest = [e for e in entries if e != ALWAYS_CHANGED]
         if rest:
             found[name] = rest
-        elif name == PRETRAINED_STAGE and not pretrained_current(root):
-            found[name] = [{"changed outs": {str(catalog.PRETRAINED): "modified"}}]
         elif name != PRETRAINED_STAGE:
             found[name] = entries  # another always_changed stage: nothing tells it is current
     return found
+
+
+def settle_pretrained(root: Path, status: dict[str, Any]) -> dict[str, Any]:
+    """DVC's status with the always_changed `pretrained` stage's real state.
+
+    `dvc status` lists that stage every time, and sees the stages after it as stale only once it
+    has run. Its output is compared with what it would write now (cheap, no model loaded): a
+    changed model shows as a changed output of `pretrained`, a current one stays "always changed".
+    """
+    if status.get(PRETRAINED_STAGE) != [ALWAYS_CHANGED] or pretrained_current(root):
+        return status
+    return status | {PRETRAINED_STAGE: [{"changed outs": {str(catalog.PRETRAINED): "modified"}}]}
 
 
 def pretrained_current(root: Path) -> bool:

@@ -196,7 +196,7 @@ def check(root: Path, stage: str | None = None) -> list[StageState]:
                 if not order:
                     names = ", ".join(s.addressing for s in declared)
                     raise PipelineError(f"dvc.yaml: no stage {stage!r} (stages: {names})")
-            status = repo.status(targets=[stage] if stage else None)
+            status = dvcrepo.settle_pretrained(root, repo.status(targets=[stage] if stage else None))
             params = {s.addressing: _param_values(s, status.get(s.addressing, [])) for s in order}
             upstream = {s.addressing: [u.addressing for u in graph.successors(s)] for s in order}
     except DvcException as exc:
