@@ -37,29 +37,6 @@ SEARCH_BEST = SEARCH / "best.json"
 SPLIT_NAMES = ("train", "validation", "test")
 TRAINING_SPLITS = ("train", "validation")  # what train reads (and depends on); test is evaluate's
 
-# Everything a stage writes through tunepipe.io: their temporary siblings are what a kill leaves.
-OUTPUTS = (
-    PRETRAINED,
-    SPLITS,
-    VALIDATION_REPORT,
-    *(TOKENIZED / s for s in ("train", "validation", "test")),
-    TOKENIZED / "labels.json",
-    MODEL,
-    TRAIN_REPORT,
-    TRAIN_LOSS,
-    EVAL_CURVE,
-    TRAIN_RUN,
-    METRICS,
-    EVALUATION,
-    TEST_PREDICTIONS,
-)
-
-
-def clean_stale_outputs(root: Path = Path(".")) -> list[Path]:
-    """Remove what killed writers left beside the pipeline's outputs (run at each stage's start,
-    so that a stage that fails before writing does not keep them either)."""
-    return [p for out in OUTPUTS for p in clean_stale(Path(root) / out)]
-
 
 def write_splits(splits: dict[str, Any], manifest: dict[str, Any], out: Path = SPLITS) -> None:
     with atomic_dir(out) as tmp:
@@ -86,6 +63,30 @@ def tokenized_split(split: str, root: Path = TOKENIZED) -> Path:
 
 def tokenized_info(root: Path = TOKENIZED) -> Path:
     return Path(root) / "labels.json"
+
+
+# Everything a stage writes through tunepipe.io: their temporary siblings are what a kill leaves.
+OUTPUTS = (
+    PRETRAINED,
+    SPLITS,
+    VALIDATION_REPORT,
+    *(tokenized_split(s) for s in SPLIT_NAMES),
+    tokenized_info(),
+    MODEL,
+    TRAIN_REPORT,
+    TRAIN_LOSS,
+    EVAL_CURVE,
+    TRAIN_RUN,
+    METRICS,
+    EVALUATION,
+    TEST_PREDICTIONS,
+)
+
+
+def clean_stale_outputs(root: Path = Path(".")) -> list[Path]:
+    """Remove what killed writers left beside the pipeline's outputs (run at each stage's start,
+    so that a stage that fails before writing does not keep them either)."""
+    return [p for out in OUTPUTS for p in clean_stale(Path(root) / out)]
 
 
 def write_tokenized(dsd: Any, info: dict[str, Any], out: Path = TOKENIZED) -> None:
