@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
 from tunepipe.metrics import format_metrics, format_threshold
-from tunepipe.stage import set_env_defaults
+from tunepipe.stage import RAN_MARKER, set_env_defaults
 
 STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.
@@ -47,7 +48,7 @@ class StageFailed(PipelineError):
         self.exit_code = exit_code
 
 
-def stage_env() -> dict[str, str]:
+def stage_env(marker: Path | None = None) -> dict[str, str]:
     """Stage commands say `python`: make that the interpreter running this flow.
 
     Their output reaches the terminal through a pipe (reproduce): when this flow writes to a
@@ -57,17 +58,32 @@ def stage_env() -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if getattr(sys.stdout, "isatty", lambda: False)():
         env.setdefault("TTY_COMPATIBLE", "1")
+    if marker is not None:
+        env[RAN_MARKER] = str(marker)
     return env
 
 
-def reproduce(root: Path, stage: str) -> None:
-    """`dvc repro --single-item <stage>`: output streams through; its tail goes into any error."""
+def reproduce(root: Path, stage: str) -> bool:
+    """`dvc repro --single-item <stage>`: output streams through; its tail goes into any error.
+
+    Returns whether the stage's command ran: False when DVC restored its outputs from the
+    run-cache (the same code, params and data ran before, here or on a machine that pushed).
+    """
     # -q hides DVC's own chatter (git hints per stage); the stage command's output still streams.
     cmd = [sys.executable, "-m", "dvc", "repro", "--quiet", "--single-item", stage]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(
-        cmd, cwd=root, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    ) as proc:
+    with tempfile.TemporaryDirectory(prefix="tunepipe-stage-") as tmp:
+        marker = Path(tmp) / "ran"
+        returncode = stream(cmd, root, stage_env(marker), tail)
+        ran = marker.exists()
+    if returncode != 0:
+        raise stage_error(root, stage, list(tail), returncode)
+    return ran
+
+
+def stream(cmd: list[str], root: Path, env: dict[str, str], tail: collections.deque[str]) -> int:
+    """Run `cmd`, passing its output through and keeping its last lines in `tail`."""
+    with subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         assert proc.stdout is not None
         # Bytes pass through unchanged, so progress bars redraw in place ('\r') instead of
         # printing one line per update.
@@ -80,8 +96,7 @@ def reproduce(root: Path, stage: str) -> None:
             else:
                 sys.stdout.write(text)
             tail.append(text.rstrip().rsplit("\r", 1)[-1])
-    if proc.returncode != 0:
-        raise stage_error(root, stage, list(tail), proc.returncode)
+    return proc.returncode
 
 
 def stage_error(root: Path, stage: str, tail: list[str], returncode: int) -> PipelineError:
@@ -156,7 +171,10 @@ def run_stage(root: Path, stage: str) -> Any:
         logger.info("dvc: stage %s is up to date, not re-run", stage)
         return Completed(name="Cached", message=f"dvc.lock: stage {stage} up to date")
     logger.info("dvc: running stage %s (%s): %s", stage, state.state, "; ".join(state.reasons))
-    reproduce(root, stage)
+    if not reproduce(root, stage):
+        logger.info("dvc: stage %s restored from DVC's run-cache, not re-run", stage)
+        why = "ran before with the same code, params and data"
+        return Completed(name="Cached", message=f"dvc run-cache: stage {stage} {why}")
     return stage
 
 
@@ -233,6 +251,7 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
     base = Path(root).resolve()
     try:
         p = params_mod.read(base / catalog.PARAMS)
+        states: dict[str, str] = {}
         for stage in STAGES:
             retries = train_retries if stage == "train" else 0
             state = dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(
@@ -240,10 +259,12 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
             )
             if state.is_failed():
                 return failed(get_state_exception(state))
+            states[stage] = state.name or ""
             if stage == "validate":
                 publish_validation(base)
         evaluation = publish_metrics(base)
-        result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None}
+        # stage -> Prefect state name: "Cached" when DVC found it up to date or restored it.
+        result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None, "stages": states}
         if registration:
             # A task returning a State (Cached) hands back that State: unwrap it.
             state = register_model(base, p.register.name, p.register.bump, return_state=True)

@@ -25,9 +25,18 @@ def set_env_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
+# Set by the flow to a file path: a stage creates it when its command really starts. A `dvc repro`
+# that leaves it absent restored the stage's outputs from DVC's run-cache instead of running it.
+RAN_MARKER = "TUNEPIPE_STAGE_RAN"
+
+
 def run(main: Callable[[], None]) -> None:
     """Run a stage; a PipelineError prints one clear line and exits 1 instead of a traceback."""
     set_env_defaults()
+    marker = os.environ.pop(RAN_MARKER, None)  # popped: a relaunched child must not count again
+    if marker:
+        with open(marker, "a"):
+            pass
     try:
         catalog.clean_stale_outputs()
         main()

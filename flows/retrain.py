@@ -1,0 +1,131 @@
+"""Scheduled retraining on a worker: pull from the team's remotes, run the pipeline, push back.
+
+A deployment's pull step clones the project's git remote; this flow runs in that clone. Order
+matters: DVC's remote receives the data, model and run-cache first, and only then does git's
+remote receive the registration commit and tags, so a pushed tag never names missing bytes.
+
+    python -m flows.retrain               # in a clone whose `origin` and DVC remote are the team's
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.states import get_state_exception
+
+from flows.pipeline import QUIET_FAILURES, failed, pipeline
+from tunepipe import catalog, remote
+from tunepipe import params as params_mod
+from tunepipe.errors import PipelineError
+from tunepipe.metrics import format_metrics
+from tunepipe.stage import set_env_defaults
+
+NO_DVC_REMOTE = (
+    "no DVC remote configured: data, model and run-cache stay in this checkout "
+    "(`dvc remote add -d <name> <url>` shares them with other workers)"
+)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    ref: str | None = None,
+    registration: bool = True,
+    promotion: dict[str, Any] | None = None,
+    train_retries: int = 1,
+    root: str = ".",
+) -> dict[str, Any]:
+    """Pull, run the pipeline (registering and promoting per params.yaml), push DVC, then git.
+
+    `ref`: a branch, tag or commit of git remote `origin` to check out first (None: as cloned).
+    `promotion`: overrides keys of params.yaml's `promote:` section for this run.
+    `root`: the project checkout; "." is the clone a deployment's pull step made.
+    """
+    logging.getLogger("prefect.task_runs").addFilter(QUIET_FAILURES)
+    logger = get_run_logger()
+    base = Path(root).resolve()
+    try:
+        origin = remote.git_origin(base)
+        if origin:
+            remote.fetch_tags(base)
+            if ref:
+                logger.info("git: checked out %s", remote.checkout(base, ref))
+        elif ref:
+            raise PipelineError(f"ref {ref!r} given, but {base} has no git remote `origin` to fetch it from")
+        else:
+            logger.warning("no git remote `origin`: registrations stay in this checkout")
+        tags_before = remote.tags(base)
+        dvc_remote = remote.dvc_remote(base)
+        if dvc_remote:
+            try:
+                logger.info("dvc pull from %r: %s", dvc_remote, remote.pull(base))
+            except PipelineError as exc:  # the stages rebuild what could not be pulled
+                logger.warning("%s\nthe stages will rebuild what could not be pulled", exc)
+        else:
+            logger.warning(NO_DVC_REMOTE)
+        options: dict[str, Any] = {"promotion": promotion} if promotion else {}
+        state = pipeline(
+            root=str(base),
+            registration=registration,
+            train_retries=train_retries,
+            return_state=True,
+            **options,
+        )
+        if not state.is_completed():
+            return failed(get_state_exception(state))
+        result: dict[str, Any] = dict(state.result())
+        result["pulled"] = bool(dvc_remote)
+        result["pushed"] = []
+        if dvc_remote:
+            logger.info("dvc push to %r: %s", dvc_remote, remote.push(base))
+            result["pushed"].append(f"dvc:{dvc_remote}")
+        new_tags = sorted(remote.tags(base) - tags_before)
+        if origin and new_tags:
+            logger.info("git: %s", remote.push_git(base, new_tags))
+            result["pushed"].append("git:origin")
+        result["cached_stages"] = [s for s, name in result.get("stages", {}).items() if name == "Cached"]
+        result["message"] = summary(result)
+        logger.info(result["message"])
+    except PipelineError as exc:
+        return failed(exc)
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line for the run's log and return value: what changed, and what was registered."""
+    reg = result.get("registered") or {}
+    stages = result.get("stages", {})
+    if stages and len(result["cached_stages"]) == len(stages) and reg and not reg.get("new"):
+        return f"nothing changed: every stage Cached, no new version ({reg['tag']} is current)"
+    if reg:
+        return f"{'registered' if reg.get('new') else 'already registered as'} {reg['tag']}"
+    return "not registered (registration off)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.splitlines()[0])
+    parser.add_argument("--ref", default=None, help="branch, tag or commit of `origin` to check out first")
+    parser.add_argument(
+        "--no-register", action="store_true", help="stop after evaluation (still pushes to DVC)"
+    )
+    args = parser.parse_args(argv)
+    set_env_defaults()
+    try:
+        params_mod.read(Path(catalog.PARAMS))
+        state = retrain(ref=args.ref, registration=not args.no_register, return_state=True)
+        if not state.is_completed():
+            raise get_state_exception(state)
+        result = state.result()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 1))
+    print(f"test metrics: {format_metrics(result['metrics'])}")
+    print(result["message"])
+
+
+if __name__ == "__main__":
+    main()
