@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State, get_state_exception
 
-from tunepipe import catalog, dvcrepo, registry, staleness
+from tunepipe import catalog, dvcrepo, registry, remote, staleness
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
@@ -63,14 +63,24 @@ def stage_env(marker: Path | None = None) -> dict[str, str]:
     return env
 
 
-def reproduce(root: Path, stage: str) -> bool:
+def reproduce(root: Path, stage: str, pull: bool = False) -> bool:
     """`dvc repro --single-item <stage>`: output streams through; its tail goes into any error.
 
     Returns whether the stage's command ran: False when DVC restored its outputs from the
     run-cache (the same code, params and data ran before, here or on a machine that pushed).
+    `pull`: fetch a run-cache entry's outputs from the DVC remote (`--pull`) to restore them.
     """
     # -q hides DVC's own chatter (git hints per stage); the stage command's output still streams.
-    cmd = [sys.executable, "-m", "dvc", "repro", "--quiet", "--single-item", stage]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dvc",
+        "repro",
+        "--quiet",
+        "--single-item",
+        *(["--pull"] if pull else []),
+        stage,
+    ]
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with tempfile.TemporaryDirectory(prefix="tunepipe-stage-") as tmp:
         marker = Path(tmp) / "ran"
@@ -150,14 +160,14 @@ def locked_outs(root: Path, stage: str) -> Any:
 
 
 @task(cache_policy=NO_CACHE, retry_condition_fn=retry_unless_busy)
-def dvc_stage(root: Path, stage: str) -> Any:
+def dvc_stage(root: Path, stage: str, pull: bool = False) -> Any:
     try:
-        return run_stage(root, stage)
+        return run_stage(root, stage, pull)
     except PipelineError as exc:
         return failed(exc)
 
 
-def run_stage(root: Path, stage: str) -> Any:
+def run_stage(root: Path, stage: str, pull: bool = False) -> Any:
     logger = get_run_logger()
     if stage in ALWAYS_RUN:
         # Runs every time (cheap); Cached when what it wrote is what dvc.lock already held.
@@ -171,7 +181,7 @@ def run_stage(root: Path, stage: str) -> Any:
         logger.info("dvc: stage %s is up to date, not re-run", stage)
         return Completed(name="Cached", message=f"dvc.lock: stage {stage} up to date")
     logger.info("dvc: running stage %s (%s): %s", stage, state.state, "; ".join(state.reasons))
-    if not reproduce(root, stage):
+    if not reproduce(root, stage, pull):
         logger.info("dvc: stage %s restored from DVC's run-cache, not re-run", stage)
         why = "ran before with the same code, params and data"
         return Completed(name="Cached", message=f"dvc run-cache: stage {stage} {why}")
@@ -252,10 +262,12 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
     try:
         p = params_mod.read(base / catalog.PARAMS)
         states: dict[str, str] = {}
+        # With a DVC remote, a stage that ran elsewhere is restored from the remote's run-cache.
+        pull = remote.dvc_remote(base) is not None
         for stage in STAGES:
             retries = train_retries if stage == "train" else 0
             state = dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries)(
-                base, stage, return_state=True
+                base, stage, pull, return_state=True
             )
             if state.is_failed():
                 return failed(get_state_exception(state))
