@@ -29,6 +29,7 @@ app = typer.Typer(
 
 ROOT_HELP = "project directory, with dvc.yaml and params.yaml (default: current directory)"
 NAME_HELP = "artifact name (default: register.name in params.yaml)"
+VERSION_HELP = "a registered version (v0.1.0 or model@v0.1.0) or a stage (prod: the version in it)"
 Root = Annotated[str | None, typer.Option("--root", help=ROOT_HELP, show_default=False)]
 Name = Annotated[str | None, typer.Option("--name", help=NAME_HELP, show_default=False)]
 
@@ -152,7 +153,10 @@ def predict(
             metavar="INPUT", help="file with a text column (CSV, TSV, JSONL, parquet) or a CoNLL file"
         ),
     ],
-    model: Annotated[str, typer.Option("--model", help="a registered version (v0.1.0) or a model directory")],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="a registered version (v0.1.0), a stage (prod) or a model directory"),
+    ],
     output: Annotated[
         Path | None,
         typer.Option(
@@ -201,7 +205,7 @@ def predict(
 @app.command()
 def lineage(
     ctx: typer.Context,
-    version: Annotated[str, typer.Argument(help="a registered version: v0.1.0 or model@v0.1.0")],
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
     as_json: Annotated[bool, typer.Option("--json", help="the full record as JSON")] = False,
     name: Name = None,
     root: Root = None,
@@ -262,7 +266,7 @@ def _search_line(study: dict[str, Any] | None) -> str:
 
 @app.command()
 def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
-    """List registered versions with their test metrics."""
+    """List registered versions with their stages (GTO) and test metrics."""
     from tunepipe import registry
     from tunepipe.metrics import format_metrics
 
@@ -271,17 +275,49 @@ def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     found = registry.versions(Path(base), artifact)
     if not found:
         print(f"no registered versions of {artifact}")
+        return
+    held = registry.stages(Path(base), artifact)
+    width = max(len(", ".join(held.get(v, ["-"]))) for v in found)
     for version in found:
         record = registry.read_lineage(Path(base), artifact, version)
+        stages = ", ".join(held.get(version, ["-"]))
         print(
-            f"{artifact}@{version}  {record['registered_commit'][:10]}  {format_metrics(record['metrics'])}"
+            f"{artifact}@{version}  {stages:<{width}}  {record['registered_commit'][:10]}  "
+            f"{format_metrics(record['metrics'])}"
         )
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
+    stage: Annotated[
+        str | None,
+        typer.Option("--stage", help="GTO stage to assign (default: promote.stage in params.yaml)"),
+    ] = None,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Assign a registered version to a stage by hand (GTO stage tag), without the bootstrap check."""
+    from tunepipe import params, registry
+
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    artifact = _artifact_name(base, name)
+    stage = stage or params.read(Path(base) / catalog.PARAMS).promote.stage
+    resolved = registry.resolve(Path(base), artifact, version)
+    before = registry.version_in_stage(Path(base), artifact, stage)
+    if before == resolved:
+        print(f"{artifact}@{resolved} is already in {stage}")
+        return
+    tag = registry.assign_stage(Path(base), artifact, resolved, stage)
+    print(f"{artifact}@{resolved} -> {stage} ({tag}" + (f"; was {before})" if before else ")"))
 
 
 @app.command()
 def fetch(
     ctx: typer.Context,
-    version: Annotated[str, typer.Argument(help="a registered version: v0.1.0 or model@v0.1.0")],
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
     output: Annotated[Path, typer.Option("-o", "--output", help="directory to write the model into")],
     name: Name = None,
     root: Root = None,

@@ -28,6 +28,7 @@ from prefect.states import Completed, Failed, State, get_state_exception
 
 from tunepipe import catalog, dvcrepo, registry, remote, staleness
 from tunepipe import params as params_mod
+from tunepipe import promotion as promotion_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
 from tunepipe.metrics import format_metrics, format_threshold
@@ -189,15 +190,59 @@ def run_stage(root: Path, stage: str, pull: bool = False) -> Any:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register")
-def register_model(root: Path, name: str, bump: str) -> Any:
+def register_model(root: Path, p: params_mod.Params) -> Any:
+    """Register a new model, deciding its promotion first (the lineage record holds the decision)."""
+    name = p.register.name
+
+    def decide(version: str) -> dict[str, Any]:
+        return promotion_mod.compare(root, name, version, p.promote, p).to_json()
+
     try:
-        result = registry.register(root, name, bump, flow_run_id=str(flow_run.get_id() or "") or None)
+        result = registry.register(
+            root, name, p.register.bump, flow_run_id=str(flow_run.get_id() or "") or None, decide=decide
+        )
     except PipelineError as exc:
         return failed(exc)
     if not result["new"]:
         return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
-    get_run_logger().info("registered %s at commit %s", result["tag"], result["commit"][:10])
+    logger = get_run_logger()
+    logger.info("registered %s at commit %s", result["tag"], result["commit"][:10])
+    decision = result["promotion"]
+    logger.info("%s: %s", promotion_mod.outcome(decision), decision["reason"])
+    publish_promotion(decision)
     return result
+
+
+def promotion_markdown(decision: dict[str, Any]) -> str:
+    """Both scores, the improvement, its interval and the decision, as the `promotion` artifact shows them."""
+    champion, challenger = decision["champion"], decision["challenger"]
+    fmt = "{:.4f}".format
+    lines = [
+        f"**{promotion_mod.outcome(decision).capitalize()}**: {decision['reason']}",
+        "",
+        f"| | version | {decision['metric']} |",
+        "|---|---|---|",
+        f"| challenger | {challenger['version']} | {fmt(challenger['score'])} |",
+    ]
+    if champion is None:
+        lines.append(f"| champion | none in `{decision['stage']}` | |")
+        return "\n".join(lines)
+    lines += [
+        f"| champion ({champion['scored']}) | {champion['version']} | {fmt(champion['score'])} |",
+        "",
+        f"Improvement {decision['improvement']:+.4f}, {decision['confidence']:.0%} interval "
+        f"[{decision['low']:+.4f}, {decision['high']:+.4f}] (paired bootstrap, {decision['resamples']} "
+        f"resamples of {decision['examples']} test examples, seed {decision['seed']}); "
+        f"min_delta {decision['min_delta']}, "
+        f"require_significant {str(decision['require_significant']).lower()}.",
+    ]
+    return "\n".join(lines)
+
+
+def publish_promotion(decision: dict[str, Any]) -> None:
+    create_markdown_artifact(
+        promotion_markdown(decision), key="promotion", description="Challenger against the stage's version"
+    )
 
 
 def publish_validation(root: Path) -> None:
@@ -247,8 +292,14 @@ def publish_metrics(root: Path) -> dict[str, Any]:
 
 
 @flow(name="tunepipe", log_prints=True)
-def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1) -> dict[str, Any]:
-    """Run pretrained -> load -> validate -> tokenize -> train -> evaluate through DVC, then register.
+def pipeline(
+    root: str = ".",
+    registration: bool = True,
+    train_retries: int = 1,
+    promotion: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run pretrained -> load -> validate -> tokenize -> train -> evaluate through DVC, then register
+    and decide promotion (params.yaml's `promote:`; `promotion` overrides its keys for this run).
 
     A train task that dies (a worker killed, a node lost) is retried `train_retries` times; the
     retry resumes from the last checkpoint. Other stages fail for reasons a retry cannot fix, and
@@ -260,7 +311,7 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
     logging.getLogger("prefect.task_runs").addFilter(QUIET_FAILURES)
     base = Path(root).resolve()
     try:
-        p = params_mod.read(base / catalog.PARAMS)
+        p = params_mod.read(base / catalog.PARAMS, {"promote": promotion} if promotion else None)
         states: dict[str, str] = {}
         # With a DVC remote, a stage that ran elsewhere is restored from the remote's run-cache.
         pull = remote.dvc_remote(base) is not None
@@ -276,13 +327,20 @@ def pipeline(root: str = ".", registration: bool = True, train_retries: int = 1)
                 publish_validation(base)
         evaluation = publish_metrics(base)
         # stage -> Prefect state name: "Cached" when DVC found it up to date or restored it.
-        result: dict[str, Any] = {"metrics": evaluation["metrics"], "registered": None, "stages": states}
+        result: dict[str, Any] = {
+            "metrics": evaluation["metrics"],
+            "registered": None,
+            "promotion": None,
+            "stages": states,
+        }
         if registration:
             # A task returning a State (Cached) hands back that State: unwrap it.
-            state = register_model(base, p.register.name, p.register.bump, return_state=True)
+            state = register_model(base, p, return_state=True)
             if state.is_failed():
                 return failed(get_state_exception(state))
             result["registered"] = state.result()
+            # None when the model was registered before: its promotion was decided then.
+            result["promotion"] = result["registered"].pop("promotion", None)
     except PipelineError as exc:
         return failed(exc)
     return result
@@ -312,6 +370,9 @@ def main(argv: list[str] | None = None) -> None:
             f"registered: {reg['tag']} (commit {reg['commit'][:10]})"
             + ("" if reg["new"] else ", already registered")
         )
+    decision = result.get("promotion")
+    if decision:
+        print(f"{promotion_mod.outcome(decision)}: {decision['reason']}")
 
 
 if __name__ == "__main__":

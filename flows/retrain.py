@@ -67,13 +67,12 @@ def retrain(
                 logger.warning("%s\nthe stages will rebuild what could not be pulled", exc)
         else:
             logger.warning(NO_DVC_REMOTE)
-        options: dict[str, Any] = {"promotion": promotion} if promotion else {}
         state = pipeline(
             root=str(base),
             registration=registration,
             train_retries=train_retries,
+            promotion=promotion,
             return_state=True,
-            **options,
         )
         if not state.is_completed():
             return failed(get_state_exception(state))
@@ -102,7 +101,11 @@ def summary(result: dict[str, Any]) -> str:
     if stages and len(result["cached_stages"]) == len(stages) and reg and not reg.get("new"):
         return f"nothing changed: every stage Cached, no new version ({reg['tag']} is current)"
     if reg:
-        return f"{'registered' if reg.get('new') else 'already registered as'} {reg['tag']}"
+        line = f"{'registered' if reg.get('new') else 'already registered as'} {reg['tag']}"
+        decision = result.get("promotion")
+        if decision:
+            line += f", {'promoted to' if decision['promote'] else 'not promoted to'} {decision['stage']}"
+        return line
     return "not registered (registration off)"
 
 

@@ -237,6 +237,19 @@ class RegisterParams:
 
 
 @dataclass
+class PromoteParams:
+    """Promotion of a newly registered version (in the flow, after registration; not a DVC stage)."""
+
+    stage: str = "prod"  # the GTO stage a winning version is assigned
+    metric: str | None = None  # compared metric; null: the task's main metric (as train uses)
+    min_delta: float = 0.0  # the improvement over the stage's version that promotes
+    require_significant: bool = False  # true: the interval's lower bound must clear min_delta
+    resamples: int = 1000  # paired bootstrap resamples of the test examples (1,000 or more)
+    confidence: float = 0.95  # the interval's coverage
+    seed: int = 0
+
+
+@dataclass
 class Params:
     task: str = "sequence_classification"
     model: ModelParams = field(default_factory=ModelParams)
@@ -247,6 +260,7 @@ class Params:
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     register: RegisterParams = field(default_factory=RegisterParams)
     search: SearchParams = field(default_factory=SearchParams)
+    promote: PromoteParams = field(default_factory=PromoteParams)
 
 
 def _build(cls: type, data: Any, where: str, path: str = "") -> Any:
@@ -369,6 +383,9 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.logging_steps": (lambda v: v >= 1, "1 or more"),
     "evaluate.batch_size": (lambda v: v >= 1, "1 or more"),
     "search.trials": (lambda v: v >= 0, "0 or more"),
+    "promote.resamples": (lambda v: v >= 1000, "1000 or more (a percentile interval needs them)"),
+    "promote.confidence": (lambda v: 0 < v < 1, "above 0 and below 1"),
+    "promote.min_delta": (lambda v: v >= 0, "0 or more (an improvement in the metric's own direction)"),
 }
 
 
@@ -537,7 +554,12 @@ def _check_across(p: Params, where: str) -> None:
     for field_name, metric in (
         ("train.metric_for_best_model", p.train.metric_for_best_model),
         ("search.metric", p.search.metric),
+        ("promote.metric", p.promote.metric),
     ):
+        if field_name == "promote.metric" and metric == "loss":
+            raise PipelineError(
+                f"{where}: promote.metric: loss is not a test metric; choose one of {', '.join(names)}"
+            )
         if metric is not None and metric not in [*names, "loss"]:
             raise PipelineError(
                 f"{where}: {field_name}: {metric!r} is not reported for task {p.task}; "
@@ -566,7 +588,11 @@ def same_value(a: Any, b: Any) -> bool:
     return a == b and type(a) is type(b)
 
 
-def read(path: str | Path = "params.yaml") -> Params:
+def read(
+    path: str | Path = "params.yaml", overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> Params:
+    """params.yaml, with `overrides` (section -> keys, e.g. a flow run's {promote: {min_delta: 0.01}})
+    merged in before the checks, so an override is checked like the file's own values."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -574,4 +600,13 @@ def read(path: str | Path = "params.yaml") -> Params:
         raise PipelineError(f"{path}: file not found") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{path}: not valid YAML: {exc}") from None
-    return parse(data, str(path))
+    where = str(path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise PipelineError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        for section, values in overrides.items():
+            if not isinstance(values, Mapping):
+                raise PipelineError(f"{section} overrides: expected a mapping of keys, got {values!r}")
+            data[section] = {**(data.get(section) or {}), **values}
+        where = f"{path} with the run's overrides ({', '.join(overrides)})"
+    return parse(data, where)

@@ -2,12 +2,16 @@
 
 A version is an annotated tag `<name>@vX.Y.Z` on a commit whose dvc.lock pins the exact data and
 model hashes; the lineage record (lineage/<name>@<version>.json) is committed in that same commit.
+Stages (`staging`, `prod`) are GTO's stage tags (`<name>#<stage>#N`), assigned with gto.api; the
+latest assignment of a stage wins, and a stage name works wherever a version is accepted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,8 @@ from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
 from tunepipe.io import atomic_dir, read_json, write_json
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
+
+STAGING = "staging"  # every new version the flow registers; the promotion stage (prod) when it wins
 
 
 def full_name(name: str, version: str) -> str:
@@ -37,6 +43,83 @@ def versions(root: Path, name: str) -> list[str]:
     return [
         t.split("@", 1)[1] for t in git(root, "tag", "--list", f"{prefix}*", "--sort=v:refname").splitlines()
     ]
+
+
+VERSION = re.compile(r"v?\d+\.\d+\.\d+")
+
+
+def version_in_stage(root: Path, name: str, stage: str) -> str | None:
+    """The version GTO has in `stage` now (its latest assignment), or None."""
+    from gto.api import find_versions_in_stage
+    from gto.exceptions import GTOException
+
+    try:
+        found = find_versions_in_stage(str(root), name, stage)
+    except GTOException:
+        return None
+    if not found:
+        return None
+    found = found if isinstance(found, list) else [found]
+    return str(found[0].version)
+
+
+def stages(root: Path, name: str) -> dict[str, list[str]]:
+    """version -> the stages it holds now."""
+    from gto.api import get_stages
+
+    held: dict[str, list[str]] = {}
+    for stage in get_stages(str(root), used=True):
+        version = version_in_stage(root, name, stage)
+        if version:
+            held.setdefault(version, []).append(stage)
+    return held
+
+
+def resolve(root: Path, name: str, version: str) -> str:
+    """A version as given (v0.1.0, 0.1.0, model@v0.1.0), or the version now in stage `version`."""
+    bare = version.split("@", 1)[-1]
+    if VERSION.fullmatch(bare):
+        return bare
+    holder = version_in_stage(root, name, bare)
+    if holder is None:
+        known = ", ".join(versions(root, name)) or "none"
+        held = ", ".join(f"{s} ({v})" for v, ss in stages(root, name).items() for s in ss) or "none"
+        raise PipelineError(
+            f"{version!r} is neither a version of {name} nor a stage holding one "
+            f"(versions: {known}; stages: {held})"
+        )
+    return holder
+
+
+def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
+    """Put `version` in `stage` with GTO (a new stage tag); returns the tag's name."""
+    from gto.api import assign
+    from gto.constants import check_string_is_valid
+    from gto.exceptions import GTOException
+
+    root = Path(root).resolve()
+    tag = registered_tag(root, name, resolve(root, name, version))
+    if not check_string_is_valid(stage):
+        raise PipelineError(
+            f"stage {stage!r}: expected letters, digits, '-', '_' or '/' (starting and ending with a "
+            "letter or digit), e.g. prod or staging"
+        )
+    ident = identity_args(root)
+    before = set(git(root, "tag", "--list", f"{name}#{stage}#*").splitlines())
+    try:
+        assign(
+            str(root),
+            name,
+            stage,
+            version=tag.split("@", 1)[1],
+            message=f"{tag} -> {stage}",
+            author=FALLBACK_NAME if ident else None,
+            author_email=FALLBACK_EMAIL if ident else None,
+        )
+    except GTOException as exc:
+        raise PipelineError(f"assigning stage {stage} to {tag}: {exc}") from None
+    new = sorted(set(git(root, "tag", "--list", f"{name}#{stage}#*").splitlines()) - before)
+    return new[-1] if new else f"{name}#{stage}"
 
 
 def bump(version: str | None, part: str) -> str:
@@ -73,9 +156,18 @@ def check_declared(root: Path, name: str) -> None:
 
 
 def register(
-    root: Path, name: str, bump_part: str = "patch", flow_run_id: str | None = None
+    root: Path,
+    name: str,
+    bump_part: str = "patch",
+    flow_run_id: str | None = None,
+    decide: Callable[[str], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Register the current, evaluated model as a new version; returns {version, tag, commit, new}."""
+    """Register the current, evaluated model as a new version; returns {version, tag, commit, new}.
+
+    `decide(version)`: the promotion decision for the new version (tunepipe.promotion), made before
+    the commit so that the lineage record holds it; the version then gets stage `staging`, and the
+    decision's stage when it says promote ({..., promotion, stages} in the result).
+    """
     from gto.api import register as gto_register
 
     root = Path(root).resolve()
@@ -105,6 +197,9 @@ def register(
     known = versions(root, name)
     version = bump(known[-1] if known else None, bump_part)
     record = build_lineage(root, name, version, flow_run_id)
+    decision = decide(version) if decide is not None else None
+    if decision is not None:
+        record["promotion"] = decision
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.
@@ -136,11 +231,19 @@ def register(
         author=FALLBACK_NAME if ident else None,
         author_email=FALLBACK_EMAIL if ident else None,
     )
-    return {"version": version, "tag": full_name(name, version), "commit": commit, "new": True}
+    result = {"version": version, "tag": full_name(name, version), "commit": commit, "new": True}
+    if decision is not None:
+        assigned = [assign_stage(root, name, version, STAGING)]
+        if decision["promote"]:
+            assigned.append(assign_stage(root, name, version, decision["stage"]))
+        result |= {"promotion": decision, "stage_tags": assigned}
+    return result
 
 
 def registered_tag(root: Path, name: str, version: str) -> str:
-    """The tag of a registered version, or an error listing the versions there are."""
+    """The tag of a registered version (or of the one in a stage), or an error listing the versions."""
+    if not VERSION.fullmatch(version.split("@", 1)[-1]):
+        version = resolve(root, name, version)
     tag = full_name(name, version)
     if not git(root, "tag", "--list", tag):
         known = ", ".join(versions(root, name)) or "none"
@@ -150,6 +253,7 @@ def registered_tag(root: Path, name: str, version: str) -> str:
 
 def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
     tag = registered_tag(root, name, version)
+    version = tag.split("@", 1)[1]
     record = json.loads(git(root, "show", f"{tag}:{lineage_path(name, version).as_posix()}"))
     record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
     return record
