@@ -79,6 +79,9 @@ def test_workers_share_runs_and_versions_through_the_remotes(
     assert (second / catalog.TEST_PREDICTIONS).read_text() == (first / catalog.TEST_PREDICTIONS).read_text()
     assert result["registered"]["tag"] == "model@v0.1.0"
     assert "model@v0.1.0" in remote_tags(bare)
+    # The first version takes prod; its GTO stage tags travel in the same atomic push.
+    assert result["promotion"]["promote"] and result["message"].endswith(", promoted to prod")
+    assert {"model#staging#1", "model#prod#2"} <= remote_tags(bare)
     # The registration commit reached the branch: the next clone starts from its dvc.lock.
     assert "Register model@v0.1.0" in run(["git", "log", "-1", "--format=%s", "main"], bare).stdout
 
