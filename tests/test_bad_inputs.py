@@ -813,6 +813,25 @@ CASES = [
     ),
     Case("lineage of an unknown version", r"no registered version model@v9.9.9", cli=("lineage", "v9.9.9")),
     Case(
+        "predict with an unknown stage",
+        r"'canary' is neither a version of model nor a stage holding one \(versions: v0.1.0; stages: none\)",
+        files={"new.csv": "text\ngood\n"},
+        setup=uncached_version,
+        predict=predict_with(model="canary"),
+    ),
+    Case(
+        "promote an unknown version",
+        r"no registered version model@v9.9.9 \(registered versions of model: v0.1.0\)",
+        setup=uncached_version,
+        cli=("promote", "v9.9.9", "--stage", "prod"),
+    ),
+    Case(
+        "promote to a stage GTO cannot name",
+        r"stage 'bad stage!': expected letters, digits, '-', '_' or '/'",
+        setup=uncached_version,
+        cli=("promote", "v0.1.0", "--stage", "bad stage!"),
+    ),
+    Case(
         "register before evaluate",
         r"reports/evaluation.json not found: run the evaluate stage before registering",
         cli=("register",),

@@ -17,7 +17,7 @@ from tunepipe.staleness import StageState
 
 pytestmark = pytest.mark.unit
 
-COMMANDS = ("run", "status", "search", "register", "predict", "lineage", "versions", "fetch")
+COMMANDS = ("run", "status", "search", "register", "promote", "predict", "lineage", "versions", "fetch")
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,7 +82,13 @@ BAD = [
     (
         "search: {sampler: grid, space: {learning_rate: {low: 1.0e-5, high: 1.0e-3}}}",
         "search.space.learning_rate: the grid sampler needs a list of values",
-    ),
+    ),    ("promote: {resamples: 999}", "promote.resamples: expected 1000 or more"),
+    ("promote: {confidence: 1.0}", "promote.confidence: expected above 0 and below 1, got 1.0"),
+    ("promote: {min_delta: -0.1}", "promote.min_delta: expected 0 or more"),
+    ("promote: {metric: accuracy_macro}", "promote.metric: 'accuracy_macro' is not reported for task"),
+    ("promote: {metric: loss}", "promote.metric: loss is not a test metric"),
+    ("promote: {stage: 'pro d'}", "promote.stage: expected a GTO stage name"),
+    ("promote: {require_significant: 'yes'}", "promote.require_significant: expected true or false"),
 ]
 
 

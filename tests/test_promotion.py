@@ -159,23 +159,6 @@ def test_percentile_interval() -> None:
     assert percentile_interval(np.arange(1001, dtype=float), 0.9) == pytest.approx((50.0, 950.0))
 
 
-@pytest.mark.parametrize(
-    ("section", "expected"),
-    [
-        ({"resamples": 999}, "promote.resamples: expected 1000 or more"),
-        ({"confidence": 1.0}, "promote.confidence: expected above 0 and below 1"),
-        ({"min_delta": -0.1}, "promote.min_delta: expected 0 or more"),
-        ({"metric": "accuracy_macro"}, "promote.metric: 'accuracy_macro' is not reported"),
-        ({"metric": "loss"}, "promote.metric: loss is not a test metric"),
-        ({"require_significant": "yes"}, "promote.require_significant: expected true or false"),
-        ({"stages": "prod"}, r"promote: unknown field\(s\) stages"),
-    ],
-)
-def test_bad_promote_section_names_the_field(section: dict[str, object], expected: str) -> None:
-    with pytest.raises(PipelineError, match=expected):
-        params.parse({"promote": section})
-
-
 def test_run_overrides_are_checked_like_the_file(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("promote:\n  min_delta: 0.01\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,8 @@ OVERLAP_POLICIES = ("fail", "drop")
 FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
 # What tunepipe/sources.py reads: its table readers, then the token formats.
 LOAD_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged")
+# What GTO accepts as a stage name (gto.constants.name_re): it becomes part of a git tag.
+STAGE_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-/_]*[a-zA-Z0-9])?")
 
 
 @dataclass
@@ -538,6 +541,11 @@ def _check_across(p: Params, where: str) -> None:
         raise PipelineError(
             f"{where}: load.split: validation + test must be below 1 (the rest is train), "
             f"got {split.validation} + {split.test}"
+        )
+    if not STAGE_NAME.fullmatch(p.promote.stage):
+        raise PipelineError(
+            f"{where}: promote.stage: expected a GTO stage name (letters, digits, '-', '_', '/'; "
+            f"starting and ending with a letter or digit), got {p.promote.stage!r}"
         )
     extras = p.evaluate.metrics
     unknown = sorted(set(extras) - set(EXTRA_METRICS))
