@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.helpers import artifacts, copy_project, run, set_params, tags, tunepipe
 from tunepipe import catalog
-from tunepipe.promotion import read_predictions, rescore
+from tunepipe.promotion import champion_predictions, read_predictions, rescore
 
 pytestmark = pytest.mark.e2e
+TASK = "sequence_classification"
 
 
 def test_first_version_promoted_then_a_challenger_held_back(
@@ -33,11 +35,22 @@ def test_first_version_promoted_then_a_challenger_held_back(
 
     # Re-scoring a registered model on the test split (what a changed split triggers) gives
     # exactly what evaluate wrote.
-    rescored = rescore(project, "model", "v0.1.0", "sequence_classification")
-    evaluated = read_predictions(project / catalog.TEST_PREDICTIONS, "sequence_classification")
+    rescored = rescore(project, "model", "v0.1.0", TASK)
+    evaluated = read_predictions(project / catalog.TEST_PREDICTIONS, TASK)
     pd.testing.assert_frame_equal(
         rescored, evaluated[["source_row", "actual", "predicted"]], check_dtype=False
     )
+    # The champion's predictions are reused while the test split's hash is the same, re-scored
+    # once it differs (dvc.lock edited here to stand for a changed split).
+    assert champion_predictions(project, "model", "v0.1.0", TASK)[1].startswith("reused")
+    lock = (project / "dvc.lock").read_text()
+    outs = yaml.safe_load(lock)["stages"]["tokenize"]["outs"]
+    test_md5 = next(o["md5"] for o in outs if o["path"] == str(catalog.tokenized_split("test")))
+    (project / "dvc.lock").write_text(lock.replace(test_md5, "0" * 32 + ".dir"))
+    frame, how = champion_predictions(project, "model", "v0.1.0", TASK)
+    assert how.startswith("re-scored")
+    pd.testing.assert_frame_equal(frame, rescored)
+    (project / "dvc.lock").write_text(lock)
 
     # A new model (new learning rate) under a policy it cannot meet: registered, not promoted.
     set_params(project, **{"train.learning_rate": 5e-3})
