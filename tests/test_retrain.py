@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import dvc, make_project, run
+from tests.helpers import dvc, make_project, run, set_params
 from tunepipe import catalog
 
 pytestmark = pytest.mark.e2e
@@ -94,6 +94,22 @@ def test_workers_share_runs_and_versions_through_the_remotes(
         "nothing changed: every stage Cached, no new version (model@v0.1.0 is current)"
     )
     assert {t for t in remote_tags(bare) if t.startswith("model@")} == {"model@v0.1.0"}
+
+    # A new training seed reaches the branch; a fresh worker trains, registers v0.1.1 and compares
+    # it with prod on the same test split: prod's predictions come from the DVC remote (this
+    # clone's pull fetched today's outputs only), not from re-scoring prod's model.
+    set_params(third, **{"train.seed": 7})
+    run(["git", "commit", "-q", "-am", "another training seed"], third)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], third)
+    fourth = worker_clone(bare, tmp_path / "worker-4")
+    state = retrain(fourth)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert result["registered"]["tag"] == "model@v0.1.1"
+    promotion = result["promotion"]
+    assert promotion["champion"]["version"] == "v0.1.0"
+    assert promotion["champion"]["scored"] == "reused its test predictions (same test split)"
+    assert "model@v0.1.1" in remote_tags(bare)
 
 
 def test_a_failed_dvc_push_pushes_no_tag(

@@ -21,6 +21,7 @@ also for lower-is-better metrics (mse, rmse, mae: the champion's value minus the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from collections.abc import Callable
@@ -274,6 +275,11 @@ def champion_predictions(root: Path, name: str, version: str, task: str) -> tupl
     if entry and then.get(test, {}).get("md5") == now.get(test, {}).get("md5"):
         with dvcrepo.open_repo(root) as repo:
             cached = Path(repo.cache.local.oid_to_path(entry["md5"]))
+            if not cached.is_file() and repo.config["core"].get("remote"):
+                # A worker's fresh clone pulled today's outputs only: fetch the champion's file
+                # from the DVC remote (a failure leaves re-scoring, which needs only its model).
+                with contextlib.suppress(Exception):
+                    repo.fetch(targets=[str(catalog.TEST_PREDICTIONS)], revs=[tag], workspace=False)
         if cached.is_file():
             return read_predictions(cached, task), "reused its test predictions (same test split)"
     return rescore(root, name, version, task), "re-scored on this run's test split"
