@@ -293,14 +293,14 @@ def test_new_data_and_two_runs_at_once_make_one_new_version(stack: Stack) -> Non
     with client(stack) as c:
         waited = {s.name for s in c.read_flow_run_states(second.id)}
     assert "AwaitingConcurrencySlot" in waited, waited
-    assert model_tags(stack.bare) == {"model@v0.1.0", "model@v0.2.0"}
-    logged(stack, first.id, "registered model@v0.2.0")
+    assert model_tags(stack.bare) == {"model@v0.1.0", "model@v0.1.1"}
+    logged(stack, first.id, "registered model@v0.1.1")
     # Nothing changed for the second: every stage Cached (restored from the remotes), no new tag.
     states = {name: r.state.name for name, r in pipeline_task_runs(stack, second.id).items()}
     assert {states[s] for s in ("pretrained", "load", "validate", "tokenize", "train", "evaluate")} == {
         "Cached"
     }
-    logged(stack, second.id, "nothing changed: every stage Cached, no new version (model@v0.2.0 is current)")
+    logged(stack, second.id, "nothing changed: every stage Cached, no new version (model@v0.1.1 is current)")
 
 
 def test_a_run_killed_mid_train_is_retried_and_resumes(stack: Stack) -> None:
@@ -333,7 +333,7 @@ def test_a_run_killed_mid_train_is_retried_and_resumes(stack: Stack) -> None:
     assert flow_run.state.is_completed(), flow_run.state.message
     train = pipeline_task_runs(stack, flow_run_id)["train"]
     assert (train.run_count, train.state.name) == (2, "Completed")
-    assert model_tags(stack.bare) == {"model@v0.1.0", "model@v0.2.0", "model@v0.3.0"}
+    assert model_tags(stack.bare) == {"model@v0.1.0", "model@v0.1.1", "model@v0.1.2"}
     run(["git", "pull", "-q", "--tags", "origin", "main"], editor)
-    record = json.loads((editor / "lineage/model@v0.3.0.json").read_text())
+    record = json.loads((editor / "lineage/model@v0.1.2.json").read_text())
     assert int(record["training_run"]["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
