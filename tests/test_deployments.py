@@ -55,7 +55,6 @@ class Stack:
     url: str  # PREFECT_API_URL of the test server
     env: dict[str, str]  # for prefect and tunepipe commands run by the tests
     bare: Path  # the team's git remote
-    store: Path  # the team's DVC remote
     runs: Path  # TMPDIR of the worker: each flow run's clone is made under it
     tmp: Path
     logs: Path
@@ -106,11 +105,12 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("deployments")
-    bare, store = make_team(tmp, tiny_bert)
+    bare, _ = make_team(tmp, tiny_bert)
     logs, runs = tmp / "logs", tmp / "runs"
     logs.mkdir()
     runs.mkdir()
-    url = f"http://127.0.0.1:{free_port()}/api"
+    port = str(free_port())
+    url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         **OFFLINE,
@@ -129,7 +129,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
     prefect = [sys.executable, "-m", "prefect"]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        port = url.rsplit(":", 1)[1].split("/")[0]
         server_log = logs / "server.log"
         procs.append(
             start([*prefect, "server", "start", "--host", "127.0.0.1", "--port", port], env, server_log, tmp)
@@ -148,10 +147,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
         deployer = clone(bare, tmp / "deployer")
         out = run([sys.executable, "-m", "cli.main", "deploy", "--pool", POOL], deployer, env=env).stdout
         assert "retrain/retrain" in out and "tunepipe-search/search" in out, out
-        yield Stack(url, env, bare, store, runs, tmp, logs)
+        yield Stack(url, env, bare, runs, tmp, logs)
     finally:
         for proc in reversed(procs):
             stop(proc)
+        kill_leftovers(runs)
+
+
+def kill_leftovers(runs: Path) -> None:
+    """A flow run's processes (flow, dvc, stage) still working in a clone under `runs`."""
+    import psutil
+
+    for proc in psutil.process_iter(["cwd"]):
+        if (proc.info["cwd"] or "").startswith(str(runs)):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
 
 
 def clone(bare: Path, dest: Path) -> Path:
