@@ -340,6 +340,15 @@ def deploy(
     ref = branch or remote.current_branch(base)
     if not ref:
         raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
+    heads = subprocess.run(
+        ["git", "ls-remote", "--heads", url, ref], cwd=base, capture_output=True, text=True, check=False
+    )
+    if heads.returncode != 0:
+        raise PipelineError(f"cannot read git remote {url}: {heads.stderr.strip()}")
+    if not heads.stdout.strip():
+        raise PipelineError(
+            f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"
+        )
     if not get_current_settings().api.url:
         # Without a server, `prefect deploy` would register with a temporary one that then vanishes.
         raise PipelineError(

@@ -122,16 +122,19 @@ def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 # --- tunepipe deploy: thin over `prefect deploy`; a real server and worker in test_deployments ---
 
 
-def deploy_project(tmp_path: Path, origin: str | None = "file:///srv/git/project.git") -> Path:
-    root = tmp_path / "project"
+def deploy_project(tmp_path: Path, origin: bool = True, pushed: bool = True) -> Path:
+    """A project with prefect.yaml on branch main, pushed (or not) to a bare `origin`."""
+    root, bare = tmp_path / "project", tmp_path / "origin.git"
     root.mkdir()
     (root / "prefect.yaml").write_text("deployments: []\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *cmd], cwd=root, check=True
-        )
+        subprocess.run([*git, *cmd], cwd=root, check=True)
     if origin:
-        subprocess.run(["git", "remote", "add", "origin", origin], cwd=root, check=True)
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], cwd=tmp_path, check=True)
+        subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=root, check=True)
+    if origin and pushed:
+        subprocess.run(["git", "push", "-q", "origin", "main", "main:release"], cwd=root, check=True)
     return root
 
 
@@ -166,7 +169,7 @@ def test_deploy_gives_prefect_the_remote_branch_and_pool(tmp_path: Path, prefect
     assert all_kwargs["cwd"] == root.resolve()
     env = all_kwargs["env"]
     assert (env["TUNEPIPE_GIT_REMOTE"], env["TUNEPIPE_GIT_BRANCH"], env["TUNEPIPE_WORK_POOL"]) == (
-        "file:///srv/git/project.git",
+        str(tmp_path / "origin.git"),
         "main",
         "gpu-a100",
     )
@@ -183,6 +186,7 @@ def test_deploy_gives_prefect_the_remote_branch_and_pool(tmp_path: Path, prefect
         ("no prefect.yaml", "prefect.yaml: not found; the deployments are defined there"),
         ("no origin", "no git remote `origin`, so workers would have nothing to clone"),
         ("detached", "HEAD is detached; name the branch workers clone with --branch"),
+        ("not pushed", "branch 'main' is not on "),
         ("no server", "no Prefect server configured: set PREFECT_API_URL"),
     ],
 )
@@ -198,7 +202,7 @@ def test_deploy_refuses_what_would_leave_workers_without_code(
 
     import prefect.settings
 
-    root = deploy_project(tmp_path, origin=None if case == "no origin" else "file:///srv/project.git")
+    root = deploy_project(tmp_path, origin=case != "no origin", pushed=case != "not pushed")
     if case == "no prefect.yaml":
         (root / "prefect.yaml").unlink()
     if case == "detached":
