@@ -331,6 +331,76 @@ def fetch(
     print(f"fetched {version} -> {out}")
 
 
+PREFECT_FILE = "prefect.yaml"
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[NAME]...", help="deployments of prefect.yaml to create or update (default: all)"
+        ),
+    ] = None,
+    pool: Annotated[str, typer.Option("--pool", help="the work pool whose workers run them")] = "gpu",
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch", help="branch the workers clone (default: the checked-out one)", show_default=False
+        ),
+    ] = None,
+    remote_url: Annotated[
+        str | None,
+        typer.Option("--remote", help="git URL the workers clone (default: `origin`'s)", show_default=False),
+    ] = None,
+    root: Root = None,
+) -> None:
+    """Create or update the Prefect deployments of prefect.yaml (`prefect deploy`)."""
+    import os
+    import subprocess
+
+    from prefect.settings import get_current_settings
+
+    from tunepipe import remote
+
+    base = Path(_root(ctx, root)).resolve()
+    if not (base / PREFECT_FILE).is_file():
+        raise PipelineError(f"{base / PREFECT_FILE}: not found; the deployments are defined there")
+    url = remote_url or remote.git_origin(base)
+    if not url:
+        raise PipelineError(
+            f"{base}: no git remote `origin`, so workers would have nothing to clone; "
+            "`git remote add origin URL && git push origin HEAD`, or --remote URL"
+        )
+    ref = branch or remote.current_branch(base)
+    if not ref:
+        raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
+    heads = subprocess.run(
+        ["git", "ls-remote", "--heads", url, ref], cwd=base, capture_output=True, text=True, check=False
+    )
+    if heads.returncode != 0:
+        raise PipelineError(f"cannot read git remote {url}: {heads.stderr.strip()}")
+    if not heads.stdout.strip():
+        raise PipelineError(
+            f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"
+        )
+    if not get_current_settings().api.url:
+        # Without a server, `prefect deploy` would register with a temporary one that then vanishes.
+        raise PipelineError(
+            "no Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api "
+            "after `prefect server start`) or `prefect cloud login`"
+        )
+    env = {**os.environ, "TUNEPIPE_GIT_REMOTE": url, "TUNEPIPE_GIT_BRANCH": ref, "TUNEPIPE_WORK_POOL": pool}
+    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
+    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
+    cmd += ["--prefect-file", PREFECT_FILE]
+    print(f"deploying {', '.join(names) if names else 'all deployments'}: {url} ({ref}) on pool {pool!r}")
+    proc = subprocess.run(cmd, cwd=base, env=env, check=False)
+    if proc.returncode != 0:
+        raise PipelineError(f"`prefect deploy` failed (exit {proc.returncode}); its message is above")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
 

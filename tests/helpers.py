@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT_FILES = (
     "dvc.yaml",
     "params.yaml",
+    "prefect.yaml",
     ".dvcignore",
     ".gitignore",
     "tasks",
@@ -131,8 +132,10 @@ def build_classifier(base: Path, out: Path, labels: list[str], token: bool = Fal
     return out
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -278,3 +281,38 @@ def saved_steps(project: Path) -> list[int]:
     """Steps of the checkpoints written completely (trainer_state.json comes last)."""
     states = project.glob("models/checkpoints/*/checkpoint-*/trainer_state.json")
     return sorted(int(p.parent.name.removeprefix("checkpoint-")) for p in states)
+
+
+# --- the team's remotes: a bare git repository and a directory DVC remote ------------------------
+
+
+def make_team(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    """(bare git remote, DVC remote) holding a project whose raw data DVC tracks; branch main."""
+    author = make_project(tmp_path / "author", model_dir)
+    bare, store = tmp_path / "origin.git", tmp_path / "dvc-remote"
+    run(["git", "init", "-q", "--bare", str(bare)], tmp_path)
+    run(["git", "rm", "-r", "-q", "--cached", "data/raw"], author)
+    dvc(author, "add", "-q", "data/raw")
+    dvc(author, "remote", "add", "-d", "shared", str(store))
+    run(["git", "add", "-A"], author)
+    run(["git", "commit", "-q", "-m", "raw data in DVC, a DVC remote"], author)
+    dvc(author, "push", "-q")
+    run(["git", "remote", "add", "origin", str(bare)], author)
+    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], author)
+    run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], bare)
+    return bare, store
+
+
+def worker_clone(bare: Path, dest: Path) -> Path:
+    """A clone as a deployment's pull step makes one: one commit deep, no tags."""
+    run(["git", "clone", "-q", "--depth", "1", f"file://{bare}", str(dest)], dest.parent)
+    return dest
+
+
+def remote_tags(bare: Path) -> set[str]:
+    out = run(["git", "ls-remote", "--tags", str(bare)], bare).stdout
+    return {line.split("refs/tags/", 1)[1] for line in out.splitlines() if not line.endswith("^{}")}
+
+
+def stored_files(dvc_remote: Path) -> int:
+    return sum(1 for p in dvc_remote.rglob("*") if p.is_file())

@@ -17,7 +17,18 @@ from tunepipe.staleness import StageState
 
 pytestmark = pytest.mark.unit
 
-COMMANDS = ("run", "status", "search", "register", "promote", "predict", "lineage", "versions", "fetch")
+COMMANDS = (
+    "run",
+    "status",
+    "search",
+    "register",
+    "promote",
+    "predict",
+    "lineage",
+    "versions",
+    "fetch",
+    "deploy",
+)
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,3 +128,101 @@ def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["lineage"])
     assert exited.value.code == 2
     assert "Missing argument" in capsys.readouterr().err
+
+
+# --- tunepipe deploy: thin over `prefect deploy`; a real server and worker in test_deployments ---
+
+
+def deploy_project(tmp_path: Path, origin: bool = True, pushed: bool = True) -> Path:
+    """A project with prefect.yaml on branch main, pushed (or not) to a bare `origin`."""
+    root, bare = tmp_path / "project", tmp_path / "origin.git"
+    root.mkdir()
+    (root / "prefect.yaml").write_text("deployments: []\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
+        subprocess.run([*git, *cmd], cwd=root, check=True)
+    if origin:
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], cwd=tmp_path, check=True)
+        subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=root, check=True)
+    if origin and pushed:
+        subprocess.run(["git", "push", "-q", "origin", "main", "main:release"], cwd=root, check=True)
+    return root
+
+
+@pytest.fixture
+def prefect_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict]]:
+    """`prefect ...` commands recorded instead of run (git still runs); a server is configured."""
+    import types
+
+    import prefect.settings
+
+    calls: list[tuple[list[str], dict]] = []
+    real = subprocess.run
+
+    def fake(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        if cmd[:3] == [sys.executable, "-m", "prefect"]:
+            calls.append((cmd, kwargs))
+            return subprocess.CompletedProcess(cmd, 0)
+        return real(cmd, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", fake)
+    settings = types.SimpleNamespace(api=types.SimpleNamespace(url="http://127.0.0.1:4200/api"))
+    monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: settings)
+    return calls
+
+
+def test_deploy_gives_prefect_the_remote_branch_and_pool(tmp_path: Path, prefect_calls: list) -> None:
+    root = deploy_project(tmp_path)
+    cli.main(["deploy", "--pool", "gpu-a100", "--root", str(root)])
+    cli.main(["deploy", "retrain", "--branch", "release", "--root", str(root)])
+    (all_cmd, all_kwargs), (one_cmd, one_kwargs) = prefect_calls
+    assert all_cmd[3:] == ["--no-prompt", "deploy", "--all", "--prefect-file", "prefect.yaml"]
+    assert all_kwargs["cwd"] == root.resolve()
+    env = all_kwargs["env"]
+    assert (env["TUNEPIPE_GIT_REMOTE"], env["TUNEPIPE_GIT_BRANCH"], env["TUNEPIPE_WORK_POOL"]) == (
+        str(tmp_path / "origin.git"),
+        "main",
+        "gpu-a100",
+    )
+    assert one_cmd[3:6] == ["--no-prompt", "deploy", "--name"] and one_cmd[6] == "retrain"
+    assert (one_kwargs["env"]["TUNEPIPE_GIT_BRANCH"], one_kwargs["env"]["TUNEPIPE_WORK_POOL"]) == (
+        "release",
+        "gpu",
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no prefect.yaml", "prefect.yaml: not found; the deployments are defined there"),
+        ("no origin", "no git remote `origin`, so workers would have nothing to clone"),
+        ("detached", "HEAD is detached; name the branch workers clone with --branch"),
+        ("not pushed", "branch 'main' is not on "),
+        ("no server", "no Prefect server configured: set PREFECT_API_URL"),
+    ],
+)
+def test_deploy_refuses_what_would_leave_workers_without_code(
+    tmp_path: Path,
+    prefect_calls: list,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    message: str,
+) -> None:
+    import types
+
+    import prefect.settings
+
+    root = deploy_project(tmp_path, origin=case != "no origin", pushed=case != "not pushed")
+    if case == "no prefect.yaml":
+        (root / "prefect.yaml").unlink()
+    if case == "detached":
+        subprocess.run(["git", "checkout", "-q", "--detach"], cwd=root, check=True)
+    if case == "no server":
+        none = types.SimpleNamespace(api=types.SimpleNamespace(url=None))
+        monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: none)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["deploy", "--root", str(root)])
+    assert exited.value.code == 1
+    assert message in capsys.readouterr().err
+    assert prefect_calls == []

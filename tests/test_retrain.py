@@ -11,42 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import dvc, make_project, run, set_params
+from tests.helpers import make_team, remote_tags, run, set_params, stored_files, worker_clone
 from tunepipe import catalog
 
 pytestmark = pytest.mark.e2e
 
 
-def remote_tags(bare: Path) -> set[str]:
-    out = run(["git", "ls-remote", "--tags", str(bare)], bare).stdout
-    return {line.split("refs/tags/", 1)[1] for line in out.splitlines() if not line.endswith("^{}")}
-
-
-def stored_files(dvc_remote: Path) -> int:
-    return sum(1 for p in dvc_remote.rglob("*") if p.is_file())
-
-
 @pytest.fixture
 def team(tmp_path: Path, tiny_bert: Path) -> tuple[Path, Path]:
     """(bare git remote, DVC remote) holding a project whose raw data DVC tracks."""
-    author = make_project(tmp_path / "author", tiny_bert)
-    bare, store = tmp_path / "origin.git", tmp_path / "dvc-remote"
-    run(["git", "init", "-q", "--bare", str(bare)], tmp_path)
-    run(["git", "rm", "-r", "-q", "--cached", "data/raw"], author)
-    dvc(author, "add", "-q", "data/raw")
-    dvc(author, "remote", "add", "-d", "shared", str(store))
-    run(["git", "add", "-A"], author)
-    run(["git", "commit", "-q", "-m", "raw data in DVC, a DVC remote"], author)
-    dvc(author, "push", "-q")
-    run(["git", "remote", "add", "origin", str(bare)], author)
-    run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], author)
-    run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], bare)
-    return bare, store
-
-
-def worker_clone(bare: Path, dest: Path) -> Path:
-    run(["git", "clone", "-q", "--depth", "1", f"file://{bare}", str(dest)], dest.parent)
-    return dest
+    return make_team(tmp_path, tiny_bert)
 
 
 def retrain(clone: Path, **kwargs: object):
