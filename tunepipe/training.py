@@ -129,6 +129,11 @@ def global_batch_size(t: Any, world_size: int) -> int:
     return t.batch_size * world_size * t.gradient_accumulation_steps
 
 
+def ddp_backend(world_size: int, device: dict[str, Any]) -> str | None:
+    """Several processes (tunepipe/launch.py): gloo on CPU; on CUDA, Trainer's choice (NCCL)."""
+    return "gloo" if world_size > 1 and device["device"] == "cpu" else None
+
+
 def training_arguments(
     p: Params,
     out_dir: Path,
@@ -170,8 +175,7 @@ def training_arguments(
         fp16=device["precision"] == "fp16",
         report_to="none",
         disable_tqdm=False,
-        # Several processes (tunepipe/launch.py): gloo on CPU, NCCL (Trainer's choice) on CUDA.
-        ddp_backend="gloo" if world_size > 1 and device["device"] == "cpu" else None,
+        ddp_backend=ddp_backend(world_size, device),
         ddp_timeout=t.ddp_timeout,
     )
 
