@@ -381,6 +381,10 @@ def train(
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        # this process's (rank 0's) peak; null on CPU
+        "peak_gpu_memory_mib": (
+            round(torch.cuda.max_memory_allocated() / 2**20) if device["device"] == "cuda" else None
+        ),
     }
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
     if out_dir is None:
