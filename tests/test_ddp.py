@@ -130,3 +130,26 @@ def test_a_killed_rank_fails_the_stage_promptly_and_the_next_repro_resumes(
     report = json.loads((project / "reports/train.json").read_text())
     assert report["global_step"] == 9 * EPOCHS and report["batch"]["processes"] == 2
     assert not list(project.glob("models/checkpoints/*/checkpoint-*"))
+
+
+def test_a_killed_launcher_takes_torchrun_with_it(tmp_path: Path) -> None:
+    """The stage's own process killed (SIGKILL, no handler runs): what it started gets SIGTERM
+    instead of training on as an orphan beside the next run."""
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    launcher = (
+        "import os, sys\nfrom tunepipe.launch import run_tied\n"
+        f"run_tied([sys.executable, '-c', {child!r}], dict(os.environ))"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", launcher], cwd=Path(__file__).resolve().parent.parent)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert parent.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the child outlived its launcher"
+        time.sleep(0.05)

@@ -64,7 +64,7 @@ def test_a_world_of_one_or_a_launched_child_trains_in_process(monkeypatch: pytes
     def no_subprocess(*args: object, **kwargs: object) -> None:
         raise AssertionError("relaunched")
 
-    monkeypatch.setattr(launch.subprocess, "run", no_subprocess)
+    monkeypatch.setattr(launch, "run_tied", no_subprocess)
     assert launch.relaunch(train_params(), "tasks.train", None) is False
     for name, value in {"LOCAL_RANK": "1", "RANK": "1", "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(name, value)
@@ -75,14 +75,11 @@ def test_a_world_of_one_or_a_launched_child_trains_in_process(monkeypatch: pytes
 def test_a_failed_torchrun_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
 
-    class Done:
-        returncode = 1
-
-    def fake_run(cmd: list[str], env: dict[str, str]) -> Done:
+    def fake_run(cmd: list[str], env: dict[str, str]) -> int:
         seen.update(cmd=cmd, env=env)
-        return Done()
+        return 1
 
-    monkeypatch.setattr(launch.subprocess, "run", fake_run)
+    monkeypatch.setattr(launch, "run_tied", fake_run)
     with pytest.raises(PipelineError, match=r"failed under torchrun \(exit code 1\).*resume"):
         launch.relaunch(train_params(processes=2), "tasks.train", "models/checkpoints/x/checkpoint-9")
     env = seen["env"]

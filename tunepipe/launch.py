@@ -10,7 +10,9 @@ process: the children get LAUNCHED and the checkpoint to resume from in RESUME.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -105,10 +107,35 @@ def relaunch(t: TrainParams, module: str, resume: str | None) -> bool:
     per_node = processes_per_node(t)
     print(f"train: {planned_world_size(t)} processes ({per_node} x {t.nodes} nodes) under torchrun")
     sys.stdout.flush()
-    code = subprocess.run(cmd, env=env).returncode
+    code = run_tied(cmd, env)
     if code != 0:
         raise PipelineError(
             f"train: a training process failed under torchrun (exit code {code}); its error is above. "
             "Re-run the stage to resume from the last checkpoint"
         )
     return True
+
+
+def run_tied(cmd: list[str], env: dict[str, str]) -> int:
+    """Run `cmd` and return its exit code, never leaving it behind: a SIGTERM to this process is
+    passed on (torchrun then stops its workers), and on Linux the child gets SIGTERM when this
+    process dies, even by SIGKILL, so no orphaned training goes on writing checkpoints."""
+    tie = _die_with_parent if sys.platform == "linux" else None
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=tie)
+
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:  # interrupted (Ctrl-C): stop it before leaving
+            proc.terminate()
+            proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: prctl(PR_SET_PDEATHSIG, SIGTERM)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
