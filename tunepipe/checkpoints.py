@@ -16,7 +16,8 @@ from tunepipe import catalog
 from tunepipe.params import Params
 
 NOTE = (
-    "Checkpoints of an unfinished train run live here, one folder per data+params fingerprint.\n"
+    "Checkpoints of an unfinished train run live here, one folder per data+params+world-size\n"
+    "fingerprint (run.json in it names the world size: processes x nodes).\n"
     "A re-run of the train stage resumes from the newest; a finished run removes its folder.\n"
     "A checkpoint that does not load is renamed broken-checkpoint-N and skipped.\n"
 )
