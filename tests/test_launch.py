@@ -160,3 +160,15 @@ def test_autocast_inference_matches_fp32_within_tolerance(tmp_path: Path, tiny_b
     np.testing.assert_allclose(rounded, exact, atol=0.05)
     close = np.abs(exact[:, 0] - exact[:, 1]) > 0.1  # a near tie may flip in bf16
     assert (rounded.argmax(-1) == exact.argmax(-1))[close].all()
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert launch.processes_per_node(train_params(processes="auto")) == 2
+    assert launch.processes_per_node(train_params(processes=2)) == 2
+    assert launch.processes_per_node(train_params(processes=4, device="cpu")) == 4
+    with pytest.raises(PipelineError, match="train.processes is 3 but 2 GPU"):
+        launch.processes_per_node(train_params(processes=3))

@@ -32,7 +32,7 @@ def under_launcher() -> bool:
 
 def rank() -> int:
     """This process's global rank; 0 outside a launcher."""
-    return int(os.environ.get("RANK", "0"))
+    return int(os.environ.get("RANK", "0")) if under_launcher() else 0
 
 
 def is_main() -> bool:
@@ -47,13 +47,19 @@ def world_size() -> int:
 
 def processes_per_node(t: TrainParams) -> int:
     """train.processes as a number: auto is every visible GPU (train.device cpu: 1), at least 1."""
-    if t.processes != "auto":
-        return int(t.processes)
     if t.device == "cpu":
-        return 1
+        return 1 if t.processes == "auto" else int(t.processes)
     import torch
 
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if t.processes == "auto":
+        return max(1, gpus)
+    if gpus and int(t.processes) > gpus:  # one process per GPU: rank N would ask for cuda:N
+        raise PipelineError(
+            f"params.yaml: train.processes is {t.processes} but {gpus} GPU(s) are visible; "
+            "use at most that many, or auto"
+        )
+    return int(t.processes)
 
 
 def planned_world_size(t: TrainParams) -> int:
