@@ -1,19 +1,21 @@
-"""Stage `train`: fine-tune the pre-trained model on the tokenized splits; resumes a killed run."""
+"""Stage `train`: fine-tune the pre-trained model on the tokenized splits; resumes a killed run.
+Above one process (train.processes x train.nodes) it relaunches itself under torchrun."""
 
 from __future__ import annotations
 
 from tunepipe import catalog, params
 from tunepipe.stage import run
-from tunepipe.training import train
+from tunepipe.training import run_stage
 
 
 def main() -> None:
     p = params.read(catalog.PARAMS)
-    report = train(p)
-    print(
-        f"train: done in {report['train_runtime_s']} s, "
-        f"best {report['best_metric']} at {report['best_checkpoint']}"
-    )
+    report = run_stage(p, "tasks.train")
+    if report is not None:
+        print(
+            f"train: done in {report['train_runtime_s']} s, "
+            f"best {report['best_metric']} at {report['best_checkpoint']}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,3 +45,24 @@ def test_first_n_frozen_layers_stay_bit_identical(
     set_params(project, **{"train.freeze_layers": 3})
     with pytest.raises(Exception, match="train.freeze first_n: .*2 encoder layers"):
         training.train(params.read("params.yaml"))
+
+
+def test_gradient_accumulation_steps_make_the_global_batch(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches of 8 per optimizer step: the steps of a batch of 16, a loss on the scale of one
+    batch's mean (two labels at start: about ln 2), not the sum of two."""
+    from tasks import load, tokenize, validate
+    from tunepipe import params, training
+
+    project = make_project(tmp_path / "p", tiny_bert)
+    set_params(project, **{"train.epochs": 2, "train.batch_size": 8, "train.gradient_accumulation_steps": 2})
+    monkeypatch.chdir(project)
+    for stage in (load, validate, tokenize):
+        stage.main()
+    report = training.train(params.read("params.yaml"))
+    batch = {"per_device": 8, "processes": 1, "gradient_accumulation_steps": 2, "global": 16}
+    assert report["batch"] == batch
+    assert report["global_step"] == report["max_steps"] == 2 * 9  # 144 train rows / 16
+    first = Path("reports/train_loss.csv").read_text().splitlines()[1].split(",")
+    assert first[0] == "5" and 0.5 < float(first[2]) < 0.9

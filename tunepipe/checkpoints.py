@@ -16,25 +16,41 @@ from tunepipe import catalog
 from tunepipe.params import Params
 
 NOTE = (
-    "Checkpoints of an unfinished train run live here, one folder per data+params fingerprint.\n"
+    "Checkpoints of an unfinished train run live here, one folder per data+params+world-size\n"
+    "fingerprint (run.json in it names the world size: processes x nodes).\n"
     "A re-run of the train stage resumes from the newest; a finished run removes its folder.\n"
     "A checkpoint that does not load is renamed broken-checkpoint-N and skipped.\n"
 )
 # Prefix of a checkpoint set aside: out of Trainer's `checkpoint-*` rotation, which would count
 # (and delete) it; it goes with its run's folder once that run finishes.
 BROKEN = "broken-"
+# In each run folder: the world size its checkpoints were written at, and the fingerprint of the
+# data and params without it, so that a run at another world size can say why it does not resume.
+RUN_INFO = "run.json"
+# How the processes meet, not what they compute: left out of the fingerprint. The world size they
+# make (processes x nodes, with auto resolved) goes in instead.
+LAUNCH_FIELDS = ("processes", "nodes", "master_addr", "master_port", "rdzv_endpoint", "ddp_timeout")
 
 
-def fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED) -> str:
-    """Identifies a training run: same data, base model and params -> same checkpoint folder.
+def fingerprint(
+    p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED, world_size: int = 1
+) -> str:
+    """Identifies a training run: same data, base model, params and world size -> same checkpoint
+    folder (a checkpoint holds one RNG state per rank and steps of one global batch size).
 
     Only what training reads counts (the train and validation splits, labels.json, the base
     model's content hashes), as in dvc.yaml's deps of train: new test rows keep the checkpoints.
     """
+    h = hashlib.sha256(base_fingerprint(p, data_dir, pretrained).encode())
+    h.update(f"world_size={world_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def base_fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED) -> str:
+    """The fingerprint of data and params alone, whatever the world size."""
+    train = {k: v for k, v in asdict(p.train).items() if k not in LAUNCH_FIELDS}
     h = hashlib.sha256()
-    h.update(
-        json.dumps([p.task, asdict(p.model), asdict(p.train), asdict(p.tokenize)], sort_keys=True).encode()
-    )
+    h.update(json.dumps([p.task, asdict(p.model), train, asdict(p.tokenize)], sort_keys=True).encode())
     paths = [catalog.tokenized_split(s, data_dir) for s in catalog.TRAINING_SPLITS]
     paths += [catalog.tokenized_info(data_dir), Path(pretrained)]
     for path in paths:
@@ -43,6 +59,46 @@ def fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED
                 h.update(f.relative_to(path.parent).as_posix().encode())
                 h.update(f.read_bytes())
     return h.hexdigest()[:16]
+
+
+def prepare_run(
+    p: Params, data_dir: Path, checkpoints: Path, world_size: int, pretrained: Path = catalog.PRETRAINED
+) -> tuple[Path, str | None]:
+    """The run folder for these data, params and world size, and the checkpoint to resume from.
+
+    Other runs' folders go (their params or data changed). One with the same data and params at
+    another world size goes too, named in a warning: Trainer cannot resume a run at another world
+    size (one RNG state per rank, another global batch), so this run starts afresh.
+    """
+    base = base_fingerprint(p, data_dir, pretrained)
+    run_dir = checkpoints / fingerprint(p, data_dir, pretrained, world_size)
+    if checkpoints.exists():
+        for other in checkpoints.iterdir():
+            if other == run_dir or not other.is_dir():
+                continue
+            info = _run_info(other)
+            if info.get("base") == base and info.get("world_size") != world_size and any(
+                other.glob("checkpoint-*")
+            ):
+                print(
+                    f"warning: {other} holds checkpoints of this run at world size {info.get('world_size')}"
+                    f" (processes x nodes); this run has world size {world_size} and cannot resume"
+                    " from them: they are removed and training starts afresh",
+                    file=sys.stderr,
+                )
+            shutil.rmtree(other, ignore_errors=True)
+    resume = last_complete_checkpoint(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_INFO).write_text(json.dumps({"base": base, "world_size": world_size}) + "\n")
+    return run_dir, resume
+
+
+def _run_info(folder: Path) -> dict[str, object]:
+    try:
+        info = json.loads((folder / RUN_INFO).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def last_complete_checkpoint(run_dir: Path) -> str | None:

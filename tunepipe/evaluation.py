@@ -121,7 +121,8 @@ def evaluate(p: Params) -> dict[str, Any]:
         p.evaluate.thresholds,
     )
     test = catalog.read_tokenized(splits=("test",))["test"]
-    model, tok = load_model(catalog.MODEL)
+    # On the GPU when present, in the precision the model was trained in (train.precision)
+    model, tok = load_model(catalog.MODEL, device=p.train.device, precision=p.train.precision)
     if task == "token_classification":
         refs, preds = [], []
         column = "word_labels" if "word_labels" in test.column_names else "labels"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,18 @@ import numpy as np
 
 from tunepipe import progress
 from tunepipe.assets import check_model_dir
+from tunepipe.devices import choose
 from tunepipe.errors import PipelineError
 
+AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
 
-def load_model(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """The saved model with the head it was trained with (sequence or token classification)."""
+
+def load_model(
+    model_dir: Path, trust_remote_code: bool = False, device: str = "auto", precision: str = "auto"
+) -> tuple[Any, Any]:
+    """The saved model with the head it was trained with (sequence or token classification), on
+    the GPU when one is present (device auto) and set to run in `precision` there (autocast): the
+    weights stay float32, so predictions match the CPU's within floating-point tolerance."""
     from transformers import (
         AutoConfig,
         AutoModelForSequenceClassification,
@@ -32,6 +40,9 @@ def load_model(model_dir: Path, trust_remote_code: bool = False) -> tuple[Any, A
         str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code
     )
     model.eval()
+    where = choose(device, precision)
+    model.to(where["device"])
+    model.inference_precision = where["precision"]  # read by _batches: autocast dtype
     return model, tok
 
 
@@ -57,6 +68,10 @@ def _batches(
 
     collate = DataCollatorWithPadding(tok)
     device = next(model.parameters()).device
+    dtype = AUTOCAST.get(getattr(model, "inference_precision", "fp32"))
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     encoded = encoded.select_columns(keep)
     lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=int)
@@ -66,7 +81,9 @@ def _batches(
             idx = order[start : start + batch_size]
             batch = collate([encoded[int(i)] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()}
-            yield idx, lengths[idx], model(**batch).logits.float().cpu().numpy()
+            with autocast():
+                logits = model(**batch).logits
+            yield idx, lengths[idx], logits.float().cpu().numpy()
             advance(len(idx))
 
 

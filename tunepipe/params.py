@@ -142,6 +142,21 @@ class TrainParams:
     logging_steps: int = 20
     device: str = "auto"  # auto, cpu, cuda
     precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
+    # Optimizer steps accumulate this many batches: the global batch is batch_size x processes x
+    # nodes x gradient_accumulation_steps (reports/train.json states it).
+    gradient_accumulation_steps: int = 1
+    # Data-parallel training (tunepipe/launch.py): above one process in all, the train stage
+    # relaunches itself under torchrun. processes is per node: a number, or auto (every visible
+    # GPU; 1 on CPU).
+    processes: int | str = 1
+    nodes: int = 1
+    # Rendezvous of a multi-node run: a c10d endpoint host:port, or master_addr and master_port
+    # (static; each node's rank in the NODE_RANK environment variable). One node needs neither.
+    master_addr: str | None = None
+    master_port: int | None = None
+    rdzv_endpoint: str | None = None
+    # Seconds a process waits in a collective before it gives up (a rank stuck on another node).
+    ddp_timeout: int = 1800
 
 
 @dataclass(frozen=True)
@@ -351,6 +366,11 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _is_endpoint(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
 # What the types cannot say, by dotted field name; a null always passes (where a field allows it).
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": TASK_TYPES,
@@ -384,6 +404,15 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.freeze_layers": (lambda v: v >= 0, "0 or more"),
     "train.max_train_samples": (lambda v: v >= 1, "1 or more, or null"),
     "train.logging_steps": (lambda v: v >= 1, "1 or more"),
+    "train.gradient_accumulation_steps": (lambda v: v >= 1, "1 or more"),
+    "train.processes": (
+        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+        "a whole number of 1 or more, or auto",
+    ),
+    "train.nodes": (lambda v: v >= 1, "1 or more"),
+    "train.master_port": (lambda v: 1 <= v <= 65535, "a port number between 1 and 65535, or null"),
+    "train.rdzv_endpoint": (_is_endpoint, "host:port (a c10d rendezvous endpoint), or null"),
+    "train.ddp_timeout": (lambda v: v >= 1, "1 or more (seconds)"),
     "evaluate.batch_size": (lambda v: v >= 1, "1 or more"),
     "search.trials": (lambda v: v >= 0, "0 or more"),
     "promote.resamples": (lambda v: v >= 1000, "1000 or more (a percentile interval needs them)"),
@@ -547,6 +576,7 @@ def _check_across(p: Params, where: str) -> None:
             f"{where}: promote.stage: expected a GTO stage name (letters, digits, '-', '_', '/'; "
             f"starting and ending with a letter or digit), got {p.promote.stage!r}"
         )
+    _check_distributed(p.train, where)
     extras = p.evaluate.metrics
     unknown = sorted(set(extras) - set(EXTRA_METRICS))
     if unknown:
@@ -583,6 +613,24 @@ def _check_across(p: Params, where: str) -> None:
             raise PipelineError(
                 f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there"
             )
+
+
+def _check_distributed(t: TrainParams, where: str) -> None:
+    """A run over several nodes needs a rendezvous: exactly one of a c10d endpoint or a static
+    master address and port. One node needs none (torchrun picks a free local port)."""
+    static = t.master_addr is not None or t.master_port is not None
+    if t.rdzv_endpoint is not None and static:
+        raise PipelineError(
+            f"{where}: train.rdzv_endpoint and train.master_addr/master_port are two ways to meet; "
+            "set one of them"
+        )
+    if static and (t.master_addr is None or t.master_port is None):
+        raise PipelineError(f"{where}: train.master_addr and train.master_port go together; set both")
+    if t.nodes > 1 and t.rdzv_endpoint is None and not static:
+        raise PipelineError(
+            f"{where}: train.nodes is {t.nodes}: set train.rdzv_endpoint (host:port) or "
+            "train.master_addr and train.master_port so the nodes can find each other"
+        )
 
 
 def is_number(value: Any) -> bool:

@@ -28,6 +28,9 @@ def set_env_defaults() -> None:
 # Set by the flow to a file path: a stage creates it when its command really starts. A `dvc repro`
 # that leaves it absent restored the stage's outputs from DVC's run-cache instead of running it.
 RAN_MARKER = "TUNEPIPE_STAGE_RAN"
+# Set on the processes a stage starts under torchrun (tunepipe/launch.py): the launching process
+# already cleared stale outputs, and several ranks must not do it at once.
+LAUNCHED = "TUNEPIPE_LAUNCHED"
 
 
 def run(main: Callable[[], None]) -> None:
@@ -38,7 +41,8 @@ def run(main: Callable[[], None]) -> None:
         with open(marker, "a"):
             pass
     try:
-        catalog.clean_stale_outputs()
+        if not os.environ.get(LAUNCHED):
+            catalog.clean_stale_outputs()
         main()
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ model directory, and report what happened (see tunepipe/checkpoints.py for resum
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from tunepipe import assets, catalog
+from tunepipe import assets, catalog, launch
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
-from tunepipe.checkpoints import fingerprint, last_complete_checkpoint
+from tunepipe.checkpoints import fingerprint, prepare_run
 from tunepipe.devices import choose_device
 from tunepipe.errors import PipelineError
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
@@ -123,13 +124,28 @@ def weighted_trainer(weights: list[float]) -> type:
     return WeightedTrainer
 
 
+def global_batch_size(t: Any, world_size: int) -> int:
+    """Examples per optimizer step: per-device batch x processes in all x accumulation steps."""
+    return t.batch_size * world_size * t.gradient_accumulation_steps
+
+
+def ddp_backend(world_size: int, device: dict[str, Any]) -> str | None:
+    """Several processes (tunepipe/launch.py): gloo on CPU; on CUDA, Trainer's choice (NCCL)."""
+    return "gloo" if world_size > 1 and device["device"] == "cpu" else None
+
+
 def training_arguments(
-    p: Params, out_dir: Path, n_train: int, device: dict[str, Any], metric: str = "accuracy"
+    p: Params,
+    out_dir: Path,
+    n_train: int,
+    device: dict[str, Any],
+    metric: str = "accuracy",
+    world_size: int = 1,
 ) -> Any:
     from transformers import TrainingArguments
 
     t = p.train
-    steps_per_epoch = max(1, math.ceil(n_train / t.batch_size))
+    steps_per_epoch = max(1, math.ceil(n_train / global_batch_size(t, world_size)))
     eval_steps = max(1, steps_per_epoch // max(1, t.evaluations_per_epoch))
     return TrainingArguments(
         output_dir=str(out_dir),
@@ -137,6 +153,7 @@ def training_arguments(
         learning_rate=t.learning_rate,
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_ratio,
         seed=t.seed,
@@ -158,6 +175,8 @@ def training_arguments(
         fp16=device["precision"] == "fp16",
         report_to="none",
         disable_tqdm=False,
+        ddp_backend=ddp_backend(world_size, device),
+        ddp_timeout=t.ddp_timeout,
     )
 
 
@@ -266,13 +285,14 @@ def train(
     columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
     train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
 
-    run_dir = checkpoints / fingerprint(p, data_dir)
-    if checkpoints.exists():
-        for other in checkpoints.iterdir():
-            if other != run_dir:
-                shutil.rmtree(other, ignore_errors=True)
-    resume = last_complete_checkpoint(run_dir)
-    if resume:
+    world = launch.world_size()
+    main = launch.is_main()
+    if os.environ.get(launch.LAUNCHED):  # the launching process prepared the checkpoints
+        run_dir = checkpoints / fingerprint(p, data_dir, world_size=world)
+        resume = os.environ.get(launch.RESUME) or None
+    else:
+        run_dir, resume = prepare_run(p, data_dir, checkpoints, world)
+    if resume and main:
         print(f"train: resuming from {resume}")
 
     torch.manual_seed(t.seed)
@@ -291,10 +311,13 @@ def train(
     except ValueError as exc:
         raise PipelineError(f"params.yaml: train.freeze {t.freeze}: {exc}") from None
     params_count = count_parameters(model)
-    print(
-        f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
-        f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples"
-    )
+    if main:
+        print(
+            f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
+            f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples, "
+            f"global batch {global_batch_size(t, world)} ({t.batch_size} x {world} processes x "
+            f"{t.gradient_accumulation_steps} accumulation steps)"
+        )
     trainer_class, weights_by_label = Trainer, None
     if t.class_weights:
         if p.task == "regression":
@@ -304,7 +327,7 @@ def train(
         trainer_class = weighted_trainer(weights)
     trainer = trainer_class(
         model=model,
-        args=training_arguments(p, run_dir, len(train_ds), device, metric),
+        args=training_arguments(p, run_dir, len(train_ds), device, metric, world),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tok,
@@ -312,18 +335,26 @@ def train(
         compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
         callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold), *callbacks],
     )
+    # The heads trained here (sequence and token classification, regression) average their loss
+    # over their own batch and ignore num_items_in_batch, although their forward takes **kwargs.
+    # Left at True, Trainer would multiply that mean by the number of processes under DDP and
+    # skip dividing it by gradient_accumulation_steps: gradients N times too large.
+    trainer.model_accepts_loss_kwargs = False
     from transformers.trainer_callback import ProgressCallback
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(quiet_progress(t.logging_steps))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
+    state = trainer.state
+    if not trainer.is_world_process_zero():
+        # Under DDP every rank holds the same weights and state: one (rank 0) writes them.
+        return {"rank": launch.rank(), "global_step": state.global_step}
     with atomic_dir(model_dir) as tmp:
         trainer.save_model(str(tmp))
         # A pickle holding run-specific paths: not needed to load the model, and it would make
         # the model's hash differ between identical runs. The params are in the lineage record.
         (tmp / "training_args.bin").unlink(missing_ok=True)
-    state = trainer.state
     if out_dir is None:
         write_curves(state.log_history, t.logging_steps, metric_names(p.task, scheme or "none"))
     # The same data and params give the same report, resumed or not: DVC hashes it (dvc.lock).
@@ -332,6 +363,12 @@ def train(
         "parameters": params_count,
         "class_weights": weights_by_label,
         "train_examples": len(train_ds),
+        "batch": {
+            "per_device": t.batch_size,
+            "processes": world,
+            "gradient_accumulation_steps": t.gradient_accumulation_steps,
+            "global": global_batch_size(t, world),
+        },
         "epochs_run": round(state.epoch or 0, 4),
         "global_step": state.global_step,
         "max_steps": state.max_steps,
@@ -344,6 +381,10 @@ def train(
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        # this process's (rank 0's) peak; null on CPU
+        "peak_gpu_memory_mib": (
+            round(torch.cuda.max_memory_allocated() / 2**20) if device["device"] == "cuda" else None
+        ),
     }
     shutil.rmtree(run_dir, ignore_errors=True)  # finished: the model is saved and DVC-cached
     if out_dir is None:
@@ -351,3 +392,16 @@ def train(
         write_json(catalog.TRAIN_RUN, run)
         write_text(catalog.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
     return report | run
+
+
+def run_stage(p: Params, module: str) -> dict[str, Any] | None:
+    """The train stage: in this process for a world of one; otherwise the checkpoints are prepared
+    here, once, and `module` runs again under torchrun (tunepipe/launch.py). Returns the report
+    where this process wrote it (None on other ranks and in a process that launched the run)."""
+    world = launch.planned_world_size(p.train)
+    if not launch.under_launcher() and world > 1:
+        _, resume = prepare_run(p, catalog.TOKENIZED, catalog.CHECKPOINTS, world)
+        launch.relaunch(p.train, module, resume)
+        return None
+    report = train(p)
+    return report if launch.is_main() else None
