@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -346,23 +347,33 @@ def pipeline(
     return result
 
 
+def run_from_command_line(root: Path, start: Callable[[], State]) -> dict[str, Any]:
+    """A flow started from a shell: its result, or its error on stderr and the stage's exit code.
+
+    A broken params.yaml fails first, before a Prefect server starts or any stage runs.
+    """
+    set_env_defaults()
+    try:
+        params_mod.read(root / catalog.PARAMS)
+        state = start()
+        if not state.is_completed():
+            raise get_state_exception(state)
+        return state.result()
+    except PipelineError as exc:
+        # The flow's last line is the stage's own error, with the stage's exit code.
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 1))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=".", help="project directory (with dvc.yaml and params.yaml)")
     parser.add_argument("--no-register", action="store_true", help="stop after evaluation")
     args = parser.parse_args(argv)
-    set_env_defaults()
-    try:
-        # A broken params.yaml fails here, before a Prefect server starts or any stage runs.
-        params_mod.read(Path(args.root) / catalog.PARAMS)
-        state = pipeline(root=args.root, registration=not args.no_register, return_state=True)
-        if not state.is_completed():
-            raise get_state_exception(state)
-        result = state.result()
-    except PipelineError as exc:
-        # The flow's last line is the stage's own error, with the stage's exit code.
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 1))
+    register = not args.no_register
+    result = run_from_command_line(
+        Path(args.root), lambda: pipeline(root=args.root, registration=register, return_state=True)
+    )
     print(f"test metrics: {format_metrics(result['metrics'])}")
     reg = result["registered"]
     if reg:

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import get_state_exception
 
-from flows.pipeline import QUIET_FAILURES, failed, pipeline
-from tunepipe import catalog, remote
-from tunepipe import params as params_mod
+from flows.pipeline import QUIET_FAILURES, failed, pipeline, run_from_command_line
+from tunepipe import remote
 from tunepipe.errors import PipelineError
 from tunepipe.metrics import format_metrics
-from tunepipe.stage import set_env_defaults
 
 NO_DVC_REMOTE = (
     "no DVC remote configured: data, model and run-cache stay in this checkout "
@@ -116,16 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         "--no-register", action="store_true", help="stop after evaluation (still pushes to DVC)"
     )
     args = parser.parse_args(argv)
-    set_env_defaults()
-    try:
-        params_mod.read(Path(catalog.PARAMS))
-        state = retrain(ref=args.ref, registration=not args.no_register, return_state=True)
-        if not state.is_completed():
-            raise get_state_exception(state)
-        result = state.result()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(getattr(exc, "exit_code", 1))
+    result = run_from_command_line(
+        Path("."), lambda: retrain(ref=args.ref, registration=not args.no_register, return_state=True)
+    )
     print(f"test metrics: {format_metrics(result['metrics'])}")
     print(result["message"])
 

@@ -316,3 +316,15 @@ def remote_tags(bare: Path) -> set[str]:
 
 def stored_files(dvc_remote: Path) -> int:
     return sum(1 for p in dvc_remote.rglob("*") if p.is_file())
+
+
+def fake_tokenized(tmp_path: Path, pretrained: str = "{}") -> tuple[Path, Path]:
+    """A stand-in for data/tokenized and data/pretrained.json: what a checkpoint fingerprint hashes."""
+    data = tmp_path / "tokenized"
+    for split in ("train", "validation", "test"):
+        (data / split).mkdir(parents=True)
+        (data / split / "part.arrow").write_bytes(b"abc")
+    (data / "labels.json").write_text('{"labels": ["a", "b"]}')
+    record = tmp_path / "pretrained.json"
+    record.write_text(pretrained)
+    return data, record

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import build_classifier
+from tests.helpers import build_classifier, fake_tokenized
 from tunepipe import checkpoints, launch, params, training
 from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for
@@ -87,19 +87,8 @@ def test_a_failed_torchrun_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
     assert env[launch.LAUNCHED] == "1" and env[launch.RESUME] == "models/checkpoints/x/checkpoint-9"
 
 
-def _data(tmp_path: Path) -> tuple[Path, Path]:
-    data = tmp_path / "tokenized"
-    for split in ("train", "validation", "test"):
-        (data / split).mkdir(parents=True)
-        (data / split / "part.arrow").write_bytes(b"abc")
-    (data / "labels.json").write_text('{"labels": ["a", "b"]}')
-    pretrained = tmp_path / "pretrained.json"
-    pretrained.write_text("{}")
-    return data, pretrained
-
-
 def test_fingerprint_holds_the_world_size_not_the_rendezvous(tmp_path: Path) -> None:
-    data, pretrained = _data(tmp_path)
+    data, pretrained = fake_tokenized(tmp_path)
 
     def fingerprint(world: int = 1, **train: object) -> str:
         return checkpoints.fingerprint(params.parse({"train": train}), data, pretrained, world)
@@ -114,7 +103,7 @@ def test_fingerprint_holds_the_world_size_not_the_rendezvous(tmp_path: Path) -> 
 def test_checkpoints_of_another_world_size_are_named_and_not_resumed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data, pretrained = _data(tmp_path)
+    data, pretrained = fake_tokenized(tmp_path)
     p, root = params.parse({}), tmp_path / "checkpoints"
     run_dir, resume = checkpoints.prepare_run(p, data, root, 2, pretrained)
     assert resume is None

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import fake_tokenized
 from tunepipe import checkpoints, devices, params, training
 from tunepipe.errors import PipelineError
 
@@ -29,13 +30,7 @@ def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
 def test_checkpoint_fingerprint_follows_data_and_params(tmp_path: Path) -> None:
     """A changed run must never resume another run's checkpoints; an identical one must. Only
     what training reads counts: new test rows keep them."""
-    data = tmp_path / "tokenized"
-    for split in ("train", "validation", "test"):
-        (data / split).mkdir(parents=True)
-        (data / split / "part.arrow").write_bytes(b"abc")
-    (data / "labels.json").write_text('{"labels": ["a", "b"]}')
-    pretrained = tmp_path / "pretrained.json"
-    pretrained.write_text('{"tokenizer": {"vocab.txt": "1"}}')
+    data, pretrained = fake_tokenized(tmp_path, pretrained='{"tokenizer": {"vocab.txt": "1"}}')
     base = params.parse({})
 
     def fingerprint(p: params.Params = base) -> str:
