@@ -225,6 +225,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3000, help="train rows (train.max_train_samples)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--precision", default="auto", help="train.precision of the tunepipe runs (the plain script: fp32)"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--plain-run", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, default=None, help=argparse.SUPPRESS)
@@ -240,6 +243,7 @@ def main() -> None:
     # No threshold gate: a short benchmark run is measured, not shipped.
     set_params(workdir, train={"max_train_samples": args.rows, "epochs": 1, "batch_size": 32})
     set_params(workdir, evaluate={"thresholds": {}})
+    set_params(workdir, train={"precision": args.precision})
     print(f"scratch clone {workdir}: data stages ...", flush=True)
     timed([sys.executable, "-m", "dvc", "repro", "tokenize"], workdir)
 
