@@ -16,7 +16,11 @@ pytest_plugins = ("pytester",)  # test_markers runs pytest on files it writes
 os.environ.update(OFFLINE)
 # Stage commands say `python`: it must be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-
+# Prefect sets up logging (a console handler bound to sys.stderr) when prefect.main is first
+# imported, e.g. by `from prefect import flow`. First imported inside a test under capsys, it would
+# keep that test's capture stream, closed afterwards, and every later flow in the process would
+# fail writing its logs (a flow test after test_bad_inputs' flow rows): import it here instead.
+import prefect.main  # noqa: E402, F401
 
 COSTS = ("unit", "stage", "e2e")  # registered in pyproject.toml; `make test-unit` runs the first
 
