@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from prefect.states import get_state_exception
 
 from flows.pipeline import QUIET_FAILURES, failed, pipeline, run_from_command_line
+from tunepipe import promotion as promotion_mod
 from tunepipe import remote
 from tunepipe.errors import PipelineError
 from tunepipe.metrics import format_metrics
@@ -101,7 +102,7 @@ def summary(result: dict[str, Any]) -> str:
         line = f"{'registered' if reg.get('new') else 'already registered as'} {reg['tag']}"
         decision = result.get("promotion")
         if decision:
-            line += f", {'promoted to' if decision['promote'] else 'not promoted to'} {decision['stage']}"
+            line += f", {promotion_mod.outcome(decision)}"
         return line
     return "not registered (registration off)"
 

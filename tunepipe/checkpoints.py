@@ -41,7 +41,11 @@ def fingerprint(
     Only what training reads counts (the train and validation splits, labels.json, the base
     model's content hashes), as in dvc.yaml's deps of train: new test rows keep the checkpoints.
     """
-    h = hashlib.sha256(base_fingerprint(p, data_dir, pretrained).encode())
+    return with_world_size(base_fingerprint(p, data_dir, pretrained), world_size)
+
+
+def with_world_size(base: str, world_size: int) -> str:
+    h = hashlib.sha256(base.encode())
     h.update(f"world_size={world_size}".encode())
     return h.hexdigest()[:16]
 
@@ -70,8 +74,8 @@ def prepare_run(
     another world size goes too, named in a warning: Trainer cannot resume a run at another world
     size (one RNG state per rank, another global batch), so this run starts afresh.
     """
-    base = base_fingerprint(p, data_dir, pretrained)
-    run_dir = checkpoints / fingerprint(p, data_dir, pretrained, world_size)
+    base = base_fingerprint(p, data_dir, pretrained)  # hashes the data once
+    run_dir = checkpoints / with_world_size(base, world_size)
     if checkpoints.exists():
         for other in checkpoints.iterdir():
             if other == run_dir or not other.is_dir():

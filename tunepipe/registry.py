@@ -98,7 +98,7 @@ def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
     from gto.exceptions import GTOException
 
     root = Path(root).resolve()
-    tag = registered_tag(root, name, resolve(root, name, version))
+    tag = registered_tag(root, name, version)
     if not check_string_is_valid(stage):
         raise PipelineError(
             f"stage {stage!r}: expected letters, digits, '-', '_' or '/' (starting and ending with a "
@@ -242,9 +242,7 @@ def register(
 
 def registered_tag(root: Path, name: str, version: str) -> str:
     """The tag of a registered version (or of the one in a stage), or an error listing the versions."""
-    if not VERSION.fullmatch(version.split("@", 1)[-1]):
-        version = resolve(root, name, version)
-    tag = full_name(name, version)
+    tag = full_name(name, resolve(root, name, version))
     if not git(root, "tag", "--list", tag):
         known = ", ".join(versions(root, name)) or "none"
         raise PipelineError(f"no registered version {tag} (registered versions of {name}: {known})")
