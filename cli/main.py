@@ -32,6 +32,17 @@ NAME_HELP = "artifact name (default: register.name in params.yaml)"
 VERSION_HELP = "a registered version (v0.1.0 or model@v0.1.0) or a stage (prod: the version in it)"
 Root = Annotated[str | None, typer.Option("--root", help=ROOT_HELP, show_default=False)]
 Name = Annotated[str | None, typer.Option("--name", help=NAME_HELP, show_default=False)]
+NoVerify = Annotated[
+    bool,
+    typer.Option(
+        "--no-verify",
+        help="use the model even when its files do not match the hashes dvc.lock pins (warns instead)",
+    ),
+]
+
+
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr)
 
 
 def _version(value: bool) -> None:
@@ -174,6 +185,7 @@ def predict(
         str | None, typer.Option("--text-pair-column", help="second text column, for sentence-pair models")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="examples per forward pass")] = 64,
+    no_verify: NoVerify = False,
     name: Name = None,
     root: Root = None,
 ) -> None:
@@ -198,6 +210,8 @@ def predict(
         root=Path(base),
         name=_artifact_name(base, name),
         batch_size=batch_size,
+        verify=not no_verify,
+        warn=_warn,
     )
     print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
 
@@ -210,12 +224,16 @@ def lineage(
     name: Name = None,
     root: Root = None,
 ) -> None:
-    """Print a registered version's lineage: commits, hashes, params, metrics."""
-    from tunepipe import registry
+    """Print a registered version's lineage: commits, hashes, params, metrics (cross-checked)."""
+    from tunepipe import audit, registry
 
     base = _root(ctx, root)
     version, name = _split_version(version, name)
-    record = registry.read_lineage(Path(base), _artifact_name(base, name), version)
+    artifact = _artifact_name(base, name)
+    record = registry.read_lineage(Path(base), artifact, version)
+    disagreements = audit.cross_check(Path(base), artifact, version)
+    for problem in disagreements:
+        _warn(problem)
     if as_json:
         print(json.dumps(record, indent=2))
         return
@@ -242,6 +260,12 @@ def lineage(
         "  packages            " + ", ".join(f"{k}=={v}" for k, v in record["packages"].items()),
         "  params              "
         + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
+        "  cross-checked       "
+        + (
+            f"DISAGREES with the tagged commit in {len(disagreements)} place(s): see the WARNING lines"
+            if disagreements
+            else "agrees with the tag's dvc.lock, reports/metrics.json, params.yaml and message"
+        ),
     ]
     print("\n".join(lines))
 
@@ -266,8 +290,8 @@ def _search_line(study: dict[str, Any] | None) -> str:
 
 @app.command()
 def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
-    """List registered versions with their stages (GTO) and test metrics."""
-    from tunepipe import registry
+    """List registered versions with their stages (GTO) and test metrics (lineage cross-checked)."""
+    from tunepipe import audit, registry
     from tunepipe.metrics import format_metrics
 
     base = _root(ctx, root)
@@ -281,10 +305,14 @@ def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     for version in found:
         record = registry.read_lineage(Path(base), artifact, version)
         stages = ", ".join(held.get(version, ["-"]))
+        disagreements = audit.cross_check(Path(base), artifact, version)
         print(
             f"{artifact}@{version}  {stages:<{width}}  {record['registered_commit'][:10]}  "
             f"{format_metrics(record['metrics'])}"
+            + (f"  [!] lineage disagrees with the tag ({len(disagreements)})" if disagreements else "")
         )
+        for problem in disagreements:
+            _warn(problem)
 
 
 @app.command()
@@ -319,16 +347,77 @@ def fetch(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help=VERSION_HELP)],
     output: Annotated[Path, typer.Option("-o", "--output", help="directory to write the model into")],
+    no_verify: NoVerify = False,
     name: Name = None,
     root: Root = None,
 ) -> None:
-    """Materialise a registered version's model directory (DVC cache or remote)."""
+    """Materialise a registered version's model directory (DVC cache or remote), hash-checked."""
     from tunepipe import registry
 
     base = _root(ctx, root)
     version, name = _split_version(version, name)
-    out = registry.fetch_model(Path(base), _artifact_name(base, name), version, output)
+    out = registry.fetch_model(
+        Path(base), _artifact_name(base, name), version, output, verify=not no_verify, warn=_warn
+    )
     print(f"fetched {version} -> {out}")
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--path", help="check this model folder instead of the DVC cache's copy", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="every check as JSON")] = False,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Re-hash a version's model and data against its dvc.lock; cross-check its lineage record."""
+    from tunepipe import audit
+
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    report = audit.verify(Path(base), _artifact_name(base, name), version, path)
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(f"{report.tag} (commit {report.commit[:10]}): {len(report.checks)} checks")
+        status_width = max(len(c.status) for c in report.checks)
+        kind_width = max(len(c.kind) for c in report.checks)
+        for c in report.checks:
+            shown = c.found if c.ok else f"found {c.found}, expected {c.expected}"
+            print(f"  {c.status:<{status_width}}  {c.kind:<{kind_width}}  {c.item}  {shown}")
+    if not report.ok:
+        hints = sorted({c.hint for c in report.failures if c.hint})
+        raise PipelineError(
+            f"{report.tag} failed verification ({len(report.failures)} of {len(report.checks)} checks): "
+            + "; ".join(c.describe() for c in report.failures)
+            + (" (to fix: " + "; ".join(hints) + ")" if hints else "")
+        )
+    print(f"verified {report.tag}: all {len(report.checks)} checks passed")
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    a: Annotated[str, typer.Argument(help=VERSION_HELP)],
+    b: Annotated[str, typer.Argument(help="the version (or stage) to compare it with")],
+    as_json: Annotated[bool, typer.Option("--json", help="the comparison as JSON")] = False,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Compare two versions: params that differ, metrics side by side, data hashes same/different."""
+    from tunepipe import compare as compare_mod
+
+    base = _root(ctx, root)
+    a, name = _split_version(a, name)
+    b, name = _split_version(b, name)
+    result = compare_mod.compare(Path(base), _artifact_name(base, name), a, b)
+    print(json.dumps(result, indent=2) if as_json else compare_mod.render(result))
 
 
 PREFECT_FILE = "prefect.yaml"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from tunepipe import registry
+from tunepipe import audit, registry
 from tunepipe.conll import read_lines, write_conll
 from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
@@ -159,12 +160,25 @@ def predict_words(
     return result
 
 
-def resolve_model(model: str, root: Path, name: str, workdir: Path) -> Path:
-    """A model directory as given, or a registered version fetched from the registry."""
+def resolve_model(
+    model: str,
+    root: Path,
+    name: str,
+    workdir: Path,
+    verify: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
+    """A model directory as given, or a registered version fetched from the registry.
+
+    Either is checked unless `verify` is off: a version against its tag's dvc.lock (fetch_model),
+    a folder this project's DVC tracks (models/model) against the workspace's dvc.lock.
+    """
     path = Path(model)
     if path.is_dir():
+        if verify:
+            audit.check_workspace_output(root, path)
         return path
-    return registry.fetch_model(root, name, model, workdir / "model")
+    return registry.fetch_model(root, name, model, workdir / "model", verify=verify, warn=warn)
 
 
 CONLL_SUFFIXES = (".conll", ".iob", ".bio")
@@ -206,6 +220,8 @@ def predict_file(
     root: Path = Path("."),
     name: str = "model",
     batch_size: int = 64,
+    verify: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
@@ -224,7 +240,7 @@ def predict_file(
     if not input_path.is_file():
         raise PipelineError(f"{input_path}: file not found")
     with tempfile.TemporaryDirectory(prefix="tunepipe-predict-") as tmp:
-        model_dir = resolve_model(model, root, name, Path(tmp))
+        model_dir = resolve_model(model, root, name, Path(tmp), verify, warn)
         loaded, tok = load_model(model_dir)
         df, conll = read_input(input_path, task_of(loaded.config), text_column)
         if df.empty:

@@ -257,11 +257,19 @@ def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
     return record
 
 
-def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
+def fetch_model(
+    root: Path,
+    name: str,
+    version: str,
+    out: Path,
+    verify: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> Path:
     """Materialise a registered version's model directory from the DVC cache (or remote).
 
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
+    `verify=False` (`--no-verify`) takes the files as they are; the mismatch goes to `warn`.
     """
     from dvc.exceptions import DvcException
     from dvc_data.index.index import DataIndexDirError
@@ -277,7 +285,13 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
             repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(staged), force=True)
         except (DvcException, DataIndexDirError, FileNotFoundError) as exc:
             raise not_in_cache(repo, tag, entry["md5"], exc) from None
-        check_fetched(repo, tag, entry["md5"], staged)
+        try:
+            check_fetched(repo, tag, entry["md5"], staged)
+        except PipelineError as exc:
+            if verify:
+                raise
+            if warn is not None:
+                warn(str(exc).removesuffix(NO_VERIFY))
         for child in staged.iterdir():
             child.rename(tmp / child.name)
         staged.rmdir()
@@ -345,6 +359,9 @@ def not_in_cache(repo: Any, tag: str, dir_md5: str, exc: Exception) -> PipelineE
     )
 
 
+NO_VERIFY = " (--no-verify uses the files as they are)"
+
+
 def check_fetched(repo: Any, tag: str, dir_md5: str, folder: Path) -> None:
     """The fetched folder hashes to the registered model; otherwise name the corrupted cache files."""
     got, files = tree_md5(folder)
@@ -357,9 +374,9 @@ def check_fetched(repo: Any, tag: str, dir_md5: str, folder: Path) -> None:
         shown = ", ".join(f"{_cached(repo, manifest[rel])} ({catalog.MODEL}/{rel})" for rel in bad)
         raise PipelineError(
             f"{tag}: the DVC cache is corrupted: {shown} no longer holds what was registered: "
-            f"delete {'it' if len(bad) == 1 else 'them'} {remedy}"
+            f"delete {'it' if len(bad) == 1 else 'them'} {remedy}{NO_VERIFY}"
         )
     raise PipelineError(
         f"{tag}: the DVC cache is corrupted: {_cached(repo, dir_md5)} (the file list of "
-        f"{catalog.MODEL}) does not match the registered model {dir_md5}: delete it {remedy}"
+        f"{catalog.MODEL}) does not match the registered model {dir_md5}: delete it {remedy}{NO_VERIFY}"
     )

@@ -1,0 +1,99 @@
+"""Two registered versions side by side (`tunepipe compare a b`).
+
+Params and metrics come from DVC's own diffs at the two tags (`dvc params diff`, `dvc metrics
+diff`), so they read exactly what each tagged commit holds; data and model hashes come from the
+two tags' dvc.lock files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunepipe import dvcrepo, registry
+from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.errors import PipelineError
+
+
+def compare(root: Path, name: str, a: str, b: str) -> dict[str, Any]:
+    """{a, b, params: {file: {key: {old, new}}}, metrics: {file: {key: {old, new, diff}}},
+    outputs: {path: {a, b, same}}}: params that differ, every metric, every output's hash."""
+    root = Path(root).resolve()
+    tag_a, tag_b = registry.registered_tag(root, name, a), registry.registered_tag(root, name, b)
+    with dvcrepo.open_repo(root) as repo:
+        params = repo.params.diff(a_rev=tag_a, b_rev=tag_b)
+        metrics = repo.metrics.diff(a_rev=tag_a, b_rev=tag_b, all=True)
+    for what, result in (("params", params), ("metrics", metrics)):
+        if result.get("errors"):
+            raise PipelineError(f"DVC could not read the {what} of {tag_a} or {tag_b}: {result['errors']}")
+    outs_a, outs_b = lock_outputs(read_lock(root, tag_a)), lock_outputs(read_lock(root, tag_b))
+    outputs = {}
+    for path in sorted(set(outs_a) | set(outs_b)):
+        md5_a, md5_b = (outs_a.get(path) or {}).get("md5"), (outs_b.get(path) or {}).get("md5")
+        outputs[path] = {"a": md5_a, "b": md5_b, "same": md5_a == md5_b}
+    return {
+        "a": tag_a,
+        "b": tag_b,
+        "params": params.get("diff", {}),
+        "metrics": metrics.get("diff", {}),
+        "outputs": outputs,
+    }
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _param(value: Any) -> str:
+    """Params as written (a learning rate of 1e-05 must not print as 0.0000)."""
+    return "-" if value is None else str(value)
+
+
+def _change(entry: dict[str, Any]) -> str:
+    diff = entry.get("diff")
+    if isinstance(diff, int | float) and not isinstance(diff, bool):
+        return f"{diff:+.4f}" if isinstance(diff, float) else f"{diff:+d}"
+    return "" if entry.get("old") == entry.get("new") else "changed"
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def render(result: dict[str, Any]) -> str:
+    """The comparison as a text report: params, metrics, then data and model hashes."""
+    a, b = result["a"], result["b"]
+    va, vb = a.split("@", 1)[1], b.split("@", 1)[1]
+    lines = [f"{a} vs {b}", ""]
+    changed = [(f, k, e) for f, keys in result["params"].items() for k, e in sorted(keys.items())]
+    if changed:
+        lines.append("params that differ")
+        shown = [
+            (k if f == "params.yaml" else f"{f}:{k}", _param(e.get("old")), _param(e.get("new")))
+            for f, k, e in changed
+        ]
+        lines += _table([("", va, vb), *shown])
+    else:
+        lines.append("params: the same")
+    lines.append("")
+    metric_rows = [(f, k, e) for f, keys in result["metrics"].items() for k, e in sorted(keys.items())]
+    if metric_rows:
+        lines.append("metrics")
+        lines += _table(
+            [("", va, vb, "change")]
+            + [(k if f.endswith("metrics.json") else f"{f}:{k}", _value(e.get("old")), _value(e.get("new")),
+                _change(e)) for f, k, e in metric_rows]
+        )  # fmt: skip
+    else:
+        lines.append("metrics: none recorded")
+    lines.append("")
+    lines.append("data and model hashes (dvc.lock)")
+    rows = [("", "", va, vb)]
+    for path, o in result["outputs"].items():
+        state = "same" if o["same"] else "different"
+        rows.append((path, state, (o["a"] or "-")[:12], "" if o["same"] else (o["b"] or "-")[:12]))
+    lines += _table(rows)
+    return "\n".join(lines)
