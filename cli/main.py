@@ -398,7 +398,8 @@ def verify(
             + "; ".join(c.describe() for c in report.failures)
             + (" (to fix: " + "; ".join(hints) + ")" if hints else "")
         )
-    print(f"verified {report.tag}: all {len(report.checks)} checks passed")
+    if not as_json:
+        print(f"verified {report.tag}: all {len(report.checks)} checks passed")
 
 
 @app.command()

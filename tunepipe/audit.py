@@ -233,8 +233,12 @@ def _uncached_check(root: Path, tag: str, out: str, md5: str) -> Check:
 
 
 def _fetch_missing(repo: Any, tag: str, outs: dict[str, dict[str, Any]], uncached: set[str]) -> None:
-    """Pull the tag's outputs from the DVC remote into the cache when some are missing there."""
-    if not repo.config["core"].get("remote"):
+    """Pull the tag's outputs from the DVC remote into the cache when some are missing there.
+
+    The remote is this checkout's: DVC would read the tagged commit's own .dvc/config, which may
+    predate the remote."""
+    name = repo.config["core"].get("remote")
+    if not name or name not in repo.config["remote"]:
         return
     needed = [e["md5"] for p, e in outs.items() if p not in uncached]
     if all(_cache_path(repo, m).is_file() for m in needed) and all(
@@ -244,7 +248,8 @@ def _fetch_missing(repo: Any, tag: str, outs: dict[str, dict[str, Any]], uncache
     from dvc.exceptions import DvcException
 
     with contextlib.suppress(DvcException):  # what is still missing is reported, file by file
-        repo.fetch(revs=[tag], workspace=False)
+        config = {"core": {"remote": name}, "remote": {name: dict(repo.config["remote"][name])}}
+        repo.fetch(revs=[tag], workspace=False, config=config)
 
 
 def verify(root: Path, name: str, version: str, path: Path | None = None) -> Report:
