@@ -27,6 +27,8 @@ COMMANDS = (
     "lineage",
     "versions",
     "fetch",
+    "verify",
+    "compare",
     "deploy",
 )
 
