@@ -112,7 +112,7 @@ def test_a_clean_version_verifies_and_an_edited_lineage_record_is_caught(
 
     code, out, err = cli(capsys, "verify", "v0.1.0", "--root", root)
     assert code == 1
-    assert re.search(r"^  MISMATCH +lineage record +model md5 ", out, re.M)
+    assert re.search(r"^  MISMATCH +lineage field +model md5 ", out, re.M)
     assert re.search(r"^  MISMATCH +metrics +metric accuracy +found 0.9999", out, re.M)
     assert "  ok " in out and "models/model/model.safetensors" in out  # the files themselves are fine
     assert err.startswith("error: model@v0.1.0 failed verification (3 of ")
@@ -172,14 +172,23 @@ def test_altered_model_and_data_files_are_named(registered: Path, capsys: pytest
 
 
 def test_verify_takes_missing_files_from_the_dvc_remote(
-    registered: Path, capsys: pytest.CaptureFixture[str]
+    reproduced: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    dvc(registered, "remote", "add", "-d", "store", str(registered.parent / "store"))
-    dvc(registered, "push", "-q")
-    shutil.rmtree(registered / ".dvc/cache")
-    code, out, _ = cli(capsys, "verify", "v0.1.0", "--root", str(registered))
+    """Raw data that `dvc add` tracks is checked too; a remote added after registration serves."""
+    project = copy_project(reproduced[0], tmp_path / "project")
+    run(["git", "rm", "-r", "-q", "--cached", "data/raw"], project)
+    dvc(project, "add", "-q", "data/raw")
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-q", "-m", "raw data in DVC"], project)
+    registry.register(project, "model")
+    dvc(project, "remote", "add", "-d", "store", str(tmp_path / "store"))
+    dvc(project, "push", "-q")
+    shutil.rmtree(project / ".dvc/cache")
+    code, out, _ = cli(capsys, "verify", "v0.1.0", "--root", str(project))
     assert code == 0, out
-    assert "models/model/model.safetensors" in out and "data/splits/train.parquet" in out
+    for name in ("data input +data/raw/reviews.csv", "model file +models/model/model.safetensors"):
+        assert re.search(rf"^  ok +{name}  [0-9a-f]{{32}}$", out, re.M), name
+    assert "data/splits/train.parquet" in out
 
 
 def test_predict_refuses_an_altered_workspace_model(

@@ -25,7 +25,8 @@ from tunepipe.gitrepo import git
 
 OK, MISMATCH, MISSING, SKIPPED = "ok", "MISMATCH", "NOT AVAILABLE", "skipped"
 
-MODEL_FILE, DATA_OUTPUT, LINEAGE = "model file", "data output", "lineage record"
+MODEL_FILE, DATA_OUTPUT, DATA_INPUT = "model file", "data output", "data input"
+RECORD, LINEAGE = "lineage record", "lineage field"
 METRICS, TAG = "metrics", "tag message"
 
 
@@ -33,7 +34,7 @@ METRICS, TAG = "metrics", "tag message"
 class Check:
     """One item checked: what the version's commit pins (expected) and what was found."""
 
-    kind: str  # model file, data output, lineage record, metrics, tag message
+    kind: str  # model file, data output, data input (dvc add), lineage record, lineage field, metrics, tag
     item: str  # a path (models/model/config.json) or a record field (model md5)
     expected: str
     found: str
@@ -235,6 +236,27 @@ def _uncached_check(root: Path, tag: str, out: str, md5: str) -> Check:
     return _bad(kind, f"{out} (in git)", md5, got, problem)
 
 
+def _in_cache(repo: Any, md5: str) -> bool:
+    """The object and, for a directory, its file list and every file in it are in the cache."""
+    if not md5.endswith(".dir"):
+        return _cache_path(repo, md5).is_file()
+    manifest, _ = _manifest(repo, md5)
+    return manifest is not None and all(_cache_path(repo, m).is_file() for m in manifest.values())
+
+
+def tracked_inputs(root: Path, tag: str) -> dict[str, dict[str, Any]]:
+    """Data that `dvc add` tracks in the tagged commit (data/raw.dvc): path -> {md5, ...}."""
+    found = {}
+    for name in git(root, "ls-tree", "-r", "--name-only", tag).splitlines():
+        if not name.endswith(".dvc") or Path(name).name == ".dvc":
+            continue
+        spec = yaml.safe_load(_git_blob(root, tag, name) or b"") or {}
+        for out in spec.get("outs") or []:
+            if isinstance(out, dict) and out.get("md5") and out.get("path"):
+                found[(Path(name).parent / out["path"]).as_posix()] = {"md5": out["md5"], "file": name}
+    return found
+
+
 def _fetch_missing(repo: Any, tag: str, outs: dict[str, dict[str, Any]], uncached: set[str]) -> None:
     """Pull the tag's outputs from the DVC remote into the cache when some are missing there.
 
@@ -243,10 +265,7 @@ def _fetch_missing(repo: Any, tag: str, outs: dict[str, dict[str, Any]], uncache
     name = repo.config["core"].get("remote")
     if not name or name not in repo.config["remote"]:
         return
-    needed = [e["md5"] for p, e in outs.items() if p not in uncached]
-    if all(_cache_path(repo, m).is_file() for m in needed) and all(
-        _manifest(repo, m)[0] is not None for m in needed if m.endswith(".dir")
-    ):
+    if all(_in_cache(repo, e["md5"]) for p, e in outs.items() if p not in uncached):
         return
     from dvc.exceptions import DvcException
 
@@ -268,8 +287,12 @@ def verify(root: Path, name: str, version: str, path: Path | None = None) -> Rep
     if model not in outs:
         problem = f"{tag}: its dvc.lock pins no {model}"
         report.checks.append(_bad(MODEL_FILE, model, "an md5", "none", problem))
+    inputs = tracked_inputs(root, tag)
     with dvcrepo.open_repo(root) as repo:
-        _fetch_missing(repo, tag, {p: e for p, e in outs.items() if not (p == model and path)}, uncached)
+        wanted = {p: e for p, e in outs.items() if not (p == model and path)} | inputs
+        _fetch_missing(repo, tag, wanted, uncached)
+        for out, entry in inputs.items():
+            report.checks += _cached_checks(repo, tag, DATA_INPUT, out, entry["md5"])
         for out, entry in outs.items():
             if out == model:
                 if path is not None:
@@ -333,11 +356,11 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     blob = _git_blob(root, tag, rel)
     if blob is None:
         problem = f"{rel} is not in the tagged commit {commit[:10]}: {tag} has no lineage record"
-        return [_bad(LINEAGE, rel, "in the tagged commit", "missing", problem)]
+        return [_bad(RECORD, rel, "in the tagged commit", "missing", problem)]
     try:
         record = json.loads(blob)
     except ValueError as exc:
-        return [_bad(LINEAGE, rel, "JSON", "unreadable", f"{rel}: not valid JSON ({exc})")]
+        return [_bad(RECORD, rel, "JSON", "unreadable", f"{rel}: not valid JSON ({exc})")]
     checks = [_history_check(root, rel, tag)]
 
     def claim(kind: str, item: str, says: Any, truth: Any, source: str) -> None:
@@ -381,7 +404,9 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     checks += _message_checks(root, rel, tag, said)
     params_blob = _git_blob(root, tag, str(catalog.PARAMS))
     if params_blob is not None and "params" in record:
-        truth, says = _flat(yaml.safe_load(params_blob) or {}), _flat(record.get("params") or {})
+        # Through JSON, as the record stored them (integer keys become text, dates strings).
+        as_stored = json.loads(json.dumps(yaml.safe_load(params_blob) or {}, default=str))
+        truth, says = _flat(as_stored), _flat(record.get("params") or {})
         differ = sorted(k for k in set(truth) | set(says) if truth.get(k) != says.get(k))
         if not differ:
             checks.append(_ok(LINEAGE, "params", f"the tag's {catalog.PARAMS}", "same"))
@@ -401,10 +426,10 @@ def _history_check(root: Path, rel: str, tag: str) -> Check:
     history = git(root, "log", "--format=%H %s", tag, "--", rel).splitlines()
     edits = history[:-1]  # newest first; the last one wrote it
     if not edits:
-        return _ok(LINEAGE, f"{rel} history", "written once, at registration", "written once")
+        return _ok(RECORD, f"{rel} history", "written once, at registration", "written once")
     shown = "; ".join(f"{h[:10]} ({h.partition(' ')[2]})" for h in edits)
     problem = f"{rel} was edited after it was first committed: {shown}"
-    return _bad(LINEAGE, f"{rel} history", "written once, at registration", f"{len(edits)} edit(s)", problem)
+    return _bad(RECORD, f"{rel} history", "written once, at registration", f"{len(edits)} edit(s)", problem)
 
 
 def _metrics_checks(root: Path, rel: str, tag: str, said: dict[str, Any]) -> list[Check]:
@@ -476,7 +501,9 @@ def check_workspace_output(root: Path, folder: Path) -> None:
         rel = folder.relative_to(root).as_posix()
     except ValueError:
         return
-    if not (root / "dvc.lock").is_file() or rel not in lock_outputs(read_lock(root)):
+    if not (root / ".dvc").is_dir() or not (root / "dvc.lock").is_file():
+        return
+    if rel not in lock_outputs(read_lock(root)):
         return
     with dvcrepo.open_repo(root) as repo:
         status = repo.data_status(targets=[rel], granular=True)
