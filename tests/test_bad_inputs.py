@@ -216,6 +216,10 @@ def uncached_version(root: Path, models: Models) -> None:
     register_fake(root)
 
 
+def cached_version(root: Path, models: Models) -> None:
+    register_fake(root, models.sequence)
+
+
 def corrupted_cache(root: Path, models: Models) -> None:
     path = cached_file(root, register_fake(root, models.sequence), "model.safetensors")
     path.chmod(0o644)  # DVC makes cache files read-only
@@ -812,6 +816,26 @@ CASES = [
         predict=predict_with(model="v9.9.9"),
     ),
     Case("lineage of an unknown version", r"no registered version model@v9.9.9", cli=("lineage", "v9.9.9")),
+    Case("verify an unknown version", r"no registered version model@v9.9.9", cli=("verify", "v9.9.9")),
+    Case(
+        "verify a model folder that is not there",
+        r"nowhere: not a directory \(expected a model folder to verify\)",
+        setup=cached_version,
+        cli=("verify", "v0.1.0", "--path", "nowhere"),
+    ),
+    Case(
+        "verify a version without a lineage record",
+        r"model@v0.1.0 failed verification \(1 of \d+ checks\): lineage/model@v0.1.0.json is not in the "
+        r"tagged commit \w+: model@v0.1.0 has no lineage record",
+        setup=cached_version,
+        cli=("verify", "v0.1.0"),
+    ),
+    Case(
+        "compare with an unknown version",
+        r"no registered version model@v9.9.9 \(registered versions of model: v0.1.0\)",
+        setup=uncached_version,
+        cli=("compare", "v0.1.0", "v9.9.9"),
+    ),
     Case(
         "predict with an unknown stage",
         r"'canary' is neither a version of model nor a stage holding one \(versions: v0.1.0; stages: none\)",

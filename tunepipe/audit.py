@@ -280,7 +280,7 @@ def verify(root: Path, name: str, version: str, path: Path | None = None) -> Rep
     root = Path(root).resolve()
     tag = registry.registered_tag(root, name, version)
     report = Report(tag, git(root, "rev-list", "-n", "1", tag))
-    lock = read_lock(root, tag)
+    lock = _tag_lock(root, tag)
     outs = lock_outputs(lock)
     model = str(catalog.MODEL)
     uncached = _uncached(root, tag)
@@ -487,7 +487,13 @@ def cross_check(root: Path, name: str, version: str) -> list[str]:
     reports/metrics.json, params.yaml, the tag's message, the record's history), in words."""
     root = Path(root).resolve()
     tag = registry.registered_tag(root, name, version)
-    return [c.describe() for c in record_checks(root, name, tag, read_lock(root, tag)) if not c.ok]
+    return [c.describe() for c in record_checks(root, name, tag, _tag_lock(root, tag)) if not c.ok]
+
+
+def _tag_lock(root: Path, tag: str) -> dict[str, Any]:
+    if _git_blob(root, tag, "dvc.lock") is None:
+        raise PipelineError(f"{tag}: the tagged commit has no dvc.lock, so nothing it pins can be checked")
+    return read_lock(root, tag)
 
 
 # --- a model folder of this workspace --------------------------------------------------------------

@@ -228,7 +228,8 @@ def predict_file(
     A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
     CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
     Without output_path: <input>.predictions.csv (or .conll); the path written is in
-    `result.attrs["output"]`.
+    `result.attrs["output"]`. The model is checked against dvc.lock first (resolve_model);
+    `verify=False` takes it as it is, a registered version's mismatch going to `warn`.
     """
     input_path = Path(input_path)
     if output_path is not None and Path(output_path).is_dir():
