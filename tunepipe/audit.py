@@ -373,11 +373,15 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     claim(LINEAGE, "artifact", record.get("artifact"), name, "the tag names")
     claim(LINEAGE, "version", record.get("version"), version, "the tag names")
     code = record.get("code_commit")
-    if code and _is_ancestor(root, code, commit):
-        checks.append(_ok(LINEAGE, "code commit", f"an ancestor of {commit[:10]}", code))
-    elif code:
+    ancestor = _is_ancestor(root, code, commit) if code else None
+    expected = f"an ancestor of {commit[:10]}"
+    if ancestor:
+        checks.append(_ok(LINEAGE, "code commit", expected, code))
+    elif ancestor is False:
         problem = f"{rel} says code commit {code} but that is not in the history of the tagged commit"
-        checks.append(_bad(LINEAGE, "code commit", f"an ancestor of {commit[:10]}", code, problem))
+        checks.append(_bad(LINEAGE, "code commit", expected, code, problem))
+    elif code:  # a shallow clone lacks it: nothing to say either way
+        checks.append(Check(LINEAGE, "code commit", expected, f"{code} (not in this clone)", SKIPPED))
 
     outs = lock_outputs(lock)
     pins = "the tag's dvc.lock pins"
@@ -473,13 +477,14 @@ def _decimals(text: str) -> int:
     return len(text.split(".", 1)[1]) if "." in text and "e" not in text else 4
 
 
-def _is_ancestor(root: Path, older: str, newer: str) -> bool:
+def _is_ancestor(root: Path, older: str, newer: str) -> bool | None:
+    """None when git cannot tell (`older` is not in this clone, e.g. a shallow one)."""
     import subprocess
 
     proc = subprocess.run(
         ["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True, check=False
     )
-    return proc.returncode == 0
+    return {0: True, 1: False}.get(proc.returncode)
 
 
 def cross_check(root: Path, name: str, version: str) -> list[str]:
