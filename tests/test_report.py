@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 import subprocess
@@ -224,6 +225,60 @@ def test_stage_report_and_plots_for_each_task(task: str, tmp_path: Path, monkeyp
     }
 
 
+DECISION = {
+    "metric": "accuracy",
+    "stage": "prod",
+    "champion": {"version": "v0.1.0", "score": 0.8125, "scored": "re-scored on today's test split"},
+    "challenger": {"version": "v0.1.1", "score": 0.84375},
+    "improvement": 0.03125,
+    "low": -0.015625,
+    "high": 0.078125,
+    "confidence": 0.95,
+    "resamples": 1000,
+    "examples": 40,
+    "seed": 0,
+    "min_delta": 0.0,
+    "require_significant": False,
+    "promote": True,
+    "reason": "the improvement +0.0312 in accuracy clears min_delta 0.0",
+}
+
+
+@pytest.mark.unit
+def test_version_report_has_the_production_comparison_and_lineage(tmp_path: Path) -> None:
+    """A registered version's page: both scores, the difference and its interval, the decision,
+    and the lineage record's facts (the stage report's placeholders gone)."""
+    fake_reports(tmp_path, "sequence_classification")
+    record = {
+        "artifact": "model",
+        "version": "v0.1.1",
+        "registered_at": "2026-12-04T18:00:00+00:00",
+        "code_commit": "a" * 40,
+        "uncommitted_changes": [],
+        "data": {"source": {"path": "data/raw/reviews.csv"}, "splits": {"md5": "s" * 32 + ".dir"}},
+        "model": {"md5": "m" * 32 + ".dir", "path": "models/model"},
+        "pretrained": {"name": "tiny"},
+        "training": {"epochs": 10.0},
+        "resolved_params": {"task": "sequence_classification", "train": {"seed": 42}},
+        "packages": {"torch": "2.13.0"},
+        "python": "3.11",
+        "prefect_flow_run_id": "run-id",
+        "promotion": DECISION,
+    }
+    page = report.render(report.gather(report.worktree(tmp_path), record, "model@v0.1.1"))
+    parsed = check_page(page, "sequence_classification", images=4)
+    assert parsed.tables["promotion"] == [
+        ["this version", "v0.1.1", "0.8438"],
+        ["in prod (re-scored on today's test split)", "v0.1.0", "0.8125"],
+    ]
+    assert "Difference +0.0312 in accuracy, 95% interval [-0.0156, +0.0781]" in page
+    assert "promoted: true" in page
+    lineage = dict(parsed.tables["lineage"])
+    assert lineage["version"] == "model@v0.1.1" and lineage["model (DVC md5)"] == "m" * 32 + ".dir"
+    assert lineage["code commit"] == "a" * 40 and lineage["Prefect flow run"] == "run-id"
+    assert "made at registration" not in page and "Added at registration" not in page
+
+
 def chromium() -> str | None:
     for name in ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)
@@ -304,7 +359,7 @@ def test_registered_version_report_and_flow_artifact(
         "promotion"
     ]
     promotion = parsed.tables["promotion"]
-    assert promotion[0][:2] == ["this version", "v0.1.0"] and decision["reason"] in committed
+    assert promotion[0][:2] == ["this version", "v0.1.0"] and html.escape(decision["reason"]) in committed
     lineage = dict(parsed.tables["lineage"])
     assert lineage["version"] == "model@v0.1.0"
     assert lineage["Prefect flow run"] == str(state.state_details.flow_run_id)
