@@ -106,7 +106,9 @@ def fake_reports(root: Path, task: str, n: int = 40) -> dict[str, Any]:
     elif task == "regression":
         actual = rng.uniform(0, 5, n)
         predicted = actual + rng.normal(0, 0.6, n)
-        evaluation = score_regression(actual, predicted, {"mse": Threshold(max=2.0), "pearson": Threshold(min=0.5)})
+        evaluation = score_regression(
+            actual, predicted, {"mse": Threshold(max=2.0), "pearson": Threshold(min=0.5)}
+        )
         predictions = pd.DataFrame({"source_row": rows, "actual": actual, "predicted": predicted})
         test = pd.DataFrame({"text": [f"text of row {r}" for r in rows], "label": actual, "source_row": rows})
     else:
@@ -129,7 +131,9 @@ def fake_reports(root: Path, task: str, n: int = 40) -> dict[str, Any]:
     test.to_parquet(root / catalog.SPLITS / "test.parquet")
     predictions.to_csv(root / catalog.TEST_PREDICTIONS, index=False)
     write_json(root / catalog.EVALUATION, evaluation)
-    pd.DataFrame({"step": [5, 10, 15], "loss": [0.9, 0.6, 0.4]}).to_csv(root / catalog.TRAIN_LOSS, index=False)
+    pd.DataFrame({"step": [5, 10, 15], "loss": [0.9, 0.6, 0.4]}).to_csv(
+        root / catalog.TRAIN_LOSS, index=False
+    )
     pd.DataFrame({"step": [8, 16], "eval_loss": [0.7, 0.5], f"eval_{metric}": [0.6, 0.7]}).to_csv(
         root / catalog.EVAL_CURVE, index=False
     )
@@ -163,7 +167,9 @@ def check_page(page: str, task: str, images: int) -> Page:
         "Lineage",
     } <= set(parsed.headings)
     metrics = {row[0]: row for row in parsed.tables["metrics"]}
-    threshold_row = metrics["mse" if task == "regression" else "f1" if task == "token_classification" else "accuracy"]
+    threshold_row = metrics[
+        "mse" if task == "regression" else "f1" if task == "token_classification" else "accuracy"
+    ]
     assert threshold_row[2].startswith(("<= ", ">= ")) and threshold_row[3] in ("pass", "FAIL")
     assert len(parsed.images) == images
     assert all(img["src"].startswith("data:image/png;base64,") and img["alt"] for img in parsed.images)
@@ -177,7 +183,9 @@ def check_page(page: str, task: str, images: int) -> Page:
 
 @pytest.mark.unit
 @pytest.mark.parametrize("task", TASKS)
-def test_stage_report_and_plots_for_each_task(task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_report_and_plots_for_each_task(
+    task: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     evaluation = fake_reports(tmp_path, task)
     page = report.render(report.gather(report.worktree(tmp_path)))
     # loss + validation curves, then: confusion + per-class F1 / scatter / per-entity F1
@@ -188,11 +196,15 @@ def test_stage_report_and_plots_for_each_task(task: str, tmp_path: Path, monkeyp
     predictions = pd.read_csv(tmp_path / catalog.TEST_PREDICTIONS)
     if task == "sequence_classification":
         wrong = predictions[predictions.actual != predictions.predicted]
-        assert [float(r[4]) for r in mistakes] == pytest.approx(sorted(wrong.score, reverse=True)[:10], abs=1e-4)
+        assert [float(r[4]) for r in mistakes] == pytest.approx(
+            sorted(wrong.score, reverse=True)[:10], abs=1e-4
+        )
         assert mistakes[0][1] == f"text of row {mistakes[0][0]}"
     elif task == "regression":
         errors = (predictions.predicted - predictions.actual).abs()
-        assert [abs(float(r[4])) for r in mistakes] == pytest.approx(sorted(errors, reverse=True)[:10], abs=1e-4)
+        assert [abs(float(r[4])) for r in mistakes] == pytest.approx(
+            sorted(errors, reverse=True)[:10], abs=1e-4
+        )
     else:
         counts = [int(r[2].split()[0]) for r in mistakes]
         assert counts == sorted(counts, reverse=True) and counts[0] > 1 and "→" in mistakes[0][1]
@@ -291,7 +303,9 @@ def chromium() -> str | None:
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     browser = chromium()
     if browser is None:
-        pytest.skip("no Chromium on this machine (/usr/bin/chromium or `chromium` on PATH): apt-get install chromium")
+        pytest.skip(
+            "no Chromium on this machine (/usr/bin/chromium or `chromium` on PATH): apt-get install chromium"
+        )
     fake_reports(tmp_path, "sequence_classification")
     page = tmp_path / "report.html"
     page.write_text(report.render(report.gather(report.worktree(tmp_path), title="browser check")))
@@ -308,7 +322,9 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         f"--user-data-dir={tmp_path / 'profile'}",
         "--window-size=1200,2000",
     ]
-    subprocess.run([*common, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*common, f"--screenshot={shot}", page.as_uri()], capture_output=True, timeout=120, check=True
+    )
     dom = subprocess.run(
         [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True
     ).stdout
@@ -373,7 +389,9 @@ def test_registered_version_report_and_flow_artifact(
     tunepipe(project, "report", "v0.1.0", "--out", str(out))
     assert out.read_text() == committed
     rebuilt = report.render(
-        report.gather(registry.tag_reader(project, "model@v0.1.0"), registry.read_lineage(project, "model", "v0.1.0"))
+        report.gather(
+            registry.tag_reader(project, "model@v0.1.0"), registry.read_lineage(project, "model", "v0.1.0")
+        )
     )
     again = parse(rebuilt)
     assert again.tables == parsed.tables and len(again.images) == len(parsed.images) == 4
@@ -386,4 +404,3 @@ def yaml_lock(project: Path) -> dict[str, str]:
     from tunepipe.dvcrepo import lock_outputs, read_lock
 
     return {path: entry["md5"] for path, entry in lock_outputs(read_lock(project)).items()}
-

@@ -37,6 +37,11 @@ PLOT_F1 = "f1.csv"  # token classification: entity type (or tag), f1
 PLOT_VALIDATION = "validation"  # <metric>.csv: step, value
 
 
+def is_eval_metric(column: str) -> bool:
+    """A validation metric column of reports/eval_curve.csv (not its step or epoch)."""
+    return column.startswith("eval_")
+
+
 def worktree(root: Path) -> Reader:
     def read(path: str) -> bytes | None:
         file = Path(root) / path
@@ -96,8 +101,13 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
         return {
             "columns": ["source row", "text", "actual", "predicted", "error"],
             "rows": [
-                [int(r.source_row), _cut(texts.get(int(r.source_row), "")), f"{r.actual:.4f}",
-                 f"{r.predicted:.4f}", f"{r.error:+.4f}"]
+                [
+                    int(r.source_row),
+                    _cut(texts.get(int(r.source_row), "")),
+                    f"{r.actual:.4f}",
+                    f"{r.predicted:.4f}",
+                    f"{r.error:+.4f}",
+                ]
                 for r in top.head(MISTAKES).itertuples()
             ],
             "order": "largest absolute errors",
@@ -107,8 +117,13 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
     return {
         "columns": ["source row", "text", "actual", "predicted", "confidence"],
         "rows": [
-            [int(r.source_row), _cut(texts.get(int(r.source_row), "")), str(r.actual), str(r.predicted),
-             f"{r.score:.4f}"]
+            [
+                int(r.source_row),
+                _cut(texts.get(int(r.source_row), "")),
+                str(r.actual),
+                str(r.predicted),
+                f"{r.score:.4f}",
+            ]
             for r in wrong.head(MISTAKES).itertuples()
         ],
         "order": "highest softmax confidence among wrong predictions",
@@ -176,7 +191,7 @@ def lineage_facts(record: dict[str, Any]) -> list[list[str]]:
         ["registered at (UTC)", str(record.get("registered_at"))],
         ["code commit", str(record.get("code_commit"))],
         ["uncommitted changes", ", ".join(record.get("uncommitted_changes") or []) or "none"],
-        ["data source", str(data.get("source"))],
+        ["data source", "; ".join(f"{k}: {v}" for k, v in (data.get("source") or {}).items())],
         ["splits (DVC md5)", _hash(data.get("splits"))],
         *[[f"tokenized {s} (DVC md5)", _hash(v)] for s, v in (data.get("tokenized") or {}).items()],
         ["model (DVC md5)", _hash(model)],
@@ -220,7 +235,7 @@ def write_plots(evaluation: dict[str, Any], predictions: pd.DataFrame, out: Path
         for name, table in plot_tables(evaluation, predictions).items():
             table.to_csv(tmp / name, index=False)
         (tmp / PLOT_VALIDATION).mkdir()
-        for column in (c for c in curve.columns if c != "step"):
+        for column in filter(is_eval_metric, curve.columns):
             curve[["step", column]].rename(columns={column: "value"}).to_csv(
                 tmp / PLOT_VALIDATION / f"{column}.csv", index=False
             )
@@ -261,13 +276,17 @@ def _curves_chart(facts: dict[str, Any]) -> list[str]:
         ax.set(title="Training loss", xlabel="step", ylabel="loss")
         charts.append(_img(fig, "training loss"))
     curve = facts.get("eval_curve") or {}
-    metrics = [c for c in curve if c != "step"]
-    if curve.get("step") and metrics:
-        fig = _figure(5.5, 2.2 * len(metrics))
-        axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
-        for ax, name in zip(axes, metrics, strict=True):
-            ax.plot(curve["step"], curve[name], marker="o")
-            ax.set(ylabel=name)
+    # The loss on its own axis, the task's metrics together (whatever train logged: eval_*).
+    scores = [c for c in curve if is_eval_metric(c) and c != "eval_loss"]
+    groups = [g for g in ([c for c in curve if c == "eval_loss"], scores) if g]
+    if curve.get("step") and groups:
+        fig = _figure(5.5, 2.4 * len(groups) + 0.4)
+        axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
+        for ax, names in zip(axes, groups, strict=True):
+            for name in names:
+                ax.plot(curve["step"], curve[name], marker="o", label=name.removeprefix("eval_"))
+            ax.legend(fontsize="small")
+            ax.set(ylabel="loss" if names == ["eval_loss"] else "score")
         axes[0].set_title("Validation curves")
         axes[-1].set_xlabel("step")
         charts.append(_img(fig, "validation curves"))
@@ -339,8 +358,11 @@ def _metrics_section(facts: dict[str, Any]) -> str:
         bound = (f">= {check['min']}" if "min" in check else f"<= {check['max']}") if check else ""
         verdict = ("pass" if check["passed"] else "FAIL") if check else ""
         rows.append([name, _num(value), bound, verdict])
-    rows += [[n, "not reported", f"{c.get('min', c.get('max'))}", "FAIL"] for n, c in checks.items()
-             if n not in facts["metrics"]]
+    rows += [
+        [n, "not reported", f"{c.get('min', c.get('max'))}", "FAIL"]
+        for n, c in checks.items()
+        if n not in facts["metrics"]
+    ]
     gate = {True: "passed every threshold", False: "missed a threshold", None: "unknown"}
     verdict = gate[facts.get("passed")]
     return (
@@ -367,8 +389,13 @@ def _promotion_section(facts: dict[str, Any]) -> str:
     promoted = str(decision["promote"]).lower()
     rows = [["this version", challenger["version"], _num(challenger["score"])]]
     if champion:
-        rows.append([f"in {decision['stage']} ({champion.get('scored', '')})", champion["version"],
-                     _num(champion["score"])])
+        rows.append(
+            [
+                f"in {decision['stage']} ({champion.get('scored', '')})",
+                champion["version"],
+                _num(champion["score"]),
+            ]
+        )
     text = f"<p><b>{html.escape(str(decision.get('reason', '')))}</b></p>"
     if champion:
         text += (
@@ -380,8 +407,10 @@ def _promotion_section(facts: dict[str, Any]) -> str:
         )
     else:
         text += f"<p>No version held {html.escape(decision['stage'])}; promoted: {promoted}.</p>"
-    return "<h2>Against the production version</h2>" + text + _table(
-        ["", "version", decision["metric"]], rows, "promotion"
+    return (
+        "<h2>Against the production version</h2>"
+        + text
+        + _table(["", "version", decision["metric"]], rows, "promotion")
     )
 
 
@@ -408,8 +437,9 @@ def _validation_section(facts: dict[str, Any]) -> str:
         + _table(["split", "rows", "labels / target", "checks passed"], rows, "validation")
         + f"<h2>Truncation</h2><p>Examples longer than {truncation.get('max_length', '?')} tokens are cut "
         "(tokenize.max_length).</p>"
-        + _table(["split", "examples", "truncated", "share", "median tokens", "max tokens"], cut_rows,
-                 "truncation")
+        + _table(
+            ["split", "examples", "truncated", "share", "median tokens", "max tokens"], cut_rows, "truncation"
+        )
     )
 
 
@@ -440,7 +470,8 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
 td { max-width: 60em; overflow-wrap: anywhere; }
-.charts { display: flex; flex-wrap: wrap; gap: 1em; }
+.charts { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.chart { max-width: 100%; height: auto; flex: none; }
 .note { color: #555; font-style: italic; }
 """
 
