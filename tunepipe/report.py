@@ -93,7 +93,7 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
         return {
             "columns": ["source row", "sentence (word [actual→predicted])", "wrong tags"],
             "rows": [[r[2], r[3], f"{r[0]} of {r[1]}"] for r in rows[:MISTAKES]],
-            "order": "sentences with the most wrong tags",
+            "order": "sentences with the most wrong tags first",
         }
     if task == "regression":
         error = (predictions["predicted"] - predictions["actual"]).astype(float)
@@ -110,7 +110,7 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
                 ]
                 for r in top.head(MISTAKES).itertuples()
             ],
-            "order": "largest absolute errors",
+            "order": "largest absolute error first",
         }
     wrong = predictions[predictions["actual"].astype(str) != predictions["predicted"].astype(str)]
     wrong = wrong.sort_values(["score", "source_row"], ascending=[False, True], kind="stable")
@@ -126,7 +126,7 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
             ]
             for r in wrong.head(MISTAKES).itertuples()
         ],
-        "order": "highest softmax confidence among wrong predictions",
+        "order": "wrong predictions, highest softmax confidence first",
     }
 
 
@@ -450,7 +450,7 @@ def _mistakes_section(facts: dict[str, Any]) -> str:
     if not found["rows"]:
         return "<h2>Most confident mistakes</h2><p>The model made no mistake on the test split.</p>"
     return (
-        f"<h2>Most confident mistakes</h2><p>The {len(found['rows'])} test examples with the "
+        f"<h2>Most confident mistakes</h2><p>{len(found['rows'])} test examples: "
         f"{html.escape(found['order'])}.</p>" + _table(found["columns"], found["rows"], "mistakes")
     )
 
