@@ -357,7 +357,8 @@ def test_registered_version_report_and_flow_artifact(
     # `dvc plots show` in a real run: confusion, loss, one curve per metric train logged.
     shown = json.loads(dvc(project, "plots", "show", "--json").stdout)
     assert not shown.get("errors"), shown.get("errors")
-    curve_columns = pd.read_csv(project / catalog.EVAL_CURVE).columns[1:]
+    curve_columns = [c for c in pd.read_csv(project / catalog.EVAL_CURVE).columns if c.startswith("eval_")]
+    assert {"eval_loss", "eval_accuracy", "eval_f1_macro"} <= set(curve_columns)  # not step or epoch
     assert {name for name, renders in shown["data"].items() if renders} == {
         "reports/train_loss.csv",
         "reports/plots/confusion.csv",
