@@ -217,6 +217,32 @@ def predict(
 
 
 @app.command()
+def report(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: <name>@<version>.html here)"),
+    ] = None,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Write a registered version's run report: metrics, charts, mistakes, promotion, lineage."""
+    from tunepipe import registry
+    from tunepipe.io import write_text
+
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    artifact = _artifact_name(base, name)
+    tag = registry.registered_tag(Path(base), artifact, version)
+    target = out or Path(f"{tag}.html")
+    if target.is_dir():
+        raise PipelineError(f"--out {target}: is a directory; give the HTML file to write")
+    write_text(target, registry.version_report(Path(base), artifact, version))
+    print(f"{tag}: run report written to {target}")
+
+
+@app.command()
 def lineage(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help=VERSION_HELP)],

@@ -292,6 +292,25 @@ def publish_metrics(root: Path) -> dict[str, Any]:
     return evaluation
 
 
+def publish_report(root: Path, registered: dict[str, Any] | None) -> Path:
+    """The `run-report` artifact: where the run's HTML report is (the registered version's, with
+    the production comparison and lineage, else the evaluate stage's) and what it holds."""
+    page = root / catalog.REPORT
+    what = "the evaluate stage's report (the production comparison and lineage are added at registration)"
+    if registered:
+        name, version = registered["tag"].split("@", 1)
+        page = root / registry.report_path(name, version)
+        what = f"the report of {registered['tag']}: metrics, charts, mistakes, production comparison, lineage"
+        if not page.is_file():  # registered before reports existed: `tunepipe report` builds one
+            page = root / catalog.REPORT
+    create_markdown_artifact(
+        f"[Run report]({page.as_uri()}): {what}.\n\n`{page}`",
+        key="run-report",
+        description="Self-contained HTML run report",
+    )
+    return page
+
+
 @flow(name="tunepipe", log_prints=True)
 def pipeline(
     root: str = ".",
@@ -342,6 +361,7 @@ def pipeline(
             result["registered"] = state.result()
             # None when the model was registered before: its promotion was decided then.
             result["promotion"] = result["registered"].pop("promotion", None)
+        result["report"] = str(publish_report(base, result["registered"]))
     except PipelineError as exc:
         return failed(exc)
     return result

@@ -25,6 +25,7 @@ COMMANDS = (
     "promote",
     "predict",
     "lineage",
+    "report",
     "versions",
     "fetch",
     "verify",

@@ -24,7 +24,9 @@ EVAL_CURVE = Path("reports/eval_curve.csv")
 TRAIN_RUN = Path("reports/train_run.json")
 METRICS = Path("reports/metrics.json")  # evaluate
 EVALUATION = Path("reports/evaluation.json")  # evaluate: thresholds, confusion matrix
-TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: for `dvc plots` confusion
+TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: one row per example (word)
+PLOTS = Path("reports/plots")  # evaluate: `dvc plots` data for the task (tunepipe/report.py)
+REPORT = Path("reports/report.html")  # evaluate: the run report (the version's: lineage/<tag>.html)
 LINEAGE = Path("lineage")  # register -> lineage/<name>@<version>.json, committed to git
 
 # `tunepipe search` (not a DVC stage): the study's outcome and its best model.
@@ -80,6 +82,8 @@ OUTPUTS = (
     METRICS,
     EVALUATION,
     TEST_PREDICTIONS,
+    PLOTS,
+    REPORT,
 )
 
 

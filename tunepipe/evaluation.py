@@ -26,6 +26,7 @@ from tunepipe.metrics import (
     token_scores,
 )
 from tunepipe.params import Params, Threshold
+from tunepipe.report import write_stage_outputs
 
 
 def check_thresholds(metrics: dict[str, Any], thresholds: Mapping[str, Threshold]) -> list[dict[str, Any]]:
@@ -166,4 +167,5 @@ def evaluate(p: Params) -> dict[str, Any]:
     write_text(catalog.TEST_PREDICTIONS, predictions.to_csv(index=False))
     write_json(catalog.METRICS, evaluation["metrics"])
     write_json(catalog.EVALUATION, evaluation)
+    write_stage_outputs(evaluation, predictions)  # dvc plots data and reports/report.html
     return evaluation

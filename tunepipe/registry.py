@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo
+from tunepipe import catalog, dvcrepo, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
-from tunepipe.io import atomic_dir, read_json, write_json
+from tunepipe.io import atomic_dir, read_json, write_json, write_text
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
@@ -35,6 +35,11 @@ def full_name(name: str, version: str) -> str:
 
 def lineage_path(name: str, version: str) -> Path:
     return catalog.LINEAGE / f"{full_name(name, version)}.json"
+
+
+def report_path(name: str, version: str) -> Path:
+    """The version's run report, committed beside its lineage record."""
+    return catalog.LINEAGE / f"{full_name(name, version)}.html"
 
 
 def versions(root: Path, name: str) -> list[str]:
@@ -202,8 +207,11 @@ def register(
         record["promotion"] = decision
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
+    # The stage's report plus what only registration knows: the production comparison, lineage.
+    page = report.render(report.gather(report.worktree(root), record, full_name(name, version)))
+    write_text(root / report_path(name, version), page)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.
-    tracked = [*REGISTERED_FILES, str(record_path)]
+    tracked = [*REGISTERED_FILES, str(record_path), str(report_path(name, version))]
     tracked += [
         g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
     ]
@@ -255,6 +263,47 @@ def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
     record = json.loads(git(root, "show", f"{tag}:{lineage_path(name, version).as_posix()}"))
     record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
     return record
+
+
+def version_report(root: Path, name: str, version: str) -> str:
+    """A registered version's run report: the page its registration committed, or for a version
+    registered before reports existed, one built from its lineage record and the outputs its
+    dvc.lock pins (read from the DVC cache; a section whose file is not there says so)."""
+    tag = registered_tag(root, name, version)
+    version = tag.split("@", 1)[1]
+    committed = git(root, "show", f"{tag}:{report_path(name, version).as_posix()}", check=False)
+    if committed:
+        return committed + "\n"
+    record = read_lineage(root, name, version)
+    return report.render(report.gather(tag_reader(root, tag), record, tag))
+
+
+def tag_reader(root: Path, tag: str) -> report.Reader:
+    """Files as of a registered version: from its commit, else from the DVC cache by the hashes
+    its dvc.lock pins (a file inside an output directory through the directory's manifest)."""
+    import subprocess
+
+    outs = lock_outputs(read_lock(root, tag))
+    with dvcrepo.open_repo(root) as repo:
+        cache = repo.cache.local
+
+        def cached(md5: str) -> bytes | None:
+            path = Path(cache.oid_to_path(md5))
+            return path.read_bytes() if path.is_file() else None
+
+        def read(path: str) -> bytes | None:
+            shown = subprocess.run(["git", "show", f"{tag}:{path}"], cwd=root, capture_output=True)
+            if shown.returncode == 0:
+                return shown.stdout
+            if path in outs:
+                return cached(outs[path]["md5"])
+            for out, entry in outs.items():
+                if path.startswith(out + "/") and entry["md5"].endswith(".dir"):
+                    md5 = _manifest(repo, entry["md5"]).get(path.removeprefix(out + "/"))
+                    return cached(md5) if md5 else None
+            return None
+
+    return read
 
 
 def fetch_model(
