@@ -25,6 +25,7 @@ TRAIN_RUN = Path("reports/train_run.json")
 METRICS = Path("reports/metrics.json")  # evaluate
 EVALUATION = Path("reports/evaluation.json")  # evaluate: thresholds, confusion matrix
 TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: for `dvc plots` confusion
+MODEL_CARD = Path("reports/model_card.md")  # evaluate: the model's card with its test evaluation
 LINEAGE = Path("lineage")  # register -> lineage/<name>@<version>.json, committed to git
 
 # `tunepipe search` (not a DVC stage): the study's outcome and its best model.
@@ -80,6 +81,7 @@ OUTPUTS = (
     METRICS,
     EVALUATION,
     TEST_PREDICTIONS,
+    MODEL_CARD,
 )
 
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo
+from tunepipe import catalog, dvcrepo, model_card
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
-from tunepipe.io import atomic_dir, read_json, write_json
+from tunepipe.io import atomic_dir, read_json, write_json, write_text
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
@@ -262,6 +262,8 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
 
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
+    README.md is then the version's complete card (model_card.version_card), so the folder no
+    longer hashes to the registered md5 with it: a check compares the other files.
     """
     from dvc.exceptions import DvcException
     from dvc_data.index.index import DataIndexDirError
@@ -271,6 +273,7 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
     if not entry:
         raise PipelineError(f"{tag}: its dvc.lock pins no {catalog.MODEL}; it cannot be fetched")
     out = Path(out).resolve()
+    card = model_card.version_card(root, name, tag)  # read before anything is written
     with dvcrepo.open_repo(root) as repo, atomic_dir(out) as tmp:
         staged = tmp / ".download"  # DVC writes into a folder that does not exist yet
         try:
@@ -281,6 +284,9 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
         for child in staged.iterdir():
             child.rename(tmp / child.name)
         staged.rmdir()
+        # The files checked, the folder gets the version's complete card (evaluation, lineage) in
+        # place of the one training wrote; model_card.version_card(...) gives the same text again.
+        write_text(tmp / model_card.README, card)
     return out
 
 
