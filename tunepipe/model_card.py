@@ -26,7 +26,7 @@ from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
 from tunepipe.io import read_json
-from tunepipe.metrics import format_threshold, metric_names
+from tunepipe.metrics import EXTRA_METRICS, format_threshold, metric_names
 from tunepipe.params import Params
 
 README = "README.md"
@@ -168,7 +168,7 @@ def _metadata(
 ) -> Any:
     from huggingface_hub import ModelCardData
 
-    task = facts["task"]
+    task, scheme = facts["task"], facts.get("tag_scheme") or "none"
     base_id, _ = _base(facts["base_model"])
     reported = [k for k, v in evaluation["metrics"].items() if isinstance(v, float)] if evaluation else []
     return ModelCardData(
@@ -179,7 +179,8 @@ def _metadata(
         pipeline_tag=PIPELINE_TAGS[task],
         tags=["tunepipe", task.replace("_", "-"), "dvc"],
         datasets=_sources(facts["data"]["source"]) or None,
-        metrics=reported or metric_names(task, facts.get("tag_scheme") or "none"),
+        # Before evaluation: what the task reports (the extras only when evaluate.metrics asks)
+        metrics=reported or [m for m in metric_names(task, scheme) if m not in EXTRA_METRICS],
         eval_results=results or None,
         **{FACTS_KEY: facts},
     )
@@ -380,7 +381,7 @@ def render(
 
     results = _eval_results(facts, evaluation) if evaluation else []
     data = _metadata(facts | ({"evaluation": evaluation} if evaluation else {}), name, evaluation, results)
-    title = f"{name or 'model'}" + (f" {lineage['version']}" if lineage else "")
+    title = f"{name or 'Model card'}" + (f" {lineage['version']}" if lineage else "")
     summary = (
         f"A {facts['task'].replace('_', ' ')} model fine-tuned by the tunepipe pipeline (DVC stages, "
         "GTO registry). Every number below was written by the pipeline from its records."
