@@ -482,8 +482,22 @@ def registered_tag(root: Path, name: str, version: str) -> str:
     return tag
 
 
+def record_path(tag: str) -> str:
+    return (catalog.LINEAGE / f"{tag}.json").as_posix()
+
+
+def has_record(root: Path, tag: str) -> bool:
+    """Whether the version's commit holds its lineage record (a tag made by hand with GTO has none)."""
+    return bool(git(root, "ls-tree", "--name-only", tag, "--", record_path(tag), check=False))
+
+
 def read_record(root: Path, tag: str) -> dict[str, Any]:
-    record = json.loads(git(root, "show", f"{tag}:{(catalog.LINEAGE / f'{tag}.json').as_posix()}"))
+    if not has_record(root, tag):
+        raise PipelineError(
+            f"{tag}: its commit holds no lineage record ({record_path(tag)}); it was not registered by "
+            "`tunepipe register`, so there is no card to render"
+        )
+    record = json.loads(git(root, "show", f"{tag}:{record_path(tag)}"))
     record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
     return record
 

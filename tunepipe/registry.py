@@ -263,7 +263,8 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
     README.md is then the version's complete card (model_card.version_card), so the folder no
-    longer hashes to the registered md5 with it: a check compares the other files.
+    longer hashes to the registered md5 with it: a check compares the other files, or the card
+    with version_card's.
     """
     from dvc.exceptions import DvcException
     from dvc_data.index.index import DataIndexDirError
@@ -273,7 +274,6 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
     if not entry:
         raise PipelineError(f"{tag}: its dvc.lock pins no {catalog.MODEL}; it cannot be fetched")
     out = Path(out).resolve()
-    card = model_card.version_card(root, name, tag)  # read before anything is written
     with dvcrepo.open_repo(root) as repo, atomic_dir(out) as tmp:
         staged = tmp / ".download"  # DVC writes into a folder that does not exist yet
         try:
@@ -286,7 +286,9 @@ def fetch_model(root: Path, name: str, version: str, out: Path) -> Path:
         staged.rmdir()
         # The files checked, the folder gets the version's complete card (evaluation, lineage) in
         # place of the one training wrote; model_card.version_card(...) gives the same text again.
-        write_text(tmp / model_card.README, card)
+        # A version tagged without tunepipe has no lineage record: it keeps the training card.
+        if model_card.has_record(root, tag):
+            write_text(tmp / model_card.README, model_card.version_card(root, name, tag))
     return out
 
 
