@@ -2,8 +2,9 @@
 stage writes it to data/pretrained.json, and the stages that load the model depend on that file.
 
 A local directory (or package: reference) is described by the sha256 of its tokenizer files and,
-separately, of its config, weights and code; the same files at another path give the same file, so
-two checkouts agree. A hub id is described by id and revision. No torch or transformers import:
+separately, of its config, weights and code, plus the license its README.md card declares (the
+fine-tuned model's card cites it); the same files at another path give the same file, so two
+checkouts agree. A hub id is described by id and revision. No torch or transformers import:
 this runs before every `dvc repro`.
 """
 
