@@ -156,6 +156,8 @@ def _base(pretrained: dict[str, Any]) -> tuple[str | None, str]:
         revision = hub.get("revision") or "main (not pinned: the hub may have changed it since)"
         return hub["id"], f"`{hub['id']}` from the Hugging Face hub at revision `{revision}`."
     files = {**pretrained.get("tokenizer", {}), **pretrained.get("model", {})}
+    if not files:
+        return None, "not recorded (no data/pretrained.json when this model was trained)"
     listed = "\n".join(f"  - `{name}`: sha256 `{sha}`" for name, sha in files.items())
     return None, (
         "local files (params.yaml `model.name`), identified by content rather than by path "
@@ -213,7 +215,9 @@ def _model_section(facts: dict[str, Any]) -> str:
     lines = [
         f"- Task: {facts['task'].replace('_', ' ')}"
         + (f" (tag scheme {facts['tag_scheme']})" if facts.get("tag_scheme") else ""),
-        f"- Labels ({len(labels)}, in id order): " + ", ".join(f"`{x}`" for x in labels),
+        "- Output: one number per text (a regression head)"
+        if facts["task"] == "regression"
+        else f"- Labels ({len(labels)}, in id order): " + ", ".join(f"`{x}`" for x in labels),
         f"- Base model: {base}",
         f"- License: `{license_}`"
         if license_
@@ -233,20 +237,27 @@ def _data_section(facts: dict[str, Any]) -> str:
     shown = (
         ", ".join(f"{k}: `{v}`" for k, v in source.items()) if isinstance(source, dict) else f"`{source}`"
     )
-    rule = (
-        f"validation {split['validation']:.0%} and test {split['test']:.0%} carved from train where the "
-        f"source has no such split (seed {split['seed']})"
-        + (f", rows sharing `{split['group_by']}` kept in one split" if split.get("group_by") else "")
-        + (f"; supplied splits: {split['from_source']}" if split.get("from_source") else "")
-    )
+    # A mapping of files names each split it supplies; one source may hold splits of its own.
+    supplied = (set(source) if isinstance(source, dict) else set()) | set(split.get("from_source") or {})
+    given = sorted(supplied - {"train"})
+    carved = [f"{s} {split[s]:.0%}" for s in ("validation", "test") if s not in supplied]
+    grouped = f", rows sharing `{split['group_by']}` kept in one split" if split.get("group_by") else ""
+    unless = "" if isinstance(source, dict) else " unless the source holds that split"
+    parts = [f"{' and '.join(carved)} carved from train{unless} (seed {split['seed']}){grouped}"]
+    parts = (parts if carved else []) + ([f"{', '.join(given)} as the source supplies"] if given else [])
+    if split.get("from_source"):
+        parts.append(f"split names in the source: {json.dumps(split['from_source'])}")
+    rule = "; ".join(parts)
     rows = [
         [s, d["rows"], f"`{d['md5']}`", d["at_length_limit"]]
         for s, d in data["splits"].items()
     ]
+    loaded = data.get("as_loaded")
     parts = [
         "## Training data",
         f"- Source: {shown}" + (f" (preset `{data['preset']}`)" if data.get("preset") else ""),
         f"- Split rule: {rule}",
+        *([f"- As loaded (data/splits/manifest.json): {json.dumps(loaded)}"] if loaded else []),
         f"- Rows per split, their tokenized data's hash (DVC md5, as dvc.lock records it) and the "
         f"share of examples filling the {facts['max_length']}-token window (cut there):",
         "",
@@ -533,6 +544,8 @@ def version_card(root: Path, name: str, version: str) -> str:
     )
     if not facts.get("validation") and record.get("validation"):
         facts = facts | {"validation": record["validation"]}
+    # What load actually did per split (its manifest), which the lineage record keeps.
+    facts = facts | {"data": facts["data"] | {"as_loaded": (record.get("data") or {}).get("source")}}
     promotion = record.get("promotion")
     lineage = {
         "version": record["version"],
