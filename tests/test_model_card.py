@@ -4,6 +4,7 @@ card `tunepipe fetch` writes, read back with huggingface_hub's own parser."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,9 @@ def test_fetch_writes_the_versions_complete_card(reproduced: tuple[Path, str], t
     for name in files:
         if name != "README.md":
             assert (out / name).read_bytes() == (project / "models/model" / name).read_bytes()
+    # Rendered from the lineage record in git: the same without the DVC cache (another clone).
+    shutil.rmtree(project / ".dvc/cache")
+    assert model_card.version_card(project, "model", "v0.1.0") == text
     with pytest.raises(PipelineError, match="no registered version model@v9.9.9"):
         model_card.version_card(project, "model", "v9.9.9")
 

@@ -7,7 +7,7 @@ One renderer, three moments, each card saying only what is known by then:
   no timings) and nothing train does not depend on (test split, evaluation, version).
 - evaluate writes reports/model_card.md: that card plus test metrics, thresholds, per-class scores.
 - `tunepipe fetch` writes README.md into the fetched folder: plus the registered version's lineage
-  (version_card), rendered from the lineage record and the version's reports in the DVC cache.
+  (version_card), rendered from the lineage record, which keeps the facts of evaluate's card.
 
 The facts each card was rendered from are kept in its metadata (`tunepipe:`), so a later card
 builds on an earlier one without re-reading the stage's inputs.
@@ -514,34 +514,21 @@ def read_record(root: Path, tag: str) -> dict[str, Any]:
 
 
 def version_card(root: Path, name: str, version: str) -> str:
-    """The complete card of a registered version (what `tunepipe fetch` writes as README.md): the
-    same text for the same version whenever and wherever it is rendered, so a verifier can compare.
+    """The complete card of a registered version (what `tunepipe fetch` writes as README.md), so a
+    verifier can compare.
 
-    From the version's lineage record, and the card evaluate wrote (DVC cache) when it is there;
-    without it, from the model's own card, else from the record alone."""
-    from huggingface_hub import ModelCard
-
+    From the version's lineage record alone (git), which keeps the facts of the card evaluate
+    wrote: the same text in every clone, with or without the DVC cache. A version registered
+    before cards existed is rendered from its reports in the local DVC cache where they are, else
+    from what its record holds."""
     root = Path(root)
     tag = registered_tag(root, name, version)
     record = read_record(root, tag)
-    outs = _lock_outs(root, tag)
-    cached = _cache_paths(root)
-    facts: Any = None
-    for text in (
-        _from_cache(cached, outs.get(str(catalog.MODEL_CARD))),
-        _from_cache(cached, outs.get(str(catalog.MODEL)), README),
-    ):
-        if text and facts is None:
-            facts = (ModelCard(text).data.to_dict() or {}).get(FACTS_KEY)
+    facts = record.get("model_card")
+    evaluation = facts.get("evaluation") if isinstance(facts, dict) else None
     if not isinstance(facts, dict):
-        facts = facts_from_lineage(record, cached, outs)
-    evaluation_text = _from_cache(cached, outs.get(str(catalog.EVALUATION)))
-    evaluation = (
-        json.loads(evaluation_text)
-        if evaluation_text
-        else facts.get("evaluation")
-        or {"metrics": record["metrics"], "thresholds": record.get("thresholds") or []}
-    )
+        facts, evaluation = _cached_facts(root, tag, record)
+    evaluation = evaluation or {"metrics": record["metrics"], "thresholds": record.get("thresholds") or []}
     if not facts.get("validation") and record.get("validation"):
         facts = facts | {"validation": record["validation"]}
     # What load actually did per split (its manifest), which the lineage record keeps.
@@ -564,6 +551,35 @@ def version_card(root: Path, name: str, version: str) -> str:
         ),
     }
     return render(facts, name, evaluation, lineage)
+
+
+def _cached_facts(root: Path, tag: str, record: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """(facts, evaluation) of a version whose record holds no card: from the card evaluate wrote or
+    the model's own (local DVC cache), else from the record; evaluation.json where cached."""
+    from huggingface_hub import ModelCard
+
+    outs = _lock_outs(root, tag)
+    cached = _cache_paths(root)
+    facts: Any = None
+    for text in (
+        _from_cache(cached, outs.get(str(catalog.MODEL_CARD))),
+        _from_cache(cached, outs.get(str(catalog.MODEL)), README),
+    ):
+        if text and facts is None:
+            facts = (ModelCard(text).data.to_dict() or {}).get(FACTS_KEY)
+    if not isinstance(facts, dict):
+        facts = facts_from_lineage(record, cached, outs)
+    evaluation_text = _from_cache(cached, outs.get(str(catalog.EVALUATION)))
+    return facts, json.loads(evaluation_text) if evaluation_text else facts.get("evaluation")
+
+
+def recorded_facts(root: Path) -> dict[str, Any] | None:
+    """The facts of reports/model_card.md, for the lineage record; None when evaluate wrote none
+    (or it lost its metadata): the fetched card then comes from the DVC cache or the record."""
+    try:
+        return read_facts(Path(root) / catalog.MODEL_CARD)
+    except PipelineError:
+        return None
 
 
 def facts_from_lineage(record: dict[str, Any], cached: Any, outs: dict[str, str]) -> dict[str, Any]:
