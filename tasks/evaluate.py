@@ -3,7 +3,7 @@ nothing is registered."""
 
 from __future__ import annotations
 
-from tunepipe import catalog, params
+from tunepipe import catalog, model_card, params
 from tunepipe.errors import PipelineError
 from tunepipe.evaluation import describe_misses, evaluate
 from tunepipe.metrics import format_metrics
@@ -13,6 +13,7 @@ from tunepipe.stage import run
 def main() -> None:
     p = params.read(catalog.PARAMS)
     evaluation = evaluate(p)
+    model_card.write_evaluated_card(p, evaluation)  # also when a threshold is missed: it says which
     shown = format_metrics(evaluation["metrics"])
     print(f"evaluate: {shown} on {evaluation['metrics']['examples']} test examples")
     if not evaluation["passed"]:

@@ -27,6 +27,7 @@ EVALUATION = Path("reports/evaluation.json")  # evaluate: thresholds, confusion 
 TEST_PREDICTIONS = Path("reports/test_predictions.csv")  # evaluate: one row per example (word)
 PLOTS = Path("reports/plots")  # evaluate: `dvc plots` data for the task (tunepipe/report.py)
 REPORT = Path("reports/report.html")  # evaluate: the run report (the version's: lineage/<tag>.html)
+MODEL_CARD = Path("reports/model_card.md")  # evaluate: the model's card with its test evaluation
 LINEAGE = Path("lineage")  # register -> lineage/<name>@<version>.json, committed to git
 
 # `tunepipe search` (not a DVC stage): the study's outcome and its best model.
@@ -84,6 +85,7 @@ OUTPUTS = (
     TEST_PREDICTIONS,
     PLOTS,
     REPORT,
+    MODEL_CARD,
 )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog
+from tunepipe import catalog, model_card
 from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
@@ -111,6 +111,9 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         # What the stages actually used: params.yaml with a preset's values filled in.
         "resolved_params": dataclasses.asdict(p),
         "metrics": read_json(root / catalog.METRICS),
+        # What reports/model_card.md was rendered from (evaluation with per-class scores included):
+        # `tunepipe fetch` renders the version's card from it, the same in every clone.
+        "model_card": model_card.recorded_facts(root),
         "thresholds": read_json(root / catalog.EVALUATION)["thresholds"],
         "validation": {
             "success": validation["success"],

@@ -2,8 +2,9 @@
 stage writes it to data/pretrained.json, and the stages that load the model depend on that file.
 
 A local directory (or package: reference) is described by the sha256 of its tokenizer files and,
-separately, of its config, weights and code; the same files at another path give the same file, so
-two checkouts agree. A hub id is described by id and revision. No torch or transformers import:
+separately, of its config, weights and code, plus the license its README.md card declares (the
+fine-tuned model's card cites it); the same files at another path give the same file, so two
+checkouts agree. A hub id is described by id and revision. No torch or transformers import:
 this runs before every `dvc repro`.
 """
 
@@ -68,12 +69,34 @@ def describe_files(model: ModelParams, folder: Path) -> dict[str, Any]:
         )
     if not any(f.suffix in WEIGHTS for f in weights):
         raise PipelineError(f"model {model.name}: no weight files (*.safetensors, *.bin, ...) in {folder}")
-    return {
+    described = {
         "source": "files",
         "tokenizer": {f.name: sha256(f) for f in tokenizer},
         "model": {f.name: sha256(f) for f in weights},
         "trust_remote_code": model.trust_remote_code,
     }
+    license_ = card_license(folder / "README.md")
+    return described | ({"license": license_} if license_ else {})
+
+
+def card_license(readme: Path) -> str | None:
+    """The `license:` of a model card's YAML front matter (what model cards of fine-tuned models
+    cite as the base's license), or None: no card, no front matter, or no license in it."""
+    import yaml
+
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not text.startswith("---"):
+        return None
+    head = text[3:].split("\n---", 1)[0]
+    try:
+        meta = yaml.safe_load(head)
+    except yaml.YAMLError:
+        return None
+    value = meta.get("license") if isinstance(meta, dict) else None
+    return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else None
 
 
 def describe(model: ModelParams) -> dict[str, Any]:

@@ -28,6 +28,7 @@ FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
 # What tunepipe/sources.py reads: its table readers, then the token formats.
 LOAD_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged")
 # What GTO accepts as a stage name (gto.constants.name_re): it becomes part of a git tag.
+LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 STAGE_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-/_]*[a-zA-Z0-9])?")
 
 
@@ -252,6 +253,9 @@ class SearchParams:
 class RegisterParams:
     name: str = "model"
     bump: str = "patch"  # major, minor or patch
+    # The license the model card states (an SPDX-style id as the hub lists them, e.g. apache-2.0,
+    # mit, other); null: none stated. The base model's own license is shown beside it.
+    license: str | None = None
 
 
 @dataclass
@@ -418,6 +422,11 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "promote.resamples": (lambda v: v >= 1000, "1000 or more (a percentile interval needs them)"),
     "promote.confidence": (lambda v: 0 < v < 1, "above 0 and below 1"),
     "promote.min_delta": (lambda v: v >= 0, "0 or more (an improvement in the metric's own direction)"),
+    # What the hub's `license:` field takes: a lower-case id, not a sentence or a URL.
+    "register.license": (
+        lambda v: LICENSE_ID.fullmatch(v) is not None,
+        "a license id as the Hugging Face hub lists them (e.g. apache-2.0, mit, cc-by-4.0, other), or null",
+    ),
 }
 
 

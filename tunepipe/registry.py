@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo, report
+from tunepipe import catalog, dvcrepo, model_card, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
@@ -318,6 +318,9 @@ def fetch_model(
 
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
+    README.md is then the version's complete card (model_card.version_card), so the folder no
+    longer hashes to the registered md5 with it: a check compares the other files, or the card
+    with version_card's.
     `verify=False` (`--no-verify`) takes the files as they are; the mismatch goes to `warn`.
     """
     from dvc.exceptions import DvcException
@@ -344,6 +347,11 @@ def fetch_model(
         for child in staged.iterdir():
             child.rename(tmp / child.name)
         staged.rmdir()
+        # The files checked, the folder gets the version's complete card (evaluation, lineage) in
+        # place of the one training wrote; model_card.version_card(...) gives the same text again.
+        # A version tagged without tunepipe has no lineage record: it keeps the training card.
+        if model_card.has_record(root, tag):
+            write_text(tmp / model_card.README, model_card.version_card(root, name, tag))
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from tunepipe import assets, catalog, launch
+from tunepipe import assets, catalog, launch, model_card
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
 from tunepipe.devices import choose_device
@@ -350,13 +350,6 @@ def train(
     if not trainer.is_world_process_zero():
         # Under DDP every rank holds the same weights and state: one (rank 0) writes them.
         return {"rank": launch.rank(), "global_step": state.global_step}
-    with atomic_dir(model_dir) as tmp:
-        trainer.save_model(str(tmp))
-        # A pickle holding run-specific paths: not needed to load the model, and it would make
-        # the model's hash differ between identical runs. The params are in the lineage record.
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-    if out_dir is None:
-        write_curves(state.log_history, t.logging_steps, metric_names(p.task, scheme or "none"))
     # The same data and params give the same report, resumed or not: DVC hashes it (dvc.lock).
     report = {
         "device": device,
@@ -376,6 +369,19 @@ def train(
         "best_metric": {metric: state.best_metric},
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
     }
+    with atomic_dir(model_dir) as tmp:
+        trainer.save_model(str(tmp))
+        # A pickle holding run-specific paths: not needed to load the model, and it would make
+        # the model's hash differ between identical runs. The params are in the lineage record.
+        (tmp / "training_args.bin").unlink(missing_ok=True)
+        if out_dir is None:  # the pipeline's model (a search trial's has no card)
+            splits = {
+                s: model_card.split_facts(dsd[s], catalog.tokenized_split(s, data_dir), info["max_length"])
+                for s in catalog.TRAINING_SPLITS
+            }
+            write_text(tmp / model_card.README, model_card.training_card(p, info, splits, report))
+    if out_dir is None:
+        write_curves(state.log_history, t.logging_steps, metric_names(p.task, scheme or "none"))
     # How this run went: differs between identical runs, so it stays out of DVC's hashes.
     run = {
         "resumed_from": Path(resume).name if resume else None,
