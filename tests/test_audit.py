@@ -128,16 +128,21 @@ def test_altered_model_and_data_files_are_named(registered: Path, capsys: pytest
     assert cli(capsys, "fetch", "v0.1.0", "-o", str(fetched), "--root", root)[0] == 0
     code, out, _ = cli(capsys, "verify", "v0.1.0", "--path", str(fetched), "--root", root)
     assert code == 0 and f"{fetched.as_posix()}/model.safetensors" in out
+    # fetch wrote the version's complete model card as README.md: it passes as that card.
+    assert re.search(rf"^  ok +model file +{re.escape(fetched.as_posix())}/README.md ", out, re.M)
 
     # A folder given with --path: a changed file and a file the registered model lacks.
     alter(fetched / "model.safetensors")
     (fetched / "notes.txt").write_text("added later\n")
+    card = fetched / "README.md"
+    card.write_text(card.read_text().replace("| accuracy |", "| accuracy (edited) |"))
     code, out, err = cli(capsys, "verify", "v0.1.0", "--path", str(fetched), "--root", root)
     assert code == 1
     weights_line = rf"^  MISMATCH +model file +{re.escape(fetched.as_posix())}/model.safetensors "
     assert re.search(weights_line, out, re.M)
     assert f"{fetched.as_posix()}/model.safetensors: md5 " in err
     assert f"{fetched.as_posix()}/notes.txt: not a file of the registered model" in err
+    assert f"{fetched.as_posix()}/README.md: md5 " in err
     assert "config.json" not in err
 
     # The DVC cache: a data file and a model file altered there.

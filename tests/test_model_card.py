@@ -91,7 +91,7 @@ def test_fetch_writes_the_versions_complete_card(reproduced: tuple[Path, str], t
     result = registry.register(project, "model")
     out = registry.fetch_model(project, "model", "v0.1.0", tmp_path / "fetched")
     text = (out / "README.md").read_text()
-    assert text == model_card.version_card(project, "model", "model@v0.1.0")
+    assert text == registry.version_card(project, "model", "model@v0.1.0")
     card = ModelCard(text)
     assert card.data.model_name == "model"
     assert "# model v0.1.0" in card.text
@@ -109,9 +109,9 @@ def test_fetch_writes_the_versions_complete_card(reproduced: tuple[Path, str], t
             assert (out / name).read_bytes() == (project / "models/model" / name).read_bytes()
     # Rendered from the lineage record in git: the same without the DVC cache (another clone).
     shutil.rmtree(project / ".dvc/cache")
-    assert model_card.version_card(project, "model", "v0.1.0") == text
+    assert registry.version_card(project, "model", "v0.1.0") == text
     with pytest.raises(PipelineError, match="no registered version model@v9.9.9"):
-        model_card.version_card(project, "model", "v9.9.9")
+        registry.version_card(project, "model", "v9.9.9")
 
 
 def facts_for(p: params.Params, labels: list[str], scheme: str | None = None) -> dict:

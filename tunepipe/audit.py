@@ -9,19 +9,22 @@ must never pass for the truth, so every reader of it cross-checks it here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo, registry
+from tunepipe import catalog, dvcrepo, model_card, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
+from tunepipe.io import md5_file, tree_md5
 
 OK, MISMATCH, MISSING, SKIPPED = "ok", "MISMATCH", "NOT AVAILABLE", "skipped"
 
@@ -83,17 +86,19 @@ def _bad(
     return Check(kind, item, expected, found, status, problem, hint)
 
 
-def md5_of(path: Path) -> str:
-    with Path(path).open("rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
+
 
 
 # --- files: the model and the data outputs ------------------------------------------------------
 
 
-def compare_folder(folder: Path, manifest: dict[str, str]) -> list[Check]:
+def compare_folder(
+    folder: Path, manifest: dict[str, str], card: Callable[[], str] | None = None
+) -> list[Check]:
     """Each file of a model folder against the registered model's file list (relpath -> md5):
-    a changed or missing file and a file the registered model does not have all fail."""
+    a changed or missing file and a file the registered model does not have all fail. `card()`: the
+    version's complete model card, which `tunepipe fetch` writes as README.md in place of the
+    training card; README.md passes when it is either."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PipelineError(f"{folder}: not a directory (expected a model folder to verify)")
@@ -104,7 +109,11 @@ def compare_folder(folder: Path, manifest: dict[str, str]) -> list[Check]:
         if rel not in found:
             checks.append(_bad(MODEL_FILE, item, md5, "missing", f"{item}: missing (registered md5 {md5})"))
             continue
-        got = md5_of(found[rel])
+        got = md5_file(found[rel])
+        fetched_card = rel == model_card.README and card is not None and got != md5
+        if fetched_card and found[rel].read_text(errors="replace") == card():
+            checks.append(_ok(MODEL_FILE, item, "the version's model card (written by fetch)", got))
+            continue
         checks.append(
             _ok(MODEL_FILE, item, md5, got)
             if got == md5
@@ -112,7 +121,7 @@ def compare_folder(folder: Path, manifest: dict[str, str]) -> list[Check]:
         )
     for rel in sorted(set(found) - set(manifest)):
         item = (folder / rel).as_posix()
-        got, problem = f"md5 {md5_of(found[rel])}", f"{item}: not a file of the registered model"
+        got, problem = f"md5 {md5_file(found[rel])}", f"{item}: not a file of the registered model"
         checks.append(_bad(MODEL_FILE, item, "no such file", got, problem))
     return checks
 
@@ -170,23 +179,22 @@ def _cached_file(repo: Any, tag: str, kind: str, item: str, md5: str, missing_hi
     if not path.is_file():
         problem = f"{item} (md5 {md5}): not in the DVC cache nor a DVC remote"
         return _bad(kind, item, md5, "not in the DVC cache", problem, missing_hint, MISSING)
-    got = md5_of(path)
+    got = md5_file(path)
     if got == md5:
         return _ok(kind, item, md5, got)
     problem = f"{item}: its cache file {_shown(repo, path)} hashes to {got}, registered {md5}"
     return _bad(kind, item, md5, got, problem, _rebuild(tag))
 
 
-def _folder_checks(repo: Any, tag: str, md5: str, folder: Path) -> list[Check]:
+def _folder_checks(repo: Any, tag: str, md5: str, folder: Path, card: Callable[[], str]) -> list[Check]:
     """A model folder given by path, against the registered model: file by file when the cache
     holds the registered file list, else as a whole (DVC's directory hash)."""
     manifest, _ = _manifest(repo, md5)
     if manifest is not None:
-        return compare_folder(folder, manifest)
+        return compare_folder(folder, manifest, card)
     if not Path(folder).is_dir():
         raise PipelineError(f"{folder}: not a directory (expected a model folder to verify)")
-    got, _ = registry.tree_md5(Path(folder))
-    got += ".dir"
+    got, _ = tree_md5(Path(folder))
     if got == md5:
         return [_ok(MODEL_FILE, str(folder), md5, got)]
     problem = (
@@ -296,7 +304,8 @@ def verify(root: Path, name: str, version: str, path: Path | None = None) -> Rep
         for out, entry in outs.items():
             if out == model:
                 if path is not None:
-                    report.checks += _folder_checks(repo, tag, entry["md5"], Path(path))
+                    card = functools.partial(registry.version_card, root, name, tag)
+                    report.checks += _folder_checks(repo, tag, entry["md5"], Path(path), card)
                 else:
                     report.checks += _cached_checks(repo, tag, MODEL_FILE, out, entry["md5"])
             elif out in uncached:

@@ -16,21 +16,18 @@ builds on an earlier one without re-reading the stage's inputs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunepipe import catalog
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import git
-from tunepipe.io import read_json
+from tunepipe.io import dvc_md5, read_json
 from tunepipe.metrics import EXTRA_METRICS, format_threshold, metric_names
 from tunepipe.params import Params
 
 README = "README.md"
-VERSION = re.compile(r"v?\d+\.\d+\.\d+")
 FACTS_KEY = "tunepipe"  # the card's metadata key holding the facts it was rendered from
 PIPELINE_TAGS = {
     "sequence_classification": "text-classification",
@@ -42,23 +39,6 @@ LAUNCH_FIELDS = ("master_addr", "master_port", "rdzv_endpoint", "ddp_timeout")
 
 
 # --- facts ---------------------------------------------------------------------------------------
-
-
-def dvc_md5(path: Path) -> str:
-    """The hash dvc.lock records for a file (md5) or a directory (md5 of its file list, `.dir`)."""
-    if path.is_file():
-        with path.open("rb") as f:
-            return hashlib.file_digest(f, "md5").hexdigest()
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
-
-    tree = Tree()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        with file.open("rb") as f:
-            md5 = hashlib.file_digest(f, "md5").hexdigest()
-        tree.add(tuple(file.relative_to(path).parts), None, HashInfo("md5", md5))
-    tree.digest()
-    return str(tree.hash_info.value)
 
 
 def at_limit_share(ds: Any, max_length: int) -> float:
@@ -435,99 +415,26 @@ def write_evaluated_card(p: Params, evaluation: dict[str, Any]) -> Path:
     return catalog.MODEL_CARD
 
 
-def _cache_paths(root: Path) -> Any:
-    """md5 -> its file in the project's DVC cache (wherever core/cache config puts it)."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return repo.cache.local.oid_to_path
+Reader = Callable[[str], bytes | None]  # a version's file by repo path (registry.tag_reader)
 
 
-def _lock_outs(root: Path, tag: str) -> dict[str, str]:
-    import yaml
-
-    lock = yaml.safe_load(git(root, "show", f"{tag}:dvc.lock")) or {}
-    return {
-        o["path"]: o["md5"]
-        for stage in (lock.get("stages") or {}).values()
-        for o in stage.get("outs", [])
-        if "md5" in o
-    }
+def _text(read: Reader, path: str) -> str | None:
+    data = read(path)
+    return data.decode() if data is not None else None
 
 
-def _from_cache(cached: Any, md5: str | None, inside: str | None = None) -> str | None:
-    """A file's text from the DVC cache (`inside` a cached directory), or None when absent."""
-    if not md5:
-        return None
-    try:
-        path = Path(cached(md5))
-        if inside is not None:
-            entries = {e["relpath"]: e["md5"] for e in json.loads(path.read_text())}
-            if inside not in entries:
-                return None
-            path = Path(cached(entries[inside]))
-        return path.read_text()
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def registered_tag(root: Path, name: str, version: str) -> str:
-    """`<name>@vX.Y.Z` for a version as given (v0.1.0, 0.1.0, model@v0.1.0) or a GTO stage holding
-    one; read from git alone, as registry.registered_tag does (that module imports this one)."""
-    bare = version.split("@", 1)[-1]
-    if not VERSION.fullmatch(bare):
-        from gto.api import find_versions_in_stage
-        from gto.exceptions import GTOException
-
-        try:
-            found = find_versions_in_stage(str(root), name, bare)
-        except GTOException:
-            found = None
-        found = found[0] if isinstance(found, list) and found else found
-        if not found:
-            raise PipelineError(f"{version!r} is neither a version of {name} nor a stage holding one")
-        bare = str(found.version)
-    tag = f"{name}@{bare if bare.startswith('v') else 'v' + bare}"
-    if not git(root, "tag", "--list", tag):
-        raise PipelineError(f"no registered version {tag}")
-    return tag
-
-
-def record_path(tag: str) -> str:
-    return (catalog.LINEAGE / f"{tag}.json").as_posix()
-
-
-def has_record(root: Path, tag: str) -> bool:
-    """Whether the version's commit holds its lineage record (a tag made by hand with GTO has none)."""
-    return bool(git(root, "ls-tree", "--name-only", tag, "--", record_path(tag), check=False))
-
-
-def read_record(root: Path, tag: str) -> dict[str, Any]:
-    if not has_record(root, tag):
-        raise PipelineError(
-            f"{tag}: its commit holds no lineage record ({record_path(tag)}); it was not registered by "
-            "`tunepipe register`, so there is no card to render"
-        )
-    record = json.loads(git(root, "show", f"{tag}:{record_path(tag)}"))
-    record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
-    return record
-
-
-def version_card(root: Path, name: str, version: str) -> str:
-    """The complete card of a registered version (what `tunepipe fetch` writes as README.md), so a
-    verifier can compare.
+def version_card(record: dict[str, Any], name: str, tag: str, read: Reader) -> str:
+    """The complete card of a registered version (what `tunepipe fetch` writes as README.md) from
+    its lineage record (with `registered_commit`); `read` gives the version's files (registry.tag_reader).
 
     From the version's lineage record alone (git), which keeps the facts of the card evaluate
     wrote: the same text in every clone, with or without the DVC cache. A version registered
     before cards existed is rendered from its reports in the local DVC cache where they are, else
     from what its record holds."""
-    root = Path(root)
-    tag = registered_tag(root, name, version)
-    record = read_record(root, tag)
     facts = record.get("model_card")
     evaluation = facts.get("evaluation") if isinstance(facts, dict) else None
     if not isinstance(facts, dict):
-        facts, evaluation = _cached_facts(root, tag, record)
+        facts, evaluation = _cached_facts(record, read)
     evaluation = evaluation or {"metrics": record["metrics"], "thresholds": record.get("thresholds") or []}
     if not facts.get("validation") and record.get("validation"):
         facts = facts | {"validation": record["validation"]}
@@ -553,23 +460,21 @@ def version_card(root: Path, name: str, version: str) -> str:
     return render(facts, name, evaluation, lineage)
 
 
-def _cached_facts(root: Path, tag: str, record: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def _cached_facts(record: dict[str, Any], read: Reader) -> tuple[dict[str, Any], Any]:
     """(facts, evaluation) of a version whose record holds no card: from the card evaluate wrote or
     the model's own (local DVC cache), else from the record; evaluation.json where cached."""
     from huggingface_hub import ModelCard
 
-    outs = _lock_outs(root, tag)
-    cached = _cache_paths(root)
     facts: Any = None
     for text in (
-        _from_cache(cached, outs.get(str(catalog.MODEL_CARD))),
-        _from_cache(cached, outs.get(str(catalog.MODEL)), README),
+        _text(read, str(catalog.MODEL_CARD)),
+        _text(read, f"{catalog.MODEL.as_posix()}/{README}"),
     ):
         if text and facts is None:
             facts = (ModelCard(text).data.to_dict() or {}).get(FACTS_KEY)
     if not isinstance(facts, dict):
-        facts = facts_from_lineage(record, cached, outs)
-    evaluation_text = _from_cache(cached, outs.get(str(catalog.EVALUATION)))
+        facts = facts_from_lineage(record, read)
+    evaluation_text = _text(read, str(catalog.EVALUATION))
     return facts, json.loads(evaluation_text) if evaluation_text else facts.get("evaluation")
 
 
@@ -582,10 +487,10 @@ def recorded_facts(root: Path) -> dict[str, Any] | None:
         return None
 
 
-def facts_from_lineage(record: dict[str, Any], cached: Any, outs: dict[str, str]) -> dict[str, Any]:
+def facts_from_lineage(record: dict[str, Any], read: Reader) -> dict[str, Any]:
     """Facts for a version whose model folder has no card (registered before cards existed)."""
     p = record["resolved_params"]
-    info_text = _from_cache(cached, outs.get(str(catalog.tokenized_info())))
+    info_text = _text(read, catalog.tokenized_info().as_posix())
     info = json.loads(info_text) if info_text else {}
     tokenized = (record.get("data") or {}).get("tokenized") or {}
     rows = {s: d.get("rows") for s, d in (record.get("validation") or {}).get("splits", {}).items()}

@@ -21,7 +21,7 @@ from tunepipe import catalog, dvcrepo, model_card, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
-from tunepipe.io import atomic_dir, read_json, write_json, write_text
+from tunepipe.io import atomic_dir, read_json, tree_md5, write_json, write_text
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
@@ -265,6 +265,25 @@ def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
     return record
 
 
+def has_lineage(root: Path, tag: str) -> bool:
+    """Whether a version's commit holds its lineage record (a tag made by hand with GTO has none)."""
+    name, version = tag.split("@", 1)
+    record = lineage_path(name, version).as_posix()
+    return bool(git(root, "ls-tree", "--name-only", tag, "--", record, check=False))
+
+
+def version_card(root: Path, name: str, version: str) -> str:
+    """A registered version's complete model card (what `fetch` writes as README.md), from its
+    lineage record in git: the same text in every clone, so a verifier can compare."""
+    tag = registered_tag(root, name, version)
+    if not has_lineage(root, tag):
+        raise PipelineError(
+            f"{tag}: its commit holds no lineage record ({lineage_path(*tag.split('@', 1)).as_posix()}); "
+            "it was not registered by `tunepipe register`, so there is no card to render"
+        )
+    return model_card.version_card(read_lineage(root, name, tag), name, tag, tag_reader(root, tag))
+
+
 def version_report(root: Path, name: str, version: str) -> str:
     """A registered version's run report: the page its registration committed, or for a version
     registered before reports existed, one built from its lineage record and the outputs its
@@ -318,7 +337,7 @@ def fetch_model(
 
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
-    README.md is then the version's complete card (model_card.version_card), so the folder no
+    README.md is then the version's complete card (version_card), so the folder no
     longer hashes to the registered md5 with it: a check compares the other files, or the card
     with version_card's.
     `verify=False` (`--no-verify`) takes the files as they are; the mismatch goes to `warn`.
@@ -348,29 +367,11 @@ def fetch_model(
             child.rename(tmp / child.name)
         staged.rmdir()
         # The files checked, the folder gets the version's complete card (evaluation, lineage) in
-        # place of the one training wrote; model_card.version_card(...) gives the same text again.
+        # place of the one training wrote; version_card(...) gives the same text again.
         # A version tagged without tunepipe has no lineage record: it keeps the training card.
-        if model_card.has_record(root, tag):
-            write_text(tmp / model_card.README, model_card.version_card(root, name, tag))
+        if has_lineage(root, tag):
+            write_text(tmp / model_card.README, version_card(root, name, tag))
     return out
-
-
-def tree_md5(folder: Path) -> tuple[str, dict[str, str]]:
-    """DVC's hash of a directory (`<md5>.dir`) and each file's md5, as dvc.lock records them."""
-    import hashlib
-
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
-
-    files = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        with path.open("rb") as f:
-            files[path.relative_to(folder).as_posix()] = hashlib.file_digest(f, "md5").hexdigest()
-    tree = Tree()
-    for rel, md5 in files.items():
-        tree.add(tuple(rel.split("/")), None, HashInfo("md5", md5))
-    tree.digest()
-    return str(tree.hash_info.value), files
 
 
 def _cached(repo: Any, md5: str) -> Path:
