@@ -216,7 +216,7 @@ def pull_inputs(
     if targets:
         proc = _dvc(clone, "pull", *targets)
         if proc.returncode != 0:
-            missing = _missing_files(clone, lock, proc.stdout + proc.stderr)
+            missing = _missing_files(clone, lock, proc.stdout + proc.stderr, source)
             raise PipelineError(
                 f"the pinned raw data cannot be had from {described}: "
                 + (f"{', '.join(missing)} not there" if missing else _tail(proc.stdout + proc.stderr))
@@ -254,12 +254,17 @@ def _object(base: str | Path, md5: str) -> str:
     return f"{str(base).rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
 
 
-def _manifest(clone: Path, dir_md5: str) -> dict[str, str]:
-    try:
-        entries = json.loads(Path(_object(clone / ".dvc" / "cache", dir_md5)).read_text())
-        return {e["relpath"]: e["md5"] for e in entries}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+def _manifest(clone: Path, dir_md5: str, source: str | None = None) -> dict[str, str]:
+    """relpath -> md5 of a pinned folder: from the clone's cache, else from a directory remote
+    (a failed pull leaves no `.dir` object behind); {} when neither has it."""
+    places = [clone / ".dvc" / "cache"] + ([Path(source)] if source and "://" not in source else [])
+    for place in places:
+        try:
+            entries = json.loads(Path(_object(place, dir_md5)).read_text())
+            return {e["relpath"]: e["md5"] for e in entries}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {}
 
 
 def _file_md5(path: Path) -> str:
@@ -282,7 +287,7 @@ def check_input(clone: Path, path: str, md5: str, source: str) -> dict[str, Any]
         return row
     row["found"], files = registry.tree_md5(target)
     row["same"] = row["found"] == md5
-    manifest = _manifest(clone, md5)
+    manifest = _manifest(clone, md5, source)
     wrong = [rel for rel, want in manifest.items() if files.get(rel) != want]
     extra = sorted(set(files) - set(manifest)) if manifest else []
     details = [
@@ -324,14 +329,14 @@ def check_package_sources(clone: Path, record: dict[str, Any]) -> list[dict[str,
     return rows
 
 
-def _missing_files(clone: Path, lock: dict[str, Any], text: str) -> list[str]:
+def _missing_files(clone: Path, lock: dict[str, Any], text: str, source: str) -> list[str]:
     """The files a failed pull names by md5 (DVC names objects, not paths)."""
     found = []
     for path, md5 in pinned_inputs(lock).items():
         if md5.endswith(".dir"):
             if md5 in text:
                 found.append(f"{path} (its file list {md5})")
-            found += [f"{path}/{rel}" for rel, m in _manifest(clone, md5).items() if m in text]
+            found += [f"{path}/{rel}" for rel, m in _manifest(clone, md5, source).items() if m in text]
         elif md5 in text:
             found.append(path)
     return found
