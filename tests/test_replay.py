@@ -153,6 +153,17 @@ def test_packages_differing_from_the_lineage_record_are_listed_first(team, tmp_p
     assert {"name": "torch", "recorded": "2.0.0", "installed": installed} in report["packages"]
     assert report["packages"][0]["name"] == "python" and report["packages"][0]["recorded"] == "3.10.4"
     assert report["dry_run"] and "outputs" not in report
+    # A record whose base model weights are not the ones installed: named before any training.
+    record |= {"version": "v0.1.2"}
+    record["pretrained"]["model"]["model.safetensors"] = "0" * 64
+    (work / "lineage" / "model@v0.1.2.json").write_text(json.dumps(record, indent=2))
+    run(["git", "add", "lineage"], work)
+    run(["git", "commit", "-q", "-m", "a record naming other base weights"], work)
+    run(["git", "tag", "-a", "model@v0.1.2", "-m", "model@v0.1.2"], work)
+    proc = tunepipe(work, "replay", "v0.1.2", "--git-remote", str(work), check=False)
+    assert proc.returncode == 1 and "rebuilding" not in proc.stdout
+    error = proc.stderr.strip().splitlines()[-1]
+    assert "base model" in error and "model.safetensors" in error and "pinned 000000000000" in error
     # A version the git source does not have: one error line naming the source.
     proc = tunepipe(author, "replay", "v0.1.1", check=False)
     assert proc.returncode == 1

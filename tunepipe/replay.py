@@ -9,6 +9,7 @@ tags, lineage, DVC cache) is only read: everything is written inside the scratch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -225,6 +226,7 @@ def pull_inputs(
         say(f"pulled {', '.join(t.removesuffix('.dvc') for t in targets)}")
     rows = [check_input(clone, path, md5, source) for path, md5 in pinned_inputs(lock).items()]
     rows += check_package_sources(clone, record)
+    rows += check_base_model(clone, record)
     report["inputs"] = rows
     bad = [r for r in rows if not r["same"]]
     if bad:
@@ -232,9 +234,11 @@ def pull_inputs(
             "pinned input(s) differ from what the version recorded, so nothing was rebuilt: "
             + "; ".join(r["problem"] for r in bad)
         )
-    say(
-        f"inputs as pinned: {len(rows)} checked ({', '.join(r['path'] for r in rows if r['kind'] == 'data')})"
-    )
+    named = ", ".join(r["path"] for r in rows if r["kind"] != "code")
+    say(f"inputs as pinned: {len(rows)} checked ({named})")
+    for r in rows:
+        if r.get("note"):
+            say(f"  note: {r['path']}: {r['note']}")
     return rows
 
 
@@ -327,6 +331,45 @@ def check_package_sources(clone: Path, record: dict[str, Any]) -> list[dict[str,
             )
         rows.append(row)
     return rows
+
+
+def check_base_model(clone: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """params.model, as found here, against the lineage's data/pretrained.json (files by sha256):
+    a different base model cannot give the registered model, so this is checked before training."""
+    from tunepipe import model_identity
+    from tunepipe import params as params_mod
+
+    recorded = record.get("pretrained")
+    model = params_mod.read(clone / catalog.PARAMS).model
+    row: dict[str, Any] = {"path": f"model.name {model.name}", "kind": "model", "recorded": recorded}
+    if recorded is None:
+        return []  # a record from before data/pretrained.json: data/pretrained.json's hash says it
+    try:
+        with contextlib.chdir(clone):  # a relative model.name is relative to the project
+            found = model_identity.describe(model)
+    except PipelineError as exc:
+        return [row | {"found": None, "same": False, "problem": f"the base model cannot be had: {exc}"}]
+    row |= {"found": found, "same": found == recorded}
+    if not row["same"]:
+        changed = [
+            f"{name} (sha256 {(found.get(part) or {}).get(name, 'missing')[:12]}, pinned {digest[:12]})"
+            for part in ("tokenizer", "model")
+            for name, digest in (recorded.get(part) or {}).items()
+            if (found.get(part) or {}).get(name) != digest
+        ]
+        extra = [
+            f"{name} (not pinned)"
+            for part in ("tokenizer", "model")
+            for name in (found.get(part) or {})
+            if name not in (recorded.get(part) or {})
+        ]
+        row["problem"] = f"base model {model.name}: " + (
+            ", ".join(changed + extra)
+            or f"{model_identity.summary(found)}, pinned {model_identity.summary(recorded)}"
+        )
+    elif not model_identity.pinned(found):
+        row["note"] = "a hub model named by branch or tag: its files may have changed since"
+    return [row]
 
 
 def _missing_files(clone: Path, lock: dict[str, Any], text: str, source: str) -> list[str]:
