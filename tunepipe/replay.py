@@ -10,6 +10,7 @@ tags, lineage, DVC cache) is only read: everything is written inside the scratch
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -59,6 +60,8 @@ def replay(
     root = Path(root).resolve()
     if tolerance < 0:
         raise PipelineError(f"--tolerance: expected a number >= 0, got {tolerance}")
+    if git_remote and "://" not in git_remote and Path(git_remote).exists():
+        git_remote = str(Path(git_remote).resolve())  # as the user meant it, not relative to root
     git_source = git_remote or remote.git_origin(root) or str(root)
     dvc_source, dvc_described = dvc_source_of(root, dvc_remote)
     parent = Path(workdir).resolve() if workdir else None
@@ -73,6 +76,9 @@ def replay(
         "sources": {"git": git_source, "dvc": dvc_described},
         "tolerance": tolerance,
         "workdir": str(scratch) if keep else None,
+        "replayed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        # Where the rebuild ran: exact hashes are expected on the same kind of machine only.
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
     }
     try:
         clone = scratch / "project"
