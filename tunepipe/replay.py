@@ -224,10 +224,10 @@ def pull_inputs(
         proc = _dvc(clone, "pull", *targets)
         if proc.returncode != 0:
             missing = _missing_files(clone, lock, proc.stdout + proc.stderr, source)
+            said = (_tail(proc.stdout + proc.stderr) or "`dvc pull` failed").splitlines()[-1]
             raise PipelineError(
                 f"the pinned raw data cannot be had from {described}: "
-                + (f"{', '.join(missing)} not there" if missing else _tail(proc.stdout + proc.stderr))
-                + f" (DVC: {_tail(proc.stderr).splitlines()[-1] if proc.stderr.strip() else 'pull failed'})"
+                + (f"{', '.join(missing)} could not be pulled (DVC: {said})" if missing else f"DVC: {said}")
             )
         say(f"pulled {', '.join(t.removesuffix('.dvc') for t in targets)}")
     rows = [check_input(clone, path, md5, source) for path, md5 in pinned_inputs(lock).items()]
