@@ -141,7 +141,9 @@ def test_packages_differing_from_the_lineage_record_are_listed_first(team, tmp_p
     run(["git", "commit", "-q", "-m", "a record made with an older torch"], work)
     run(["git", "tag", "-a", "model@v0.1.1", "-m", "model@v0.1.1"], work)
     out = tmp_path / "dry.json"
-    proc = tunepipe(work, "replay", "v0.1.1", "--git-remote", str(work), "--dry-run", "--json", str(out))
+    kept = tmp_path / "kept"
+    args = ["--git-remote", str(work), "--dry-run", "--json", str(out), "--keep", "--workdir", str(kept)]
+    proc = tunepipe(work, "replay", "v0.1.1", *args)
     text = proc.stdout
     assert "installed packages differ from the lineage record's" in text
     assert "exact hashes are then not expected" in text
@@ -153,6 +155,14 @@ def test_packages_differing_from_the_lineage_record_are_listed_first(team, tmp_p
     assert {"name": "torch", "recorded": "2.0.0", "installed": installed} in report["packages"]
     assert report["packages"][0]["name"] == "python" and report["packages"][0]["recorded"] == "3.10.4"
     assert report["dry_run"] and "outputs" not in report
+    # --keep: the scratch clone stays, detached at the version's commit, pulling from its own remote.
+    (clone,) = kept.glob("tunepipe-replay-*/project")
+    assert report["workdir"] == str(clone.parent) and f"scratch clone kept: {clone}" in text
+    assert run(["git", "rev-parse", "HEAD"], clone).stdout.strip() == report["commit"]
+    assert (clone / "data/raw/reviews.csv").read_bytes() == (work / "data/raw/reviews.csv").read_bytes()
+    assert "replay-source" in (clone / ".dvc/config.local").read_text()
+    proc = tunepipe(work, "replay", "v0.1.1", "--workdir", str(work / "scratch"), check=False)
+    assert proc.returncode == 1 and "inside the project" in proc.stderr and not (work / "scratch").exists()
     # A record whose base model weights are not the ones installed: named before any training.
     record |= {"version": "v0.1.2"}
     record["pretrained"]["model"]["model.safetensors"] = "0" * 64
