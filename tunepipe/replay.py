@@ -101,7 +101,7 @@ def replay(
             report |= {"ok": True, "dry_run": True, "differed": []}
             say("dry run: pinned inputs checked, nothing rebuilt")
             return report
-        rebuild(clone, scratch / LOG, say, report)
+        rebuild(clone, scratch / LOG, say)
         report |= compare(lock, read_lock(clone), record, read_metrics(clone), tolerance)
         return report
     except ReplayError:
@@ -391,7 +391,7 @@ def _missing_files(clone: Path, lock: dict[str, Any], text: str, source: str) ->
     return found
 
 
-def rebuild(clone: Path, log: Path, say: Callable[[str], None], report: dict[str, Any]) -> None:
+def rebuild(clone: Path, log: Path, say: Callable[[str], None]) -> None:
     """`dvc repro --force`: every stage runs (no run-cache restores), its output kept in `log`."""
     say("rebuilding: dvc repro --force")
     with log.open("w") as out:
