@@ -110,7 +110,8 @@ def replay(
         raise ReplayError(str(exc), report) from None
     finally:
         if keep:
-            say(f"scratch clone kept: {scratch / 'project'}")
+            log = f" (rebuild log {scratch / LOG})" if (scratch / LOG).is_file() else ""
+            say(f"scratch clone kept: {scratch / 'project'}{log}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
