@@ -447,6 +447,77 @@ def compare(
     print(json.dumps(result, indent=2) if as_json else compare_mod.render(result))
 
 
+@app.command()
+def replay(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help=VERSION_HELP)],
+    git_remote: Annotated[
+        str | None,
+        typer.Option(
+            "--git-remote", help="git URL to clone (default: `origin`, else this repo)", show_default=False
+        ),
+    ] = None,
+    dvc_remote: Annotated[
+        str | None,
+        typer.Option(
+            "--dvc-remote",
+            help="DVC remote URL, folder or name (default: the default remote, else this repo's DVC cache)",
+            show_default=False,
+        ),
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", help="largest metric difference accepted when hashes differ")
+    ] = 0.0,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir", help="where the scratch clone is made (default: the temp dir)", show_default=False
+        ),
+    ] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the scratch clone")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="list package differences, check the pinned inputs, rebuild nothing"),
+    ] = False,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="also write the comparison to this JSON file", show_default=False),
+    ] = None,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Rebuild a registered version from its git and DVC remotes; compare hashes and metrics."""
+    from tunepipe import replay as replay_mod
+    from tunepipe.io import write_json
+
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    try:
+        report = replay_mod.replay(
+            Path(base),
+            _artifact_name(base, name),
+            version,
+            git_remote=git_remote,
+            dvc_remote=dvc_remote,
+            tolerance=tolerance,
+            workdir=workdir,
+            keep=keep,
+            dry_run=dry_run,
+        )
+    except replay_mod.ReplayError as exc:
+        if json_out:
+            write_json(json_out, exc.report)
+        raise
+    if json_out:
+        write_json(json_out, report)
+    if dry_run:
+        return
+    print(replay_mod.render(report))
+    print(replay_mod.verdict(report))
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
 PREFECT_FILE = "prefect.yaml"
 
 

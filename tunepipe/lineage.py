@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog, model_card
+from tunepipe import assets, catalog, model_card
 from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
@@ -53,6 +53,41 @@ def package_versions() -> dict[str, str]:
 
 # What a lineage record keeps of each split's validation summary (which keys exist depends on the task).
 SPLIT_SUMMARY = ("rows", "words", "class_counts", "tag_counts", "target")
+
+
+def package_sources(p: params_mod.Params) -> dict[str, dict[str, Any]]:
+    """`package:` sources of the load stage by content: DVC hashes data/raw (a dep of load), not a
+    file inside an installed package, so the record pins it (a replay checks it before rebuilding)."""
+    return {ref: file_pin(ref) for ref in package_refs(p)}
+
+
+def package_refs(p: params_mod.Params) -> list[str]:
+    source = p.load.source
+    return sorted({s for s in (source.values() if isinstance(source, dict) else [source]) if is_package(s)})
+
+
+def is_package(ref: Any) -> bool:
+    return isinstance(ref, str) and ref.startswith(assets.PACKAGE_PREFIX)
+
+
+def file_pin(ref: str) -> dict[str, Any]:
+    """md5 and size of the file a `package:` reference names, and the distribution that ships it."""
+    import hashlib
+
+    path = assets.package_path(ref)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    digests = []
+    for file in files:
+        with file.open("rb") as f:
+            digests.append((file.relative_to(path).as_posix(), hashlib.file_digest(f, "md5").hexdigest()))
+    # A folder (a saved dataset): the md5 of its sorted `relpath md5` lines.
+    listing = "".join(f"{rel} {digest}\n" for rel, digest in digests).encode()
+    md5 = hashlib.md5(listing).hexdigest() if path.is_dir() else digests[0][1]
+    top = ref.removeprefix(assets.PACKAGE_PREFIX).split("/", 1)[0].split(".")[0]
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    shipped = [f"{d}=={importlib.metadata.version(d)}" for d in dists]
+    size = sum(f.stat().st_size for f in files)
+    return {"md5": md5, "size": size, "distribution": ", ".join(shipped) or None}
 
 
 def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
@@ -98,6 +133,8 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "data": {
             "source": read_json(root / catalog.SPLITS / "manifest.json")["source"],
             "splits": outs.get(str(catalog.SPLITS)),
+            # load.source files inside installed packages (data/raw is pinned by dvc.lock).
+            "package_sources": package_sources(p),
             # One output per split, and labels.json: split -> {stage, md5, size, nfiles}.
             "tokenized": {
                 **{s: outs.get(str(catalog.tokenized_split(s))) for s in catalog.SPLIT_NAMES},
