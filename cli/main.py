@@ -83,6 +83,13 @@ def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     return version, name
 
 
+def _versioned(ctx: typer.Context, root: str | None, version: str, name: str | None) -> tuple[Path, str, str]:
+    """(project root, artifact name, version) of a command that takes `<version>` or `name@version`."""
+    base = _root(ctx, root)
+    version, name = _split_version(version, name)
+    return Path(base), _artifact_name(base, name), version
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -231,14 +238,12 @@ def report(
     from tunepipe import registry
     from tunepipe.io import write_text
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
-    artifact = _artifact_name(base, name)
-    tag = registry.registered_tag(Path(base), artifact, version)
+    base, artifact, version = _versioned(ctx, root, version, name)
+    tag = registry.registered_tag(base, artifact, version)
     target = out or Path(f"{tag}.html")
     if target.is_dir():
         raise PipelineError(f"--out {target}: is a directory; give the HTML file to write")
-    write_text(target, registry.version_report(Path(base), artifact, version))
+    write_text(target, registry.version_report(base, artifact, version))
     print(f"{tag}: run report written to {target}")
 
 
@@ -253,11 +258,9 @@ def lineage(
     """Print a registered version's lineage: commits, hashes, params, metrics (cross-checked)."""
     from tunepipe import audit, registry
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
-    artifact = _artifact_name(base, name)
-    record = registry.read_lineage(Path(base), artifact, version)
-    disagreements = audit.cross_check(Path(base), artifact, version)
+    base, artifact, version = _versioned(ctx, root, version, name)
+    record = registry.read_lineage(base, artifact, version)
+    disagreements = audit.cross_check(base, artifact, version)
     for problem in disagreements:
         _warn(problem)
     if as_json:
@@ -355,16 +358,14 @@ def promote(
     """Assign a registered version to a stage by hand (GTO stage tag), without the bootstrap check."""
     from tunepipe import params, registry
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
-    artifact = _artifact_name(base, name)
-    stage = stage or params.read(Path(base) / catalog.PARAMS).promote.stage
-    resolved = registry.resolve(Path(base), artifact, version)
-    before = registry.version_in_stage(Path(base), artifact, stage)
+    base, artifact, version = _versioned(ctx, root, version, name)
+    stage = stage or params.read(base / catalog.PARAMS).promote.stage
+    resolved = registry.resolve(base, artifact, version)
+    before = registry.version_in_stage(base, artifact, stage)
     if before == resolved:
         print(f"{artifact}@{resolved} is already in {stage}")
         return
-    tag = registry.assign_stage(Path(base), artifact, resolved, stage)
+    tag = registry.assign_stage(base, artifact, resolved, stage)
     print(f"{artifact}@{resolved} -> {stage} ({tag}" + (f"; was {before})" if before else ")"))
 
 
@@ -380,11 +381,8 @@ def fetch(
     """Materialise a registered version's model directory (DVC cache or remote), hash-checked."""
     from tunepipe import registry
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
-    out = registry.fetch_model(
-        Path(base), _artifact_name(base, name), version, output, verify=not no_verify, warn=_warn
-    )
+    base, artifact, version = _versioned(ctx, root, version, name)
+    out = registry.fetch_model(base, artifact, version, output, verify=not no_verify, warn=_warn)
     print(f"fetched {version} -> {out}")
 
 
@@ -405,9 +403,8 @@ def verify(
     """Re-hash a version's model and data against its dvc.lock; cross-check its lineage record."""
     from tunepipe import audit
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
-    report = audit.verify(Path(base), _artifact_name(base, name), version, path)
+    base, artifact, version = _versioned(ctx, root, version, name)
+    report = audit.verify(base, artifact, version, path)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -490,12 +487,11 @@ def replay(
     from tunepipe import replay as replay_mod
     from tunepipe.io import write_json
 
-    base = _root(ctx, root)
-    version, name = _split_version(version, name)
+    base, artifact, version = _versioned(ctx, root, version, name)
     try:
         report = replay_mod.replay(
-            Path(base),
-            _artifact_name(base, name),
+            base,
+            artifact,
             version,
             git_remote=git_remote,
             dvc_remote=dvc_remote,

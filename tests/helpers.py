@@ -286,18 +286,25 @@ def saved_steps(project: Path) -> list[int]:
 # --- the team's remotes: a bare git repository and a directory DVC remote ------------------------
 
 
-def make_team(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
-    """(bare git remote, DVC remote) holding a project whose raw data DVC tracks; branch main."""
-    author = make_project(tmp_path / "author", model_dir)
-    bare, store = tmp_path / "origin.git", tmp_path / "dvc-remote"
-    run(["git", "init", "-q", "--bare", str(bare)], tmp_path)
+def raw_data_in_dvc(author: Path, base: Path) -> tuple[Path, Path]:
+    """(bare git remote, DVC remote) under `base` for `author`, whose data/raw moves from git into
+    DVC (committed; nothing pushed yet): the remotes a team shares."""
+    bare, store = base / "origin.git", base / "dvc-remote"
+    run(["git", "init", "-q", "--bare", str(bare)], base)
     run(["git", "rm", "-r", "-q", "--cached", "data/raw"], author)
     dvc(author, "add", "-q", "data/raw")
     dvc(author, "remote", "add", "-d", "shared", str(store))
     run(["git", "add", "-A"], author)
     run(["git", "commit", "-q", "-m", "raw data in DVC, a DVC remote"], author)
-    dvc(author, "push", "-q")
     run(["git", "remote", "add", "origin", str(bare)], author)
+    return bare, store
+
+
+def make_team(tmp_path: Path, model_dir: Path) -> tuple[Path, Path]:
+    """(bare git remote, DVC remote) holding a project whose raw data DVC tracks; branch main."""
+    author = make_project(tmp_path / "author", model_dir)
+    bare, store = raw_data_in_dvc(author, tmp_path)
+    dvc(author, "push", "-q")
     run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], author)
     run(["git", "symbolic-ref", "HEAD", "refs/heads/main"], bare)
     return bare, store

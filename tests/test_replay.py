@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_project, dvc, run, tags, tunepipe
+from tests.helpers import copy_project, dvc, raw_data_in_dvc, run, tags, tunepipe
 from tunepipe.lineage import package_sources, package_versions
 from tunepipe.replay import compare
 
@@ -21,16 +21,9 @@ def team(tmp_path_factory: pytest.TempPathFactory, reproduced: tuple[Path, str])
     into DVC (same content, so the same hash in dvc.lock: nothing goes stale), registered, pushed."""
     base = tmp_path_factory.mktemp("replay")
     author = copy_project(reproduced[0], base / "author")
-    bare, store = base / "origin.git", base / "dvc-remote"
-    run(["git", "init", "-q", "--bare", str(bare)], base)
-    run(["git", "rm", "-r", "-q", "--cached", "data/raw"], author)
-    dvc(author, "add", "-q", "data/raw")
-    dvc(author, "remote", "add", "-d", "shared", str(store))
-    run(["git", "add", "-A"], author)
-    run(["git", "commit", "-q", "-m", "raw data in DVC, a DVC remote"], author)
+    bare, store = raw_data_in_dvc(author, base)
     tunepipe(author, "register")
     dvc(author, "push", "-q")
-    run(["git", "remote", "add", "origin", str(bare)], author)
     run(["git", "push", "-q", "--tags", "origin", "HEAD:refs/heads/main"], author)
     return author, bare, store
 
