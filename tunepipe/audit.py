@@ -23,6 +23,7 @@ import yaml
 from tunepipe import catalog, dvcrepo, model_card, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
+from tunepipe.gitrepo import blob as git_blob
 from tunepipe.gitrepo import git
 from tunepipe.io import md5_file, tree_md5
 
@@ -218,17 +219,10 @@ def _uncached(root: Path, tag: str) -> set[str]:
     return found
 
 
-def _git_blob(root: Path, rev: str, path: str) -> bytes | None:
-    import subprocess
-
-    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, check=False)
-    return proc.stdout if proc.returncode == 0 else None
-
-
 def _uncached_check(root: Path, tag: str, out: str, md5: str) -> Check:
     """A `cache: false` output: re-hashed from git when the tagged commit holds it (metrics)."""
     kind = METRICS if out == str(catalog.METRICS) else DATA_OUTPUT
-    blob = _git_blob(root, tag, out)
+    blob = git_blob(root, tag, out)
     if blob is None:
         kept = "not kept (cache: false, not in git)"
         if out in {str(p) for p in COPIED.values()}:
@@ -258,7 +252,7 @@ def tracked_inputs(root: Path, tag: str) -> dict[str, dict[str, Any]]:
     for name in git(root, "ls-tree", "-r", "--name-only", tag).splitlines():
         if not name.endswith(".dvc") or Path(name).name == ".dvc":
             continue
-        spec = yaml.safe_load(_git_blob(root, tag, name) or b"") or {}
+        spec = yaml.safe_load(git_blob(root, tag, name) or b"") or {}
         for out in spec.get("outs") or []:
             if isinstance(out, dict) and out.get("md5") and out.get("path"):
                 found[(Path(name).parent / out["path"]).as_posix()] = {"md5": out["md5"], "file": name}
@@ -362,7 +356,7 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     version = tag.split("@", 1)[1]
     rel = registry.lineage_path(name, version).as_posix()
     commit = git(root, "rev-list", "-n", "1", tag)
-    blob = _git_blob(root, tag, rel)
+    blob = git_blob(root, tag, rel)
     if blob is None:
         problem = f"{rel} is not in the tagged commit {commit[:10]}: {tag} has no lineage record"
         return [_bad(RECORD, rel, "in the tagged commit", "missing", problem)]
@@ -415,7 +409,7 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     said = record.get("metrics") or {}
     checks += _metrics_checks(root, rel, tag, said)
     checks += _message_checks(root, rel, tag, said)
-    params_blob = _git_blob(root, tag, str(catalog.PARAMS))
+    params_blob = git_blob(root, tag, str(catalog.PARAMS))
     if params_blob is not None and "params" in record:
         # Through JSON, as the record stored them (integer keys become text, dates strings).
         as_stored = json.loads(json.dumps(yaml.safe_load(params_blob) or {}, default=str))
@@ -447,7 +441,7 @@ def _history_check(root: Path, rel: str, tag: str) -> Check:
 
 def _metrics_checks(root: Path, rel: str, tag: str, said: dict[str, Any]) -> list[Check]:
     """The record's metrics against reports/metrics.json in the tagged commit (which dvc.lock pins)."""
-    blob = _git_blob(root, tag, str(catalog.METRICS))
+    blob = git_blob(root, tag, str(catalog.METRICS))
     if blob is None:
         problem = f"{catalog.METRICS} is not in the tagged commit: the record's metrics cannot be checked"
         return [_bad(METRICS, "metrics", f"{catalog.METRICS} in the tagged commit", "missing", problem)]
@@ -505,7 +499,7 @@ def cross_check(root: Path, name: str, version: str) -> list[str]:
 
 
 def _tag_lock(root: Path, tag: str) -> dict[str, Any]:
-    if _git_blob(root, tag, "dvc.lock") is None:
+    if git_blob(root, tag, "dvc.lock") is None:
         raise PipelineError(f"{tag}: the tagged commit has no dvc.lock, so nothing it pins can be checked")
     return read_lock(root, tag)
 

@@ -19,6 +19,12 @@ def git(root: Path, *args: str, check: bool = True) -> str:
     return proc.stdout.rstrip("\r\n")
 
 
+def blob(root: Path, rev: str, path: str) -> bytes | None:
+    """A file's bytes as of `rev`, or None when that commit does not hold it."""
+    proc = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=root, capture_output=True, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def changed_paths(root: Path) -> list[str]:
     """Tracked files with uncommitted changes (staged or not), relative to the repository root.
 

@@ -17,7 +17,7 @@ from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import changed_paths, git
-from tunepipe.io import read_json
+from tunepipe.io import md5_file, read_json
 
 PACKAGES = (
     "tunepipe",
@@ -76,10 +76,7 @@ def file_pin(ref: str) -> dict[str, Any]:
 
     path = assets.package_path(ref)
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
-    digests = []
-    for file in files:
-        with file.open("rb") as f:
-            digests.append((file.relative_to(path).as_posix(), hashlib.file_digest(f, "md5").hexdigest()))
+    digests = [(file.relative_to(path).as_posix(), md5_file(file)) for file in files]
     # A folder (a saved dataset): the md5 of its sorted `relpath md5` lines.
     listing = "".join(f"{rel} {digest}\n" for rel, digest in digests).encode()
     md5 = hashlib.md5(listing).hexdigest() if path.is_dir() else digests[0][1]

@@ -20,7 +20,7 @@ import yaml
 from tunepipe import catalog, dvcrepo, model_card, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, git, identity_args
+from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, blob, git, identity_args
 from tunepipe.io import atomic_dir, read_json, tree_md5, write_json, write_text
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
@@ -300,8 +300,6 @@ def version_report(root: Path, name: str, version: str) -> str:
 def tag_reader(root: Path, tag: str) -> report.Reader:
     """Files as of a registered version: from its commit, else from the DVC cache by the hashes
     its dvc.lock pins (a file inside an output directory through the directory's manifest)."""
-    import subprocess
-
     outs = lock_outputs(read_lock(root, tag))
     with dvcrepo.open_repo(root) as repo:
         cache = repo.cache.local
@@ -311,9 +309,9 @@ def tag_reader(root: Path, tag: str) -> report.Reader:
             return path.read_bytes() if path.is_file() else None
 
         def read(path: str) -> bytes | None:
-            shown = subprocess.run(["git", "show", f"{tag}:{path}"], cwd=root, capture_output=True)
-            if shown.returncode == 0:
-                return shown.stdout
+            committed = blob(root, tag, path)
+            if committed is not None:
+                return committed
             if path in outs:
                 return cached(outs[path]["md5"])
             for out, entry in outs.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ from tunepipe import catalog, lineage, registry, remote
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
+from tunepipe.io import md5_file
 
 REMOTE_NAME = "replay-source"  # the scratch clone's DVC remote (in its .dvc/config.local)
 LOG = "replay.log"  # the rebuild's output, inside the scratch directory
@@ -278,11 +278,6 @@ def _manifest(clone: Path, dir_md5: str, source: str | None = None) -> dict[str,
     return {}
 
 
-def _file_md5(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
 def check_input(clone: Path, path: str, md5: str, source: str) -> dict[str, Any]:
     """One pinned input in the clone against its dvc.lock hash; a differing folder names its files."""
     target = clone / path
@@ -292,7 +287,7 @@ def check_input(clone: Path, path: str, md5: str, source: str) -> dict[str, Any]
         row["problem"] = f"{path} is missing from the scratch clone (neither in git nor pulled)"
         return row
     if not md5.endswith(".dir"):
-        row["found"] = _file_md5(target)
+        row["found"] = md5_file(target)
         row["same"] = row["found"] == md5
         row["problem"] = f"{path}: md5 {row['found']}, pinned {md5}"
         return row
