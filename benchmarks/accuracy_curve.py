@@ -43,7 +43,7 @@ def main() -> None:
         epochs, lr = run.split(":")
         set_params(workdir, train={"epochs": int(epochs), "learning_rate": float(lr)})
         timed([sys.executable, "-m", "dvc", "repro", "evaluate"], workdir)
-        report = json.loads((workdir / "reports/train_report.json").read_text())
+        report = json.loads((workdir / "reports/train.json").read_text())
         train_run = json.loads((workdir / "reports/train_run.json").read_text())
         metrics = json.loads((workdir / "reports/metrics.json").read_text())
         row = {
