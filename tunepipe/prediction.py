@@ -222,6 +222,7 @@ def predict_file(
     batch_size: int = 64,
     verify: bool = True,
     warn: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> pd.DataFrame:
     """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
@@ -230,6 +231,7 @@ def predict_file(
     Without output_path: <input>.predictions.csv (or .conll); the path written is in
     `result.attrs["output"]`. The model is checked against dvc.lock first (resolve_model);
     `verify=False` takes it as it is, a registered version's mismatch going to `warn`.
+    `precision`: as train.precision (auto: devices.choose).
     """
     input_path = Path(input_path)
     if output_path is not None and Path(output_path).is_dir():
@@ -242,7 +244,7 @@ def predict_file(
         raise PipelineError(f"{input_path}: file not found")
     with tempfile.TemporaryDirectory(prefix="tunepipe-predict-") as tmp:
         model_dir = resolve_model(model, root, name, Path(tmp), verify, warn)
-        loaded, tok = load_model(model_dir)
+        loaded, tok = load_model(model_dir, precision=precision)
         df, conll = read_input(input_path, task_of(loaded.config), text_column)
         if df.empty:
             raise PipelineError(f"{input_path}: no rows to predict")

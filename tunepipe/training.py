@@ -15,7 +15,7 @@ import pandas as pd
 from tunepipe import assets, catalog, launch, model_card
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
-from tunepipe.devices import choose_device
+from tunepipe.devices import choose_device, cpu_auto_precision
 from tunepipe.errors import PipelineError
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
 from tunepipe.io import atomic_dir, write_json, write_text
@@ -60,6 +60,14 @@ def build_model(p: Params, labels: list[str]) -> Any:
         ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
         **head,
     )
+
+
+def by_length(ds: Any) -> Any:
+    """The evaluation rows shortest first: Trainer batches them in order, so each batch pads to
+    a length close to its own (the scores do not depend on the order)."""
+    import numpy as np
+
+    return ds.select(np.argsort([len(ids) for ids in ds["input_ids"]], kind="stable"))
 
 
 def trained_length(info: dict[str, Any], data_dir: Path) -> int:
@@ -283,7 +291,7 @@ def train(
     if t.max_train_samples:
         train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
     columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
-    train_ds, eval_ds = train_ds.select_columns(columns), dsd["validation"].select_columns(columns)
+    train_ds, eval_ds = train_ds.select_columns(columns), by_length(dsd["validation"].select_columns(columns))
 
     world = launch.world_size()
     main = launch.is_main()
@@ -387,6 +395,10 @@ def train(
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
+        "cpu_auto_precision": (
+            cpu_auto_precision() if t.precision == "auto" and device["device"] == "cpu" else None
+        ),
         # this process's (rank 0's) peak; null on CPU
         "peak_gpu_memory_mib": (
             round(torch.cuda.max_memory_allocated() / 2**20) if device["device"] == "cuda" else None
