@@ -439,7 +439,8 @@ def main() -> None:
         print(
             f"predict {len(lengths)} rows #{i + 1}: tunepipe predict {a['wall_s']:.1f} s wall "
             f"(peak RSS {a['rss_mib']:.0f} MiB); plain script {b['wall_s']:.1f} s wall, of which "
-            f"Trainer.predict {b['predict_s']:.1f} s ({plain_mfu:.1%} MFU of fp32; peak RSS {b['rss_mib']:.0f} MiB)",
+            f"Trainer.predict {b['predict_s']:.1f} s ({plain_mfu:.1%} MFU of fp32; "
+            f"peak RSS {b['rss_mib']:.0f} MiB)",
             flush=True,
         )
 
