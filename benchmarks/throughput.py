@@ -450,6 +450,9 @@ def main() -> None:
         pipeline["dvc repro --force"], pipeline["dvc repro RSS"], _ = timed(
             python("-m", "dvc", "repro", "--force"), root
         )
+        for stage in ("pretrained", "load", "validate", "tokenize", "evaluate"):
+            forced = python("-m", "dvc", "repro", "--force", "--single-item", stage)
+            pipeline[f"  {stage} stage alone"] = timed(forced, root)[0]
         noop = [timed(python("-m", "dvc", "repro"), root)[0] for _ in range(3)]
         pipeline["no-op dvc repro"] = statistics.median(noop)
         clone(fresh, args.task, args.rows)
