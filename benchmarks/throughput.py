@@ -401,8 +401,7 @@ def main() -> None:
         f"fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s"
     )
     if not cuda:
-        decision = devices.cpu_auto_precision()
-        print(f"precision auto on this CPU: {decision['precision']} ({decision['reason']})")
+        devices.cpu_auto_precision()  # prints its decision
     print(f"model: {n / 1e6:.1f}M non-embedding parameters; train {rows} rows, {train_tokens} real tokens")
 
     def report(label: str, r: dict[str, Any]) -> None:
