@@ -406,8 +406,8 @@ def main() -> None:
     print(f"model: {n / 1e6:.1f}M non-embedding parameters; train {rows} rows, {train_tokens} real tokens")
 
     def report(label: str, r: dict[str, Any]) -> None:
-        r["samples_s"] = rows / r["train_runtime_s"]
-        r["tokens_s"] = train_tokens / r["train_runtime_s"]
+        r["samples_s"] = rows * args.epochs / r["train_runtime_s"]
+        r["tokens_s"] = train_tokens * args.epochs / r["train_runtime_s"]
         r["mfu"] = {d: 6 * n * r["tokens_s"] / f for d, f in peaks.items()}
         print(
             f"train {label:15}: {r['train_runtime_s']:7.1f} s, {r['samples_s']:6.1f} samples/s, "
