@@ -144,3 +144,12 @@ def test_weighted_loss_is_class_weighted_cross_entropy(tiny_bert: Path, tmp_path
     # equal weights give the model's own (unweighted) loss
     even = training.weighted_trainer([1.0, 1.0])(model=model, args=args)
     assert even.compute_loss(model, dict(batch)).item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+
+
+def test_validation_rows_go_shortest_first_and_none_is_lost() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"input_ids": [[1, 2, 3], [1], [1, 2], [4]], "labels": [0, 1, 2, 3]})
+    ordered = training.by_length(ds)
+    assert [len(x) for x in ordered["input_ids"]] == [1, 1, 2, 3]
+    assert ordered["labels"] == [1, 3, 2, 0]  # ties keep their order
