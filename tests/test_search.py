@@ -263,7 +263,8 @@ def test_suggest_types_values_as_the_train_fields() -> None:
 def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: Path) -> None:
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     before = (tmp_path / "params.yaml").read_text()
-    best = {"learning_rate": 3e-5, "batch_size": 16, "epochs": 2}
+    best = {"learning_rate": 3e-5, "batch_size": 16, "epochs": 3}
+    epochs = next(line for line in before.splitlines() if line.startswith("  epochs: 2"))
     (tmp_path / catalog.SEARCH_BEST).parent.mkdir()
     (tmp_path / catalog.SEARCH_BEST).write_text(json.dumps({"best_params": best}))
 
@@ -277,8 +278,8 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
     ]
     assert sorted(diff) == sorted(
         [
-            "-  epochs: 1",
-            "+  epochs: 2",
+            f"-{epochs}",
+            f"+{epochs.replace('epochs: 2', 'epochs: 3')}",  # its comment kept
             "-  learning_rate: 5.0e-5",
             "+  learning_rate: 3.0e-5",
             "-  batch_size: 32",

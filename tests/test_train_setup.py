@@ -68,7 +68,9 @@ def test_a_child_process_takes_its_parents_cpu_precision(
 
 
 def test_matmul_speedup_is_a_positive_ratio() -> None:
-    assert 0 < devices.matmul_speedup(rows=64, inner=32, outer=32, repeats=2) < 100
+    # tiny shapes time microseconds: only the sign and finiteness say anything here
+    speedup = devices.matmul_speedup(rows=64, inner=32, outer=32, repeats=2)
+    assert 0 < speedup < float("inf")
 
 
 def test_cpu_machine_refuses_gpu_only_settings() -> None:
