@@ -289,7 +289,7 @@ def test_apply_best_changes_only_the_train_values_and_keeps_comments(tmp_path: P
     assert "# tunepipe parameters: one section per stage (see dvc.yaml)." in after
     assert "  metric_for_best_model: null  # null: the task's main metric" in after
     old, new = yaml.safe_load(before), yaml.safe_load(after)
-    assert new["train"] == old["train"] | {"learning_rate": 3e-5, "batch_size": 16, "epochs": 2}
+    assert new["train"] == old["train"] | {"learning_rate": 3e-5, "batch_size": 16, "epochs": 3}
     assert {k: v for k, v in new.items() if k != "train"} == {k: v for k, v in old.items() if k != "train"}
     assert params_mod.read(tmp_path / "params.yaml").train.learning_rate == 3e-5
     assert json.loads((tmp_path / catalog.SEARCH_BEST).read_text())["applied"] is True
