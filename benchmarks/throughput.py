@@ -196,16 +196,23 @@ def plain_accuracy(logits: Any, ds: Any, token_task: bool) -> float:
     return right / total
 
 
-def plain_train(root: Path, out: Path) -> dict[str, Any]:
-    import pandas as pd
+def head_and_collator(token_task: bool, tok: Any) -> tuple[Any, Any]:
+    """The model class and the padding collator a plain script picks for its task."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
         DataCollatorForTokenClassification,
         DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
     )
+
+    if token_task:
+        return AutoModelForTokenClassification, DataCollatorForTokenClassification(tok)
+    return AutoModelForSequenceClassification, DataCollatorWithPadding(tok)
+
+
+def plain_train(root: Path, out: Path) -> dict[str, Any]:
+    import pandas as pd
+    from transformers import Trainer, TrainingArguments
 
     from tunepipe import assets
 
@@ -216,7 +223,7 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
     train_ds = encode(splits["train"]).shuffle(seed=t["seed"])
     train_ds = train_ds.select(range(min(t["max_train_samples"] or len(train_ds), len(train_ds))))
     test_ds = encode(splits["test"])
-    cls = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    cls, collator = head_and_collator(token_task, tok)
     model = cls.from_pretrained(
         assets.resolve_model(p["model"]["name"]),
         num_labels=len(labels),
@@ -236,7 +243,6 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
         report_to="none",
         disable_tqdm=True,
     )
-    collator = DataCollatorForTokenClassification(tok) if token_task else DataCollatorWithPadding(tok)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, processing_class=tok, data_collator=collator
     )
@@ -251,21 +257,13 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
 def plain_predict(root: Path, rows_file: Path) -> dict[str, Any]:
     """Trainer.predict with the model the train stage saved, on the rows in `rows_file`."""
     import pandas as pd
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        DataCollatorForTokenClassification,
-        DataCollatorWithPadding,
-        Trainer,
-        TrainingArguments,
-    )
+    from transformers import Trainer, TrainingArguments
 
     p, tok, _, encode = plain_data(root)
     token_task = p["task"] == "token_classification"
     ds = encode(pd.read_parquet(rows_file))
-    cls = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    cls, collator = head_and_collator(token_task, tok)
     model = cls.from_pretrained(str(root / "models/model"))
-    collator = DataCollatorForTokenClassification(tok) if token_task else DataCollatorWithPadding(tok)
     args = TrainingArguments(
         output_dir=str(rows_file.parent / "plain-predict"),
         per_device_eval_batch_size=64,
