@@ -22,14 +22,19 @@ def test_two_versions_side_by_side(
 ) -> None:
     project = copy_project(reproduced[0], tmp_path / "project")
     registry.register(project, "model")
-    set_params(project, **{"train.seed": 7, "train.learning_rate": 1e-3})
+    # no threshold for the second version: the tiny model at another seed may score anything
+    set_params(project, **{"train.seed": 7, "train.learning_rate": 1e-3, "evaluate.thresholds": {}})
     dvc(project, "repro")
     registry.register(project, "model")
     registry.assign_stage(project, "model", "v0.1.0", "prod")
 
     result = compare.compare(project, "model", "prod", "model@v0.1.1")
     assert (result["a"], result["b"]) == ("model@v0.1.0", "model@v0.1.1")
-    assert set(result["params"]["params.yaml"]) == {"train.seed", "train.learning_rate"}
+    assert set(result["params"]["params.yaml"]) == {
+        "train.seed",
+        "train.learning_rate",
+        "evaluate.thresholds.accuracy",
+    }
     assert result["params"]["params.yaml"]["train.seed"].items() >= {"old": 42, "new": 7}.items()
     accuracy = result["metrics"]["reports/metrics.json"]["accuracy"]
     assert set(accuracy) >= {"old", "new"}  # every metric, changed or not
