@@ -54,8 +54,10 @@ def test_auto_precision_on_a_cpu_follows_its_bf16_units_and_their_measured_speed
     # decided once, printed once, and handed to child processes (torchrun ranks)
     assert capsys.readouterr().err.count(f"precision auto on this CPU: {expected} (") == 1
     assert os.environ[devices.DECISION_ENV] == expected
-    # an explicit precision is never overridden
+    # an explicit precision is never overridden; a regression model's scores stay fp32 under auto
     assert devices.choose(precision="fp32")["precision"] == "fp32"
+    assert devices.choose(task="regression")["precision"] == "fp32"
+    assert devices.choose(precision="bf16", task="regression")["precision"] == "bf16"
 
 
 def test_a_child_process_takes_its_parents_cpu_precision(

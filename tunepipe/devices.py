@@ -23,14 +23,15 @@ CPU_BF16_MIN_SPEEDUP = 1.5
 DECISION_ENV = "TUNEPIPE_CPU_AUTO_PRECISION"
 
 
-def choose_device(t: TrainParams) -> dict[str, Any]:
+def choose_device(t: TrainParams, task: str | None = None) -> dict[str, Any]:
     """CUDA with bf16 (or fp16 where bf16 is unsupported) when present, else the CPU's choice."""
-    return choose(t.device, t.precision)
+    return choose(t.device, t.precision, task)
 
 
-def choose(device: str = "auto", precision: str = "auto") -> dict[str, Any]:
+def choose(device: str = "auto", precision: str = "auto", task: str | None = None) -> dict[str, Any]:
     """Where a model runs and in which precision, from train.device and train.precision (training,
-    and evaluate and predict on the trained model)."""
+    and evaluate and predict on the trained model). On a CPU, `auto` keeps a regression model in
+    fp32: bf16 would round its predicted scores to about three significant digits."""
     import torch
 
     # The values are checked when params are read; these checks are for TrainParams built in code
@@ -44,6 +45,8 @@ def choose(device: str = "auto", precision: str = "auto") -> dict[str, Any]:
     if precision == "auto":
         if on_cuda:
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        elif task == "regression":
+            precision = "fp32"
         else:
             precision = cpu_auto_precision()["precision"]
     if precision == "fp16" and not on_cuda:

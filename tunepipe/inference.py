@@ -41,7 +41,7 @@ def load_model(
         str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code
     )
     model.eval()
-    where = choose(device, precision)
+    where = choose(device, precision, task_of(config))
     model.to(where["device"])
     model.inference_precision = where["precision"]  # read by _batches: autocast dtype
     return model, tok

@@ -280,7 +280,7 @@ def train(
     )
 
     t = p.train
-    device = choose_device(t)
+    device = choose_device(t, p.task)
     info = catalog.read_info(data_dir)
     if info.get("task", "sequence_classification") != p.task:
         raise PipelineError(f"data/tokenized was made for task {info.get('task')!r}, params say {p.task!r}")
@@ -397,7 +397,9 @@ def train(
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
         "cpu_auto_precision": (
-            cpu_auto_precision() if t.precision == "auto" and device["device"] == "cpu" else None
+            cpu_auto_precision()
+            if t.precision == "auto" and device["device"] == "cpu" and p.task != "regression"
+            else None
         ),
         # this process's (rank 0's) peak; null on CPU
         "peak_gpu_memory_mib": (
