@@ -310,13 +310,13 @@ def run_plain(root: Path, what: str, *extra: str) -> dict[str, Any]:
         return json.loads(report.read_text()) | {"wall_s": wall, "rss_mib": rss}
 
 
-def prediction_rows(root: Path, n: int, token_task: bool) -> tuple[Path, Path, list[int]]:
+def prediction_rows(
+    root: Path, n: int, token_task: bool, tokens: dict[str, list[int]]
+) -> tuple[Path, Path, list[int]]:
     """The first n rows of train, validation and test (in that order) as the plain script's
     parquet and tunepipe predict's input (CoNLL tokens for a token model), and their real
-    token counts."""
+    token counts (from `tokens`, model_facts' per-split lengths)."""
     import pandas as pd
-
-    from tunepipe import catalog
 
     frames = [pd.read_parquet(root / f"data/splits/{s}.parquet") for s in ("train", "validation", "test")]
     rows = pd.concat(frames, ignore_index=True).head(n)
@@ -329,13 +329,7 @@ def prediction_rows(root: Path, n: int, token_task: bool) -> tuple[Path, Path, l
         given.write_text("\n\n".join("\n".join(words) for words in rows["tokens"]) + "\n")
     else:
         given = table
-    import datasets
-
-    lengths: list[int] = []
-    for split in ("train", "validation", "test"):
-        lengths += [
-            len(x) for x in datasets.load_from_disk(str(root / catalog.tokenized_split(split)))["input_ids"]
-        ]
+    lengths = [length for split in ("train", "validation", "test") for length in tokens[split]]
     return table, given, lengths[:n]
 
 
@@ -426,7 +420,7 @@ def main() -> None:
         results["plain"].append(r)
         report(f"plain #{i + 1}", r)
     # prediction uses the model the last tunepipe arm saved (models/model)
-    table, given, lengths = prediction_rows(root, args.predict_rows, args.task == "token")
+    table, given, lengths = prediction_rows(root, args.predict_rows, args.task == "token", facts["tokens"])
     predict_tokens = sum(lengths)
     predicted: dict[str, list[dict[str, Any]]] = {"tunepipe": [], "plain": []}
     for i in range(args.repeats):

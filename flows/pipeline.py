@@ -21,7 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import gto.log  # noqa: F401  (see below)
+# gto.log runs logging.config.dictConfig when first imported, which flushes every handler: inside
+# a flow run that waits up to 5 s for Prefect's API log handler to drain. Imported here, before
+# any flow runs, it costs nothing.
+import gto.log  # noqa: F401
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -35,10 +38,6 @@ from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
 from tunepipe.metrics import format_metrics, format_threshold
 from tunepipe.stage import RAN_MARKER, set_env_defaults
-
-# gto.log runs logging.config.dictConfig when first imported, which flushes every handler: inside
-# a flow run that waits up to 5 s for Prefect's API log handler to drain. Imported here, before
-# any flow runs, it costs nothing.
 
 STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.

@@ -42,16 +42,19 @@ def choose(device: str = "auto", precision: str = "auto", task: str | None = Non
     if device == "cuda" and not cuda:
         raise PipelineError("params.yaml: train.device is cuda but no CUDA device is available")
     on_cuda = cuda and device != "cpu"
-    if precision == "auto":
-        if on_cuda:
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        elif task == "regression":
-            precision = "fp32"
-        else:
-            precision = cpu_auto_precision()["precision"]
+    if precision == "auto" and on_cuda:
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif precision == "auto":
+        precision = cpu_auto_precision()["precision"] if asks_cpu("cpu", precision, task) else "fp32"
     if precision == "fp16" and not on_cuda:
         raise PipelineError("params.yaml: train.precision fp16 needs a CUDA device")
     return {"device": "cuda" if on_cuda else "cpu", "precision": precision}
+
+
+def asks_cpu(device: str, precision: str, task: str | None) -> bool:
+    """Whether `choose` decides this precision by the CPU's bf16 measurement (cpu_auto_precision):
+    auto on a CPU, except for regression."""
+    return precision == "auto" and device == "cpu" and task != "regression"
 
 
 def cpu_flags() -> set[str]:

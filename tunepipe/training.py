@@ -15,7 +15,7 @@ import pandas as pd
 from tunepipe import assets, catalog, launch, model_card
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
-from tunepipe.devices import choose_device, cpu_auto_precision
+from tunepipe.devices import asks_cpu, choose_device, cpu_auto_precision
 from tunepipe.errors import PipelineError
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
 from tunepipe.io import atomic_dir, write_json, write_text
@@ -397,9 +397,7 @@ def train(
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
         "cpu_auto_precision": (
-            cpu_auto_precision()
-            if t.precision == "auto" and device["device"] == "cpu" and p.task != "regression"
-            else None
+            cpu_auto_precision() if asks_cpu(device["device"], t.precision, p.task) else None
         ),
         # this process's (rank 0's) peak; null on CPU
         "peak_gpu_memory_mib": (
