@@ -896,6 +896,17 @@ CASES = [
         params={"evaluate.thresholds": {"rmse": {"max": 0.5}}},
         flow=FLOW,
     ),
+
+    # ---- issue 22: output folders (fetch -o, atomic_dir) ----
+
+    # ---- issue 22: values passed to git, dvc, torchrun, prefect ----
+
+    # ---- issue 22: numbers: finite params, threshold ranges, NaN loss ----
+
+    # ---- issue 22: predict: new columns, input file, model folders ----
+
+    # ---- issue 22: escaping and ambiguous input headers ----
+
 ]
 
 
