@@ -69,8 +69,11 @@ def _root(ctx: typer.Context, root: str | None) -> str:
 
 
 def _artifact_name(root: str, name: str | None) -> str:
+    """--name (or `name@` of a version), else register.name; it names files, so it is checked."""
     if name:
-        return name
+        from tunepipe.io import check_path_name
+
+        return check_path_name(name, "--name")
     from tunepipe import params
 
     return params.read(Path(root) / catalog.PARAMS).register.name
@@ -158,7 +161,7 @@ def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
-    result = registry.register(base, name or p.register.name, p.register.bump)
+    result = registry.register(base, name or p.register.name, p.register.bump)  # checks the name
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
 
@@ -389,8 +392,23 @@ def promote(
 def fetch(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help=VERSION_HELP)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="directory to write the model into")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="directory to write the model into: a new or empty one, or one an earlier fetch wrote",
+        ),
+    ],
     no_verify: NoVerify = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="replace the output directory even if tunepipe did not write it (never a project, "
+            "a git work tree, the current directory or home)",
+        ),
+    ] = False,
     name: Name = None,
     root: Root = None,
 ) -> None:
@@ -398,7 +416,7 @@ def fetch(
     from tunepipe import registry
 
     base, artifact, version = _versioned(ctx, root, version, name)
-    out = registry.fetch_model(base, artifact, version, output, verify=not no_verify, warn=_warn)
+    out = registry.fetch_model(base, artifact, version, output, verify=not no_verify, warn=_warn, force=force)
     print(f"fetched {version} -> {out}")
 
 

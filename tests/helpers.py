@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import shutil
@@ -335,3 +336,32 @@ def fake_tokenized(tmp_path: Path, pretrained: str = "{}") -> tuple[Path, Path]:
     record = tmp_path / "pretrained.json"
     record.write_text(pretrained)
     return data, record
+
+
+FAKE_MODEL_FILES = {"config.json": '{"model_type": "bert"}', "model.safetensors": "weights"}
+
+
+def fake_registered_model(root: Path, name: str = "model", version: str = "v0.1.0") -> Path:
+    """A minimal git + DVC project whose `models/model` (two small files, made by a shell stage)
+    is registered as `<name>@<version>`: what `fetch` needs, in seconds instead of a training run.
+    The tag is a plain annotated GTO tag; the commit holds no lineage record."""
+    from dvc.repo import Repo
+
+    root.mkdir(parents=True, exist_ok=True)
+    writes = " && ".join(f"printf '%s' '{text}' > models/model/{f}" for f, text in FAKE_MODEL_FILES.items())
+    stages = {
+        "stages": {"train": {"cmd": f"mkdir -p models/model && {writes}", "outs": ["models/model"]}},
+        "artifacts": {name: {"path": "models/model", "type": "model"}},
+    }
+    (root / "dvc.yaml").write_text(yaml.safe_dump(stages, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "config", "user.email", "test@example.com"], root)
+    run(["git", "config", "user.name", "test"], root)
+    with contextlib.chdir(root):  # DVC reads its targets relative to the current directory
+        Repo.init(".").close()
+        with Repo(".") as repo:
+            repo.reproduce()
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-q", "-m", "model"], root)
+    run(["git", "tag", "-a", f"{name}@{version}", "-m", f"Registering artifact {name} version {version}"], root)
+    return root

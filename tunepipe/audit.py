@@ -25,7 +25,7 @@ from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import blob as git_blob
 from tunepipe.gitrepo import git
-from tunepipe.io import md5_file, tree_md5
+from tunepipe.io import OUTPUT_MARKER, md5_file, tree_md5
 
 OK, MISMATCH, MISSING, SKIPPED = "ok", "MISMATCH", "NOT AVAILABLE", "skipped"
 
@@ -99,11 +99,13 @@ def compare_folder(
     """Each file of a model folder against the registered model's file list (relpath -> md5):
     a changed or missing file and a file the registered model does not have all fail. `card()`: the
     version's complete model card, which `tunepipe fetch` writes as README.md in place of the
-    training card; README.md passes when it is either."""
+    training card; README.md passes when it is either. The marker fetch leaves (OUTPUT_MARKER)
+    is not a model file: it is skipped."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PipelineError(f"{folder}: not a directory (expected a model folder to verify)")
     found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    found.pop(OUTPUT_MARKER, None)
     checks = []
     for rel, md5 in sorted(manifest.items()):
         item = (folder / rel).as_posix()
@@ -195,7 +197,7 @@ def _folder_checks(repo: Any, tag: str, md5: str, folder: Path, card: Callable[[
         return compare_folder(folder, manifest, card)
     if not Path(folder).is_dir():
         raise PipelineError(f"{folder}: not a directory (expected a model folder to verify)")
-    got, _ = tree_md5(Path(folder))
+    got, _ = tree_md5(Path(folder), skip=(OUTPUT_MARKER,))
     if got == md5:
         return [_ok(MODEL_FILE, str(folder), md5, got)]
     problem = (

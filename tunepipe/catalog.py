@@ -42,7 +42,7 @@ TRAINING_SPLITS = ("train", "validation")  # what train reads (and depends on); 
 
 
 def write_splits(splits: dict[str, Any], manifest: dict[str, Any], out: Path = SPLITS) -> None:
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, owned=True) as tmp:  # a stage output: no marker, its hash unchanged
         for split, df in splits.items():
             df.to_parquet(tmp / f"{split}.parquet", index=False)
         write_json(tmp / "manifest.json", manifest)
@@ -97,7 +97,7 @@ def clean_stale_outputs(root: Path = Path(".")) -> list[Path]:
 
 def write_tokenized(dsd: Any, info: dict[str, Any], out: Path = TOKENIZED) -> None:
     for split, ds in dsd.items():
-        with atomic_dir(tokenized_split(split, out)) as tmp:
+        with atomic_dir(tokenized_split(split, out), owned=True) as tmp:
             ds.save_to_disk(str(tmp))
     write_json(tokenized_info(out), info)
     shutil.rmtree(Path(out) / "dataset", ignore_errors=True)  # the single-output layout before

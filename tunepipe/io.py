@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tunepipe.errors import PipelineError
+
 TEMP_MARK = ".tmp-"
 # When this process started, near enough: a temporary sibling of the old unnamed form
 # (`.model.k3j2x9_a` from before the pid was in the name) that is older is no one's work.
@@ -78,17 +80,99 @@ def clean_stale(target: Path) -> list[Path]:
     return removed
 
 
-@contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `target` only if the block succeeds."""
+# Written into every folder a command writes for the user (`tunepipe fetch -o`): a later write
+# may replace a folder holding it, and only such a folder, an empty one, or one the pipeline
+# declares as its own output (dvc.yaml), unless the user says --force.
+OUTPUT_MARKER = ".tunepipe-output"
+MARKER_TEXT = "Written by tunepipe; a later tunepipe command may replace this folder.\n"
+# What makes a folder a project (or a git work tree): never replaced, --force or not.
+PROJECT_FILES = ("dvc.yaml", ".dvc", ".git")
+# A name that becomes one path component: no separator, no `..`, no leading dot or dash.
+PATH_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9._+-]*")
+PATH_NAME_RULE = "letters, digits, '.', '_', '+' or '-', not starting with '.' or '-', no '..'"
+
+
+def is_path_name(value: object) -> bool:
+    return isinstance(value, str) and PATH_NAME.fullmatch(value) is not None and ".." not in value
+
+
+def check_path_name(value: object, what: str) -> str:
+    """`value` as one path component of a file tunepipe writes or reads (an artifact name, a
+    version): nothing that climbs out of its folder or reads as an option."""
+    if not is_path_name(value):
+        raise PipelineError(f"{what} {value!r}: expected {PATH_NAME_RULE}")
+    return str(value)
+
+
+def _project_files(folder: Path) -> list[str]:
+    with contextlib.suppress(OSError):
+        return sorted(name for name in PROJECT_FILES if os.path.lexists(folder / name))
+    return []
+
+
+def _protected(target: Path) -> str | None:
+    """Why `target` may never be replaced, --force or not; None when it may be."""
+    here, resolved = Path(os.path.abspath(target)), target.resolve()
+    if resolved.is_dir() and _project_files(resolved):
+        return f"it is a project or git work tree ({', '.join(_project_files(resolved))})"
+    places = ((Path.cwd().resolve(), "the current directory"), (Path.home().resolve(), "your home folder"))
+    for place, label in places:
+        for candidate in (here, resolved):
+            if place == candidate or candidate in place.parents:
+                return f"it is or holds {label}"
+    if here == Path(here.anchor) or resolved == Path(resolved.anchor):
+        return "it is the file system root"
+    if resolved.is_dir():
+        for folder, dirs, _ in os.walk(resolved):  # symlinked folders are not followed
+            for name in dirs:
+                found = _project_files(Path(folder) / name)
+                if found:
+                    return f"it holds a project or git work tree ({Path(folder) / name}: {', '.join(found)})"
+    return None
+
+
+def check_replaceable(target: Path, force: bool = False, owned: bool = False) -> None:
+    """Refuse to replace what the writer did not write: `target` may go if it does not exist, is
+    an empty folder, carries OUTPUT_MARKER, is a pipeline output (`owned`), or `force` is given;
+    never when it is (or holds) a project, a git work tree, the current directory, home or `/`."""
     target = Path(target)
+    if not target.exists() and not target.is_symlink():
+        return
+    why = _protected(target)
+    if why:
+        raise PipelineError(f"{target}: refusing to replace it: {why}; choose another output folder")
+    if owned or force:
+        return
+    if target.is_dir() and not target.is_symlink():
+        if (target / OUTPUT_MARKER).is_file() or not any(target.iterdir()):
+            return
+        what = "a folder tunepipe did not write (it holds other files)"
+    else:
+        what = "a symlink" if target.is_symlink() else "a file"
+    raise PipelineError(
+        f"{target}: refusing to replace {what}; choose a new or empty folder, or pass --force to replace it"
+    )
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path, *, force: bool = False, owned: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `target` only if the block succeeds.
+
+    `target` must pass check_replaceable (before and again when the block is done). `owned`: a
+    pipeline output dvc.yaml declares, written without OUTPUT_MARKER (it would change the output's
+    hash); any other folder gets the marker, so that the next write may replace it."""
+    target = Path(target)
+    check_replaceable(target, force, owned)
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
     try:
         yield tmp
+        if not owned:
+            (tmp / OUTPUT_MARKER).write_text(MARKER_TEXT)
         apply_umask(tmp)
-        if target.exists():
+        check_replaceable(target, force, owned)
+        if target.exists() or target.is_symlink():
             old = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
             target.rename(old / target.name)
             tmp.rename(target)
@@ -190,14 +274,15 @@ def md5_file(path: Path) -> str:
         return hashlib.file_digest(f, "md5").hexdigest()
 
 
-def tree_md5(folder: Path) -> tuple[str, dict[str, str]]:
+def tree_md5(folder: Path, skip: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
     """DVC's hash of a directory (`<md5>.dir`, the md5 of its file list) and each file's md5, as
-    dvc.lock records them."""
+    dvc.lock records them; `skip`: relative paths left out (a fetched folder's OUTPUT_MARKER)."""
     from dvc_data.hashfile.hash_info import HashInfo
     from dvc_data.hashfile.tree import Tree
 
     folder = Path(folder)
-    files = {p.relative_to(folder).as_posix(): md5_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+    paths = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {rel: md5_file(p) for rel, p in paths.items() if rel not in skip}
     tree = Tree()
     for rel, md5 in files.items():
         tree.add(tuple(rel.split("/")), None, HashInfo("md5", md5))

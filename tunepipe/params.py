@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tunepipe.errors import PipelineError
+from tunepipe.io import PATH_NAME_RULE, is_path_name
 from tunepipe.metrics import EXTRA_METRICS, greater_is_better, reportable
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
@@ -422,6 +423,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "promote.resamples": (lambda v: v >= 1000, "1000 or more (a percentile interval needs them)"),
     "promote.confidence": (lambda v: 0 < v < 1, "above 0 and below 1"),
     "promote.min_delta": (lambda v: v >= 0, "0 or more (an improvement in the metric's own direction)"),
+    # It names files (lineage/<name>@<version>.json, fetch's default paths) and git tags.
+    "register.name": (is_path_name, f"a name of {PATH_NAME_RULE}"),
     # What the hub's `license:` field takes: a lower-case id, not a sentence or a URL.
     "register.license": (
         lambda v: LICENSE_ID.fullmatch(v) is not None,

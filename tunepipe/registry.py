@@ -21,7 +21,15 @@ from tunepipe import catalog, dvcrepo, model_card, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, blob, git, identity_args
-from tunepipe.io import atomic_dir, read_json, tree_md5, write_json, write_text
+from tunepipe.io import (
+    atomic_dir,
+    check_path_name,
+    check_replaceable,
+    read_json,
+    tree_md5,
+    write_json,
+    write_text,
+)
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
 
@@ -33,13 +41,20 @@ def full_name(name: str, version: str) -> str:
     return f"{name}@{version if version.startswith('v') else 'v' + version}"
 
 
+def _record_name(name: str, version: str) -> str:
+    """`<name>@<version>`, checked to stay one file name inside lineage/."""
+    check_path_name(name, "artifact name")
+    check_path_name(version.split("@", 1)[-1], "version")
+    return full_name(name, version)
+
+
 def lineage_path(name: str, version: str) -> Path:
-    return catalog.LINEAGE / f"{full_name(name, version)}.json"
+    return catalog.LINEAGE / f"{_record_name(name, version)}.json"
 
 
 def report_path(name: str, version: str) -> Path:
     """The version's run report, committed beside its lineage record."""
-    return catalog.LINEAGE / f"{full_name(name, version)}.html"
+    return catalog.LINEAGE / f"{_record_name(name, version)}.html"
 
 
 def versions(root: Path, name: str) -> list[str]:
@@ -176,6 +191,7 @@ def register(
     from gto.api import register as gto_register
 
     root = Path(root).resolve()
+    check_path_name(name, "artifact name")
     check_declared(root, name)
     evaluation_file = root / catalog.EVALUATION
     if not evaluation_file.is_file():
@@ -250,6 +266,7 @@ def register(
 
 def registered_tag(root: Path, name: str, version: str) -> str:
     """The tag of a registered version (or of the one in a stage), or an error listing the versions."""
+    check_path_name(name, "artifact name")  # also a `git tag --list` pattern: no wildcards
     tag = full_name(name, resolve(root, name, version))
     if not git(root, "tag", "--list", tag):
         known = ", ".join(versions(root, name)) or "none"
@@ -330,8 +347,13 @@ def fetch_model(
     out: Path,
     verify: bool = True,
     warn: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> Path:
     """Materialise a registered version's model directory from the DVC cache (or remote).
+
+    `out` is replaced only when io.check_replaceable allows it (new, empty, or written by an
+    earlier fetch; `force`: any folder but a project, a git work tree, home, the current
+    directory or `/`); the folder gets io.OUTPUT_MARKER, which verification ignores.
 
     The files are checked against the model's hash in the tag's dvc.lock before `out` is
     replaced: a corrupted cache gives an error naming the file, never a silently different model.
@@ -343,12 +365,13 @@ def fetch_model(
     from dvc.exceptions import DvcException
     from dvc_data.index.index import DataIndexDirError
 
+    out = Path(out).resolve()
+    check_replaceable(out, force)  # before any download: a refused folder costs nothing
     tag = registered_tag(root, name, version)
     entry = lock_outputs(read_lock(root, tag)).get(str(catalog.MODEL))
     if not entry:
         raise PipelineError(f"{tag}: its dvc.lock pins no {catalog.MODEL}; it cannot be fetched")
-    out = Path(out).resolve()
-    with dvcrepo.open_repo(root) as repo, atomic_dir(out) as tmp:
+    with dvcrepo.open_repo(root) as repo, atomic_dir(out, force=force) as tmp:
         staged = tmp / ".download"  # DVC writes into a folder that does not exist yet
         try:
             repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(staged), force=True)

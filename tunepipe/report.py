@@ -231,7 +231,7 @@ def plot_tables(evaluation: dict[str, Any], predictions: pd.DataFrame) -> dict[s
 
 def write_plots(evaluation: dict[str, Any], predictions: pd.DataFrame, out: Path = catalog.PLOTS) -> None:
     curve = pd.read_csv(catalog.EVAL_CURVE) if catalog.EVAL_CURVE.is_file() else pd.DataFrame()
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, owned=True) as tmp:  # a stage output: no marker, its hash unchanged
         for name, table in plot_tables(evaluation, predictions).items():
             table.to_csv(tmp / name, index=False)
         (tmp / PLOT_VALIDATION).mkdir()

@@ -377,7 +377,7 @@ def train(
         "best_metric": {metric: state.best_metric},
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
     }
-    with atomic_dir(model_dir) as tmp:
+    with atomic_dir(model_dir, owned=True) as tmp:  # a stage output (or a search trial's)
         trainer.save_model(str(tmp))
         # A pickle holding run-specific paths: not needed to load the model, and it would make
         # the model's hash differ between identical runs. The params are in the lineage record.
