@@ -363,5 +363,6 @@ def fake_registered_model(root: Path, name: str = "model", version: str = "v0.1.
             repo.reproduce()
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "model"], root)
-    run(["git", "tag", "-a", f"{name}@{version}", "-m", f"Registering artifact {name} version {version}"], root)
+    message = f"Registering artifact {name} version {version}"
+    run(["git", "tag", "-a", f"{name}@{version}", "-m", message], root)
     return root

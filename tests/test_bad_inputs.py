@@ -898,6 +898,48 @@ CASES = [
     ),
 
     # ---- issue 22: output folders (fetch -o, atomic_dir) ----
+    Case(
+        "fetch -o the project root",
+        r"refusing to replace it: it is a project or git work tree \(\.dvc, \.git, dvc\.yaml\); choose",
+        cli=("fetch", "v0.1.0", "-o", "."),
+    ),
+    Case(
+        "fetch -o the project root with --force",
+        r"refusing to replace it: it is a project or git work tree",
+        cli=("fetch", "v0.1.0", "-o", ".", "--force"),
+    ),
+    Case(
+        "fetch -o the folder above the project",
+        r"refusing to replace it: it is or holds the current directory",
+        cli=("fetch", "v0.1.0", "-o", "..", "--force"),
+    ),
+    Case(
+        "fetch -o a folder of other files",
+        r"notes: refusing to replace a folder tunepipe did not write \(it holds other files\); .*--force",
+        files={"notes/todo.txt": "mine\n"},
+        cli=("fetch", "v0.1.0", "-o", "notes"),
+    ),
+    Case(
+        "fetch -o a file",
+        r"params.yaml: refusing to replace a file; choose a new or empty folder, or pass --force",
+        cli=("fetch", "v0.1.0", "-o", "params.yaml"),
+    ),
+    Case(
+        "fetch with a name that climbs out",
+        r"--name '\.\./\.\./model': expected letters, digits",
+        cli=("fetch", "../../model@v0.1.0", "-o", "fetched"),
+    ),
+    Case(
+        "lineage --name with a wildcard",
+        r"--name 'm\*': expected letters, digits",
+        cli=("lineage", "v0.1.0", "--name", "m*"),
+    ),
+    Case(
+        "register.name with a path",
+        r"params.yaml: register.name: expected a name of letters, digits.*got '\.\./lineage-out'",
+        params={"register.name": "../lineage-out"},
+        cli=("register",),
+    ),
 
     # ---- issue 22: values passed to git, dvc, torchrun, prefect ----
 
