@@ -8,7 +8,7 @@ import pytest
 
 from tunepipe import prediction as predict
 from tunepipe.errors import PipelineError
-from tunepipe.io import atomic_dir, write_text
+from tunepipe.io import OUTPUT_MARKER, atomic_dir, write_text
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +24,8 @@ def test_atomic_dir_keeps_the_old_output_when_writing_fails(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp dirs left behind
     with atomic_dir(target) as tmp:
         (tmp / "b.txt").write_text("second")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    # A folder atomic_dir wrote for the user carries the marker that lets the next write replace it.
+    assert sorted(p.name for p in target.iterdir()) == [OUTPUT_MARKER, "b.txt"]
 
 
 def test_write_text_replaces_whole_files(tmp_path: Path) -> None:

@@ -86,6 +86,7 @@ BAD = [
     ("evaluate: {thresholds: [accuracy]}", "evaluate.thresholds: expected a mapping metric -> threshold"),
     ("register: {bump: huge}", "register.bump: expected one of major, minor, patch, got 'huge'"),
     ("register: {license: Apache 2.0}", "register.license: expected a license id as the Hugging Face hub"),
+    ("register: {name: ../../etc}", "register.name: expected a name of letters, digits, '.', '_', '+'"),
     ("search: {sampler: random}", "search.sampler: expected one of tpe, grid, got 'random'"),
     ("search: {trials: -1}", "search.trials: expected 0 or more, got -1"),
     ("search: {metric: accuracy_macro}", "search.metric: 'accuracy_macro' is not reported for task"),
