@@ -16,6 +16,7 @@ from tests.helpers import copy_project, dvc
 from tunepipe import model_card, params
 from tunepipe.errors import PipelineError
 from tunepipe.evaluation import score_regression, score_tokens
+from tunepipe.io import OUTPUT_MARKER
 from tunepipe.model_identity import describe
 from tunepipe.params import ModelParams, Threshold
 
@@ -101,8 +102,10 @@ def test_fetch_writes_the_versions_complete_card(reproduced: tuple[Path, str], t
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {
         k: v for k, v in metrics.items() if isinstance(v, float)
     }
-    # Every other file is the registered model's, as checked before the card was written.
-    files = sorted(p.name for p in out.iterdir())
+    # Every other file is the registered model's, as checked before the card was written, beside
+    # the marker that lets a later fetch replace the folder.
+    files = sorted(p.name for p in out.iterdir() if p.name != OUTPUT_MARKER)
+    assert (out / OUTPUT_MARKER).is_file()
     assert files == sorted(p.name for p in (project / "models/model").iterdir())
     for name in files:
         if name != "README.md":
