@@ -83,7 +83,10 @@ def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     """`model@v0.1.0` names the artifact too; an explicit --name wins."""
     if "@" in version:
         artifact, _, version = version.partition("@")
-        name = name or artifact
+        if not name:
+            from tunepipe.io import check_path_name
+
+            name = check_path_name(artifact, "artifact name")
     return version, name
 
 

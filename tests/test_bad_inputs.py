@@ -926,7 +926,7 @@ CASES = [
     ),
     Case(
         "fetch with a name that climbs out",
-        r"--name '\.\./\.\./model': expected letters, digits",
+        r"artifact name '\.\./\.\./model': expected letters, digits",
         cli=("fetch", "../../model@v0.1.0", "-o", "fetched"),
     ),
     Case(

@@ -124,8 +124,11 @@ def test_a_git_work_tree_is_never_replaced(
     holder = tmp_path / "holder"  # a folder with a git work tree somewhere inside it
     (holder / "deep").mkdir(parents=True)
     run(["git", "init", "-q", str(holder / "deep" / "repo")], tmp_path)
+    (project / ".dvc" / "cache").mkdir(exist_ok=True)
     for target, why in (
         (clone, "it is a project or git work tree (.git)"),
+        (project / ".git" / "objects", "it is inside a .git folder (a repository's own data)"),
+        (project / ".dvc" / "cache", "it is inside a .dvc folder (a repository's own data)"),
         (holder, f"it holds a project or git work tree ({holder / 'deep' / 'repo'}: .git)"),
     ):
         before = listing(target)
@@ -203,9 +206,13 @@ def test_traversal_names_are_refused_by_the_cli(
 ) -> None:
     root = ("--root", str(project))
     out = tmp_path / "out"
-    for args in (("../../model@v0.1.0",), ("v0.1.0", "--name", "../model"), ("v0.1.0", "--name", "m*")):
+    for args, what in (
+        (("../../model@v0.1.0",), "artifact name '../../model'"),
+        (("v0.1.0", "--name", "../model"), "--name '../model'"),
+        (("v0.1.0", "--name", "m*"), "--name 'm*'"),
+    ):
         code, _, err = cli(capsys, "fetch", *args, "-o", str(out), *root)
-        assert code == 1 and err.startswith("error: --name '") and "expected letters, digits" in err
+        assert code == 1 and err.startswith(f"error: {what}: expected letters, digits"), err
         assert not out.exists()
     code, _, err = cli(capsys, "lineage", "v0.1.0", "--name", "../../etc", *root)
     assert code == 1 and "--name '../../etc': expected letters" in err

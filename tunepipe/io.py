@@ -110,7 +110,7 @@ def _project_files(folder: Path) -> list[str]:
     return []
 
 
-def _protected(target: Path) -> str | None:
+def _protected(target: Path, owned: bool = False) -> str | None:
     """Why `target` may never be replaced, --force or not; None when it may be."""
     here, resolved = Path(os.path.abspath(target)), target.resolve()
     if resolved.is_dir() and _project_files(resolved):
@@ -122,6 +122,10 @@ def _protected(target: Path) -> str | None:
                 return f"it is or holds {label}"
     if here == Path(here.anchor) or resolved == Path(resolved.anchor):
         return "it is the file system root"
+    # Not for pipeline outputs: `dvc exp run --temp` runs the stages inside .dvc/tmp/exps.
+    inside = [part for part in (*here.parts, *resolved.parts) if part in (".git", ".dvc")]
+    if inside and not owned:
+        return f"it is inside a {inside[0]} folder (a repository's own data)"
     if resolved.is_dir():
         for folder, dirs, _ in os.walk(resolved):  # symlinked folders are not followed
             for name in dirs:
@@ -138,7 +142,7 @@ def check_replaceable(target: Path, force: bool = False, owned: bool = False) ->
     target = Path(target)
     if not target.exists() and not target.is_symlink():
         return
-    why = _protected(target)
+    why = _protected(target, owned)
     if why:
         raise PipelineError(f"{target}: refusing to replace it: {why}; choose another output folder")
     if owned or force:
