@@ -85,6 +85,16 @@ def text_twice(sep: str) -> str:
     return csv_of(rows, sep=sep).replace("decoy", "text", 1)
 
 
+def parquet_text_twice(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [[r[k] for r in GOOD] for k in ("category", "text", "text", "movie_name")]
+    names = ["category", "text", "text", "movie_name"]
+    columns[1] = ["other words"] * len(GOOD)
+    pq.write_table(pa.table([pa.array(c) for c in columns], names=names), path)
+
+
 def conll(text: str) -> str:
     return text.strip("\n") + "\n"
 
@@ -936,6 +946,12 @@ CASES = [
         files={"data/raw/r.jsonl": jsonl_of(GOOD[:2]) + '{"category": "fresh", "text": "a", "text": "b"}\n'
                + jsonl_of(GOOD[2:])},
         params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "parquet names text twice",
+        r"r.parquet: the file names column\(s\) 'text' more than once",
+        setup=lambda root, m: parquet_text_twice(root / "data/raw/r.parquet"),
+        params={"load.source": "data/raw/r.parquet"},
     ),
 
 ]

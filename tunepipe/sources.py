@@ -148,12 +148,25 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
         ) from None
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file may name a column twice too; say so rather than pyarrow's field dump."""
+    import pyarrow.parquet as pq
+
+    twice = _repeated(pq.read_schema(path).names)
+    if twice:
+        raise PipelineError(
+            f"{path}: the file names column(s) {', '.join(map(repr, twice))} more than once; "
+            "rename or remove the duplicate so each column has one name"
+        )
+    return pd.read_parquet(path)
+
+
 READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
     "csv": lambda p, enc: _read_csv(p, ",", enc),
     "tsv": lambda p, enc: _read_csv(p, "\t", enc),
     "json": _read_json,
     "jsonl": _read_jsonl,
-    "parquet": lambda p, enc: pd.read_parquet(p),
+    "parquet": lambda p, enc: _read_parquet(p),
 }
 COMPRESSION = (".bz2", ".gz", ".xz", ".zip", ".zst")
 TOKEN_FORMATS = ("conll", "tagged")
