@@ -32,6 +32,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State, get_state_exception
 
 from tunepipe import catalog, dvcrepo, registry, remote, staleness
+from tunepipe import markup as md
 from tunepipe import params as params_mod
 from tunepipe import promotion as promotion_mod
 from tunepipe.errors import PipelineError
@@ -222,24 +223,25 @@ def promotion_markdown(decision: dict[str, Any]) -> str:
     """Both scores, the improvement, its interval and the decision, as the `promotion` artifact shows them."""
     champion, challenger = decision["champion"], decision["challenger"]
     fmt = "{:.4f}".format
+    rows = [["challenger", challenger["version"], fmt(challenger["score"])]]
+    if champion is None:
+        rows.append(["champion", md.raw(f"none in {md.text(decision['stage'])}"), ""])
+    else:
+        rows.append([f"champion ({champion['scored']})", champion["version"], fmt(champion["score"])])
     lines = [
-        f"**{promotion_mod.outcome(decision).capitalize()}**: {decision['reason']}",
+        f"**{md.text(promotion_mod.outcome(decision).capitalize())}**: {md.text(decision['reason'])}",
         "",
-        f"| | version | {decision['metric']} |",
-        "|---|---|---|",
-        f"| challenger | {challenger['version']} | {fmt(challenger['score'])} |",
+        md.table(["", "version", decision["metric"]], rows),
     ]
     if champion is None:
-        lines.append(f"| champion | none in `{decision['stage']}` | |")
         return "\n".join(lines)
     lines += [
-        f"| champion ({champion['scored']}) | {champion['version']} | {fmt(champion['score'])} |",
         "",
         f"Improvement {decision['improvement']:+.4f}, {decision['confidence']:.0%} interval "
-        f"[{decision['low']:+.4f}, {decision['high']:+.4f}] (paired bootstrap, {decision['resamples']} "
-        f"resamples of {decision['examples']} test examples, seed {decision['seed']}); "
-        f"min_delta {decision['min_delta']}, "
-        f"require_significant {str(decision['require_significant']).lower()}.",
+        f"[{decision['low']:+.4f}, {decision['high']:+.4f}] (paired bootstrap, "
+        f"{md.text(decision['resamples'])} resamples of {md.text(decision['examples'])} test examples, "
+        f"seed {md.text(decision['seed'])}); min_delta {md.text(decision['min_delta'])}, "
+        f"require_significant {md.text(str(decision['require_significant']).lower())}.",
     ]
     return "\n".join(lines)
 
@@ -250,49 +252,52 @@ def publish_promotion(decision: dict[str, Any]) -> None:
     )
 
 
-def publish_validation(root: Path) -> None:
-    report = read_json(root / catalog.VALIDATION_REPORT)
+def validation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `validation-summary` table: Prefect's UI renders a table's text cells as Markdown, so
+    each is escaped (labels and counts come from the data)."""
     truncation = report.get("truncation", {})
     rows = []
     for split, data in report["splits"].items():
         counts = data.get("class_counts") or data.get("tag_counts") or data.get("target") or {}
         cut = truncation.get(split)
-        rows.append(
-            {
-                "split": split,
-                "rows": data["rows"],
-                "labels": ", ".join(f"{k}: {v}" for k, v in counts.items()),
-                "truncated": f"{cut['truncated']} ({cut['share']:.1%})" if cut else "",
-                "checks passed": f"{sum(c['success'] for c in data['checks'])}/{len(data['checks'])}",
-            }
-        )
+        row = {
+            "split": split,
+            "rows": data["rows"],
+            "labels": ", ".join(f"{k}: {v}" for k, v in counts.items()),
+            "truncated": f"{cut['truncated']} ({cut['share']:.1%})" if cut else "",
+            "checks passed": f"{sum(c['success'] for c in data['checks'])}/{len(data['checks'])}",
+        }
+        rows.append({k: md.cell(v) if isinstance(v, str) else v for k, v in row.items()})
+    return rows
+
+
+def publish_validation(root: Path) -> None:
+    rows = validation_rows(read_json(root / catalog.VALIDATION_REPORT))
     create_table_artifact(rows, key="validation-summary", description="Great Expectations checks per split")
+
+
+def metrics_markdown(evaluation: dict[str, Any]) -> str:
+    """The `test-metrics` artifact: metrics against thresholds, and the confusion matrix."""
+    metrics = evaluation["metrics"]
+    thresholds = {c["metric"]: format_threshold(c) for c in evaluation["thresholds"]}
+    rows = [
+        [name, f"{value:.4f}" if isinstance(value, float) else value, thresholds.get(name, "")]
+        for name, value in metrics.items()
+    ]
+    text = md.table(["metric", "value", "threshold"], rows)
+    if "confusion_matrix" not in evaluation:
+        return text
+    labels = evaluation["confusion_matrix"]["labels"]
+    matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
+    confusion = md.table(["", *labels], [[label, *row] for label, row in zip(labels, matrix, strict=True)])
+    return f"{text}\n\nConfusion matrix (rows: true, columns: predicted)\n\n{confusion}"
 
 
 def publish_metrics(root: Path) -> dict[str, Any]:
     evaluation = read_json(root / catalog.EVALUATION)
-    metrics = evaluation["metrics"]
-    lines = ["| metric | value | threshold |", "|---|---|---|"]
-    thresholds = {c["metric"]: format_threshold(c) for c in evaluation["thresholds"]}
-    for name, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        lines.append(f"| {name} | {shown} | {thresholds.get(name, '')} |")
-    if "confusion_matrix" not in evaluation:
-        create_markdown_artifact("\n".join(lines), key="test-metrics", description="Test-split metrics")
-        return evaluation
-    labels = evaluation["confusion_matrix"]["labels"]
-    matrix = evaluation["confusion_matrix"]["rows_true_cols_predicted"]
-    lines += [
-        "",
-        "Confusion matrix (rows: true, columns: predicted)",
-        "",
-        "| | " + " | ".join(labels) + " |",
-        "|---" * (len(labels) + 1) + "|",
-    ]
-    lines += [
-        f"| {label} | " + " | ".join(map(str, row)) + " |" for label, row in zip(labels, matrix, strict=True)
-    ]
-    create_markdown_artifact("\n".join(lines), key="test-metrics", description="Test-split metrics")
+    create_markdown_artifact(
+        metrics_markdown(evaluation), key="test-metrics", description="Test-split metrics"
+    )
     return evaluation
 
 
@@ -300,19 +305,26 @@ def publish_report(root: Path, registered: dict[str, Any] | None) -> Path:
     """The `run-report` artifact: where the run's HTML report is (the registered version's, with
     the production comparison and lineage, else the evaluate stage's) and what it holds."""
     page = root / catalog.REPORT
-    what = "the evaluate stage's report (the production comparison and lineage are added at registration)"
+    tag = None
     if registered:
-        name, version = registered["tag"].split("@", 1)
+        tag = registered["tag"]
+        name, version = tag.split("@", 1)
         page = root / registry.report_path(name, version)
-        what = f"the report of {registered['tag']}: metrics, charts, mistakes, production comparison, lineage"
         if not page.is_file():  # registered before reports existed: `tunepipe report` builds one
             page = root / catalog.REPORT
     create_markdown_artifact(
-        f"[Run report]({page.as_uri()}): {what}.\n\n`{page}`",
-        key="run-report",
-        description="Self-contained HTML run report",
+        report_markdown(page, tag), key="run-report", description="Self-contained HTML run report"
     )
     return page
+
+
+def report_markdown(page: Path, tag: str | None) -> str:
+    """The `run-report` artifact's text: a link to the page (an absolute path: `as_uri` percent-
+    encodes every character a Markdown link could trip on) and the path as code."""
+    what = "the evaluate stage's report (the production comparison and lineage are added at registration)"
+    if tag:
+        what = f"the report of {md.text(tag)}: metrics, charts, mistakes, production comparison, lineage"
+    return f"[Run report]({page.absolute().as_uri()}): {what}.\n\n{md.code(page)}"
 
 
 @flow(name="tunepipe", log_prints=True)

@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.pipeline import dvc_stage
 from tunepipe import catalog
+from tunepipe import markup as md
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.search import run_search
@@ -32,24 +33,29 @@ DATA_STAGES = ("pretrained", "load", "validate", "tokenize")
 
 
 def best_markdown(result: dict[str, Any]) -> str:
+    """The `search-best` artifact; names and values come from params.yaml and the study."""
     lines = [
-        f"Study `{result['study_name']}` ({result['sampler']}) in `{result['storage']}`: "
-        f"{result['metric']} ({result['direction']})",
+        f"Study {md.code(result['study_name'])} ({md.text(result['sampler'])}) in "
+        f"{md.code(result['storage'])}: {md.text(result['metric'])} ({md.text(result['direction'])})",
         "",
-        "Trials: " + ", ".join(f"{k.lower()} {v}" for k, v in result["trials"].items()),
+        "Trials: " + md.text(", ".join(f"{k.lower()} {v}" for k, v in result["trials"].items())),
         "",
     ]
     if result["best_trial"] is None:
         return "\n".join([*lines, "No trial has completed yet."])
     lines += [
-        f"Best: trial {result['best_trial']}, {result['metric']} {result['best_value']:.4f}"
-        + (f", model in `{result['best_model']}`" if result["best_model"] else ""),
+        f"Best: trial {md.text(result['best_trial'])}, {md.text(result['metric'])} {result['best_value']:.4f}"
+        + (f", model in {md.code(result['best_model'])}" if result["best_model"] else ""),
         "",
-        "| parameter | value |",
-        "|---|---|",
-        *(f"| train.{k} | {v} |" for k, v in result["best_params"].items()),
+        md.table(["parameter", "value"], [[f"train.{k}", v] for k, v in result["best_params"].items()]),
     ]
     return "\n".join(lines)
+
+
+def trial_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `search-trials` artifact's rows: Prefect's UI renders a table's text cells as Markdown,
+    so those are escaped (parameter values may be text from params.yaml's search space)."""
+    return [{k: md.cell(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
 
 
 @task(cache_policy=NO_CACHE, task_run_name="search")
@@ -59,7 +65,8 @@ def run_study(root: Path, trials: int | None) -> dict[str, Any]:
     result = run_search(params_mod.read(root / catalog.PARAMS), root, trials)
     table = pd.read_csv(root / catalog.SEARCH_TRIALS_CSV)
     rows = json.loads(table.to_json(orient="records"))  # plain JSON types; no value yet -> null
-    create_table_artifact(rows, key="search-trials", description=f"Optuna study {result['study_name']}")
+    study = md.text(result["study_name"])
+    create_table_artifact(trial_rows(rows), key="search-trials", description=f"Optuna study {study}")
     create_markdown_artifact(best_markdown(result), key="search-best", description="Best trial")
     return result | {"table": rows}
 

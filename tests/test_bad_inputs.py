@@ -79,6 +79,22 @@ def with_lines(*extra: str, at: int = 5) -> str:
     return "".join(lines[:at] + [line + "\n" for line in extra] + lines[at:])
 
 
+def text_twice(sep: str) -> str:
+    """The good rows with a column of other words before `text`, also headed `text`."""
+    rows = [{"category": r["category"], "decoy": "other words", **r} for r in GOOD]
+    return csv_of(rows, sep=sep).replace("decoy", "text", 1)
+
+
+def parquet_text_twice(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [[r[k] for r in GOOD] for k in ("category", "text", "text", "movie_name")]
+    names = ["category", "text", "text", "movie_name"]
+    columns[1] = ["other words"] * len(GOOD)
+    pq.write_table(pa.table([pa.array(c) for c in columns], names=names), path)
+
+
 def conll(text: str) -> str:
     return text.strip("\n") + "\n"
 
@@ -948,6 +964,37 @@ CASES = [
     # ---- issue 22: predict: new columns, input file, model folders ----
 
     # ---- issue 22: escaping and ambiguous input headers ----
+    Case(
+        "csv header names text twice",
+        r"reviews.csv: the header names column\(s\) 'text' more than once",
+        files={"data/raw/reviews.csv": text_twice(",")},
+    ),
+    Case(
+        "tsv header names text twice",
+        r"r.tsv: the header names column\(s\) 'text' more than once",
+        files={"data/raw/r.tsv": text_twice("\t")},
+        params={"load.source": "data/raw/r.tsv"},
+    ),
+    Case(
+        "json record names text twice",
+        r"r.json: an object has the key\(s\) 'text' more than once",
+        files={"data/raw/r.json": json.dumps(GOOD[:5])[:-1] + ', {"category": "fresh", "text": "a", '
+               '"text": "b", "movie_name": "m"}]'},
+        params={"load.source": "data/raw/r.json"},
+    ),
+    Case(
+        "jsonl record names text twice",
+        r"r.jsonl, line 3: an object has the key\(s\) 'text' more than once",
+        files={"data/raw/r.jsonl": jsonl_of(GOOD[:2]) + '{"category": "fresh", "text": "a", "text": "b"}\n'
+               + jsonl_of(GOOD[2:])},
+        params={"load.source": "data/raw/r.jsonl"},
+    ),
+    Case(
+        "parquet names text twice",
+        r"r.parquet: the file names column\(s\) 'text' more than once",
+        setup=lambda root, m: parquet_text_twice(root / "data/raw/r.parquet"),
+        params={"load.source": "data/raw/r.parquet"},
+    ),
 
 ]
 

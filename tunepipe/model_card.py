@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe import catalog
+from tunepipe import markup as md
 from tunepipe.errors import PipelineError
 from tunepipe.io import dvc_md5, read_json
 from tunepipe.metrics import EXTRA_METRICS, format_threshold, metric_names
@@ -114,16 +115,6 @@ def validation_summary(validation: dict[str, Any]) -> dict[str, Any]:
 # --- rendering -----------------------------------------------------------------------------------
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3g}"
-        return "" if v is None else str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(cell(v) for v in row) + " |" for row in rows)])
-
-
 def _sources(source: Any) -> list[str]:
     values = source.values() if isinstance(source, dict) else [source]
     return list(dict.fromkeys(str(v).removeprefix("hub:") for v in values if v))
@@ -134,11 +125,11 @@ def _base(pretrained: dict[str, Any]) -> tuple[str | None, str]:
     if pretrained.get("source") == "hub":
         hub = pretrained["hub"]
         revision = hub.get("revision") or "main (not pinned: the hub may have changed it since)"
-        return hub["id"], f"`{hub['id']}` from the Hugging Face hub at revision `{revision}`."
+        return hub["id"], f"{md.code(hub['id'])} from the Hugging Face hub at revision {md.code(revision)}."
     files = {**pretrained.get("tokenizer", {}), **pretrained.get("model", {})}
     if not files:
         return None, "not recorded (no data/pretrained.json when this model was trained)"
-    listed = "\n".join(f"  - `{name}`: sha256 `{sha}`" for name, sha in files.items())
+    listed = "\n".join(f"  - {md.code(name)}: sha256 {md.code(sha)}" for name, sha in files.items())
     return None, (
         "local files (params.yaml `model.name`), identified by content rather than by path "
         f"(data/pretrained.json):\n{listed}"
@@ -193,16 +184,16 @@ def _model_section(facts: dict[str, Any]) -> str:
     base_license_ = base_license(facts["base_model"])
     labels = facts["labels"]
     lines = [
-        f"- Task: {facts['task'].replace('_', ' ')}"
-        + (f" (tag scheme {facts['tag_scheme']})" if facts.get("tag_scheme") else ""),
+        f"- Task: {md.text(facts['task'].replace('_', ' '))}"
+        + (f" (tag scheme {md.text(facts['tag_scheme'])})" if facts.get("tag_scheme") else ""),
         "- Output: one number per text (a regression head)"
         if facts["task"] == "regression"
-        else f"- Labels ({len(labels)}, in id order): " + ", ".join(f"`{x}`" for x in labels),
+        else f"- Labels ({len(labels)}, in id order): " + ", ".join(md.code(x) for x in labels),
         f"- Base model: {base}",
-        f"- License: `{license_}`"
+        f"- License: {md.code(license_)}"
         if license_
         else "- License: not set (params.yaml `register.license` is null); decide one before sharing",
-        f"- Base model's license: `{base_license_}`"
+        f"- Base model's license: {md.code(base_license_)}"
         if base_license_
         else "- Base model's license: not recorded (its card gives none, or it comes from the hub)",
         "- Library: transformers (`save_pretrained` folder: config, weights, tokenizer)",
@@ -214,34 +205,37 @@ def _data_section(facts: dict[str, Any]) -> str:
     data = facts["data"]
     split = data["split"]
     source = data["source"]
-    shown = (
-        ", ".join(f"{k}: `{v}`" for k, v in source.items()) if isinstance(source, dict) else f"`{source}`"
-    )
+    if isinstance(source, dict):
+        shown = ", ".join(f"{md.text(k)}: {md.code(v)}" for k, v in source.items())
+    else:
+        shown = md.code(source)
     # A mapping of files names each split it supplies; one source may hold splits of its own.
     supplied = (set(source) if isinstance(source, dict) else set()) | set(split.get("from_source") or {})
     given = sorted(supplied - {"train"})
     carved = [f"{s} {split[s]:.0%}" for s in ("validation", "test") if s not in supplied]
-    grouped = f", rows sharing `{split['group_by']}` kept in one split" if split.get("group_by") else ""
+    group_by = split.get("group_by")
+    grouped = f", rows sharing {md.code(group_by)} kept in one split" if group_by else ""
     unless = "" if isinstance(source, dict) else " unless the source holds that split"
     parts = [f"{' and '.join(carved)} carved from train{unless} (seed {split['seed']}){grouped}"]
-    parts = (parts if carved else []) + ([f"{', '.join(given)} as the source supplies"] if given else [])
+    supplies = [f"{md.text(', '.join(given))} as the source supplies"] if given else []
+    parts = (parts if carved else []) + supplies
     if split.get("from_source"):
-        parts.append(f"split names in the source: {json.dumps(split['from_source'])}")
+        parts.append(f"split names in the source: {md.text(json.dumps(split['from_source']))}")
     rule = "; ".join(parts)
     rows = [
-        [s, d["rows"], f"`{d['md5']}`", d["at_length_limit"]]
+        [s, d["rows"], md.code(d["md5"]), d["at_length_limit"]]
         for s, d in data["splits"].items()
     ]
     loaded = data.get("as_loaded")
     parts = [
         "## Training data",
-        f"- Source: {shown}" + (f" (preset `{data['preset']}`)" if data.get("preset") else ""),
+        f"- Source: {shown}" + (f" (preset {md.code(data['preset'])})" if data.get("preset") else ""),
         f"- Split rule: {rule}",
-        *([f"- As loaded (data/splits/manifest.json): {json.dumps(loaded)}"] if loaded else []),
+        *([f"- As loaded (data/splits/manifest.json): {md.text(json.dumps(loaded))}"] if loaded else []),
         f"- Rows per split, their tokenized data's hash (DVC md5, as dvc.lock records it) and the "
-        f"share of examples filling the {facts['max_length']}-token window (cut there):",
+        f"share of examples filling the {md.text(facts['max_length'])}-token window (cut there):",
         "",
-        _table(["split", "rows", "hash", "at length limit"], rows),
+        md.table(["split", "rows", "hash", "at length limit"], rows),
     ]
     if "test" not in data["splits"]:
         parts.append(
@@ -254,8 +248,8 @@ def _data_section(facts: dict[str, Any]) -> str:
         cut = [
             [s, t["examples"], t["truncated"], t["share"]] for s, t in trunc.items() if isinstance(t, dict)
         ]
-        parts += ["", f"Texts longer than {trunc['max_length']} tokens (validate stage):", "",
-                  _table(["split", "examples", "truncated", "share"], cut)]
+        parts += ["", f"Texts longer than {md.text(trunc['max_length'])} tokens (validate stage):", "",
+                  md.table(["split", "examples", "truncated", "share"], cut)]
     return "\n".join(parts[:1]) + "\n\n" + "\n".join(parts[1:])
 
 
@@ -269,17 +263,23 @@ def _procedure_section(facts: dict[str, Any]) -> str:
         f"global batch {batch['global']} ({batch['per_device']} per device x {batch['processes']} x "
         f"{batch['gradient_accumulation_steps']} accumulation steps)",
         f"- Parameters: {r['parameters']['trainable']:,} of {r['parameters']['total']:,} trainable "
-        f"(freeze: {t['freeze']})",
+        f"(freeze: {md.text(t['freeze'])})",
         f"- Training examples: {r['train_examples']}",
         f"- Epochs run: {r['epochs_run']} of {t['epochs']} ({r['global_step']} of {r['max_steps']} steps)",
         f"- Early stopping: patience {t['early_stopping_patience']} evaluations, minimum improvement "
         f"{t['early_stopping_threshold']}; "
         + ("stopped early" if r["stopped_early"] else "ran to the end"),
-        f"- Kept checkpoint: {r['best_checkpoint']}, validation {metric} {best}",
-        "- Class weights: " + (json.dumps(r["class_weights"]) if r.get("class_weights") else "none"),
+        f"- Kept checkpoint: {md.text(r['best_checkpoint'])}, validation {md.text(metric)} {md.text(best)}",
+        "- Class weights: " + (md.text(json.dumps(r["class_weights"])) if r.get("class_weights") else "none"),
     ]
-    table = _table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in t.items()])
-    return "## Training procedure\n\n" + "\n".join(lines) + "\n\nparams.yaml `train:` as used:\n\n" + table
+    hyper = md.table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in t.items()])
+    return "## Training procedure\n\n" + "\n".join(lines) + "\n\nparams.yaml `train:` as used:\n\n" + hyper
+
+
+def _threshold(check: dict[str, Any]) -> md.Markdown:
+    """`>= 0.8` as written, the bound escaped (a lineage record read back may hold anything)."""
+    sign, bound = format_threshold(check).split(" ", 1)
+    return md.raw(f"{sign} {md.text(bound)}")
 
 
 def _evaluation_section(facts: dict[str, Any], evaluation: dict[str, Any] | None) -> str:
@@ -294,18 +294,18 @@ def _evaluation_section(facts: dict[str, Any], evaluation: dict[str, Any] | None
     metrics = evaluation["metrics"]
     parts = [
         head,
-        f"Test split, {metrics.get('examples')} examples"
-        + (f" ({metrics['words']} words)" if "words" in metrics else "")
+        f"Test split, {md.text(metrics.get('examples'))} examples"
+        + (f" ({md.text(metrics['words'])} words)" if "words" in metrics else "")
         + ":",
-        _table(["metric", "value"], [[k, v] for k, v in metrics.items() if isinstance(v, float)]),
+        md.table(["metric", "value"], [[k, v] for k, v in metrics.items() if isinstance(v, float)]),
     ]
     checks = evaluation.get("thresholds") or []
     verdict = "passed" if evaluation.get("passed", all(c["passed"] for c in checks)) else "FAILED"
     parts.append(
         f"Thresholds (params.yaml `evaluate.thresholds`): {verdict}\n\n"
-        + _table(
+        + md.table(
             ["metric", "threshold", "value", "passed"],
-            [[c["metric"], format_threshold(c), c["value"], c["passed"]] for c in checks],
+            [[c["metric"], _threshold(c), c["value"], c["passed"]] for c in checks],
         )
         if checks
         else "Thresholds: none set (params.yaml `evaluate.thresholds`)"
@@ -316,13 +316,14 @@ def _evaluation_section(facts: dict[str, Any], evaluation: dict[str, Any] | None
         kind = "class" if "per_class" in evaluation else "entity type" if entities else "tag"
         columns = list(next(iter(per.values())))
         rows = [[k, *v.values()] for k, v in per.items()]
-        parts.append(f"Per {kind}:\n\n" + _table([kind, *columns], rows))
+        parts.append(f"Per {kind}:\n\n" + md.table([kind, *columns], rows))
     matrix = evaluation.get("confusion_matrix")
     if matrix:
         labels = matrix["labels"]
         cells = matrix["rows_true_cols_predicted"]
-        rows = [[f"true {a}", *row] for a, row in zip(labels, cells, strict=True)]
-        parts.append("Confusion matrix:\n\n" + _table(["", *(f"predicted {b}" for b in labels)], rows))
+        rows = [[md.raw(f"true {md.text(a)}"), *row] for a, row in zip(labels, cells, strict=True)]
+        header = ["", *(md.raw(f"predicted {md.text(b)}") for b in labels)]
+        parts.append("Confusion matrix:\n\n" + md.table(header, rows))
     elif facts["task"] == "regression":
         parts.append("Per-class scores do not apply to regression: the metrics above cover every example.")
     return "\n\n".join(parts)
@@ -345,7 +346,7 @@ def _use_section(facts: dict[str, Any]) -> str:
         splits = facts["validation"]["splits"]
         counts = {s: d.get("class_counts") or d.get("tag_counts") for s, d in splits.items()}
         if any(counts.values()):
-            lines.append(f"- Label counts per split (validate stage): {json.dumps(counts)}")
+            lines.append(f"- Label counts per split (validate stage): {md.text(json.dumps(counts))}")
     return "## Intended use and limitations\n\n" + "\n".join(lines)
 
 
@@ -357,8 +358,8 @@ def _lineage_section(lineage: dict[str, Any] | None) -> str:
             "version and a commit pinning its data and model hashes; `tunepipe fetch <version>` writes "
             "this card with them, and `tunepipe lineage <version>` shows the full record."
         )
-    rows = [[k, f"`{v}`" if v is not None else "none"] for k, v in lineage.items()]
-    return f"{head}\n\n" + _table(["", "value"], rows)
+    rows = [[k, md.code(v) if v is not None else "none"] for k, v in lineage.items()]
+    return f"{head}\n\n" + md.table(["", "value"], rows)
 
 
 def render(
@@ -372,9 +373,10 @@ def render(
 
     results = _eval_results(facts, evaluation) if evaluation else []
     data = _metadata(facts | ({"evaluation": evaluation} if evaluation else {}), name, evaluation, results)
-    title = f"{name or 'Model card'}" + (f" {lineage['version']}" if lineage else "")
+    title = md.text(name or "Model card") + (f" {md.text(lineage['version'])}" if lineage else "")
+    task = md.text(facts["task"].replace("_", " "))
     summary = (
-        f"A {facts['task'].replace('_', ' ')} model fine-tuned by the tunepipe pipeline (DVC stages, "
+        f"A {task} model fine-tuned by the tunepipe pipeline (DVC stages, "
         "GTO registry). Every number below was written by the pipeline from its records."
     )
     sections = [

@@ -11,7 +11,6 @@ production comparison and the lineage facts (lineage/<tag>.html).
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import pandas as pd
 
 from tunepipe import catalog
 from tunepipe.io import atomic_dir, write_text
+from tunepipe.markup import html
 
 Reader = Callable[[str], bytes | None]
 MISTAKES = 10
@@ -263,7 +263,7 @@ def _img(fig: Any, alt: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # no version stamp: reproducible bytes
     data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img class="chart" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img class="chart" alt="{html(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _curves_chart(facts: dict[str, Any]) -> list[str]:
@@ -293,11 +293,17 @@ def _curves_chart(facts: dict[str, Any]) -> list[str]:
     return charts
 
 
+def _plain(label: Any) -> str:
+    """A label as matplotlib draws it literally: a `$` pair would start mathtext (and a label
+    that is not valid TeX between them would fail the whole report)."""
+    return str(label).replace("$", r"\$")
+
+
 def _bars(scores: dict[str, dict[str, Any]], title: str) -> str:
-    names = list(scores)
+    names = [_plain(n) for n in scores]
     fig = _figure(5.5, max(1.8, 0.35 * len(names) + 1))
     ax = fig.add_subplot()
-    values = [float(scores[n]["f1"]) for n in names]
+    values = [float(v["f1"]) for v in scores.values()]
     ax.barh(names, values)
     ax.set(title=title, xlabel="F1", xlim=(0, 1))
     ax.invert_yaxis()
@@ -310,7 +316,8 @@ def _task_charts(facts: dict[str, Any]) -> list[str]:
     charts = []
     confusion = facts.get("confusion")
     if confusion:
-        labels, matrix = confusion["labels"], np.asarray(confusion["rows_true_cols_predicted"])
+        labels = [_plain(x) for x in confusion["labels"]]
+        matrix = np.asarray(confusion["rows_true_cols_predicted"])
         size = max(3.5, 0.5 * len(labels) + 2)
         fig = _figure(size, size)
         ax = fig.add_subplot()
@@ -341,8 +348,8 @@ def _task_charts(facts: dict[str, Any]) -> list[str]:
 
 
 def _table(columns: list[str], rows: list[list[Any]], cls: str) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{html(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -396,17 +403,18 @@ def _promotion_section(facts: dict[str, Any]) -> str:
                 _num(champion["score"]),
             ]
         )
-    text = f"<p><b>{html.escape(str(decision.get('reason', '')))}</b></p>"
+    text = f"<p><b>{html(decision.get('reason', ''))}</b></p>"
     if champion:
         text += (
-            f"<p>Difference {decision['improvement']:+.4f} in {html.escape(decision['metric'])}, "
+            f"<p>Difference {decision['improvement']:+.4f} in {html(decision['metric'])}, "
             f"{decision['confidence']:.0%} interval [{decision['low']:+.4f}, {decision['high']:+.4f}] "
-            f"(paired bootstrap, {decision['resamples']} resamples of {decision['examples']} test examples, "
-            f"seed {decision['seed']}); min_delta {decision['min_delta']}, require_significant "
-            f"{str(decision['require_significant']).lower()}; promoted: {promoted}.</p>"
+            f"(paired bootstrap, {html(decision['resamples'])} resamples of {html(decision['examples'])} "
+            f"test examples, seed {html(decision['seed'])}); min_delta {html(decision['min_delta'])}, "
+            f"require_significant {html(str(decision['require_significant']).lower())}; "
+            f"promoted: {html(promoted)}.</p>"
         )
     else:
-        text += f"<p>No version held {html.escape(decision['stage'])}; promoted: {promoted}.</p>"
+        text += f"<p>No version held {html(decision['stage'])}; promoted: {html(promoted)}.</p>"
     return (
         "<h2>Against the production version</h2>"
         + text
@@ -435,8 +443,8 @@ def _validation_section(facts: dict[str, Any]) -> str:
     return (
         f"<h2>Data validation</h2><p>Great Expectations suites: <b>{ok}</b>.</p>"
         + _table(["split", "rows", "labels / target", "checks passed"], rows, "validation")
-        + f"<h2>Truncation</h2><p>Examples longer than {truncation.get('max_length', '?')} tokens are cut "
-        "(tokenize.max_length).</p>"
+        + f"<h2>Truncation</h2><p>Examples longer than {html(truncation.get('max_length', '?'))} tokens "
+        "are cut (tokenize.max_length).</p>"
         + _table(
             ["split", "examples", "truncated", "share", "median tokens", "max tokens"], cut_rows, "truncation"
         )
@@ -451,7 +459,7 @@ def _mistakes_section(facts: dict[str, Any]) -> str:
         return "<h2>Most confident mistakes</h2><p>The model made no mistake on the test split.</p>"
     return (
         f"<h2>Most confident mistakes</h2><p>{len(found['rows'])} test examples: "
-        f"{html.escape(found['order'])}.</p>" + _table(found["columns"], found["rows"], "mistakes")
+        f"{html(found['order'])}.</p>" + _table(found["columns"], found["rows"], "mistakes")
     )
 
 
@@ -483,10 +491,10 @@ def render(facts: dict[str, Any]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>Task: <b>{html.escape(facts.get('task') or 'unknown')}</b>; test examples: "
-        f"{facts['metrics'].get('examples', '?')}.</p>",
+        f"<title>{html(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html(title)}</h1>",
+        f"<p>Task: <b>{html(facts.get('task') or 'unknown')}</b>; test examples: "
+        f"{html(facts['metrics'].get('examples', '?'))}.</p>",
         _metrics_section(facts),
         _promotion_section(facts),
         '<h2>Curves and test charts</h2><div class="charts">' + "".join(charts) + "</div>",

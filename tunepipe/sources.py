@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,42 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         # Every row has one field more than the header: pandas would quietly make the first an index.
         found = _csv_problem(path, sep, encoding)
         raise PipelineError(found or f"{path}: the rows have more fields than the header")
+    _check_header(path, sep, encoding)
     return df
+
+
+def _repeated(names: list[str]) -> list[str]:
+    return [name for name, n in Counter(names).items() if n > 1]
+
+
+def _check_header(path: Path, sep: str, encoding: str) -> None:
+    """A column named twice is an error: pandas renames the second `text` to `text.1`, and the
+    columns mapping would quietly read the first. The header as written, read again unrenamed."""
+    header = pd.read_csv(
+        path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding=encoding
+    )
+    twice = _repeated(list(header.iloc[0])) if len(header) else []
+    if twice:
+        raise PipelineError(
+            f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
+            "rename or remove the duplicate so each column has one name"
+        )
+
+
+def _no_repeated_keys(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json object_pairs_hook: an object with a key twice is an error (json keeps the last value
+    and pandas' reader the last or first, so which `text` is read would be a guess)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        twice = _repeated([k for k, _ in pairs])
+        if twice:
+            raise PipelineError(
+                f"{where}: an object has the key(s) {', '.join(map(repr, twice))} more than once; "
+                "give each field one key"
+            )
+        return dict(pairs)
+
+    return hook
 
 
 def _csv_problem(path: Path, sep: str, encoding: str) -> str | None:
@@ -80,7 +116,7 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_no_repeated_keys(f"{path}, line {n}"))
         except json.JSONDecodeError as err:
             where = f"{path}, line {n}"
             raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
@@ -99,7 +135,8 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
     """Checked with the json module first: it names the line of an error, and pandas' own parser
     lets some invalid JSON through (a trailing comma)."""
     try:
-        json.loads("\n".join(line for _, line in conll_io.read_lines(path, encoding)))
+        text = "\n".join(line for _, line in conll_io.read_lines(path, encoding))
+        json.loads(text, object_pairs_hook=_no_repeated_keys(str(path)))
     except json.JSONDecodeError as err:
         where = f"{path}, line {err.lineno}"
         raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
@@ -111,12 +148,25 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
         ) from None
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file may name a column twice too; say so rather than pyarrow's field dump."""
+    import pyarrow.parquet as pq
+
+    twice = _repeated(pq.read_schema(path).names)
+    if twice:
+        raise PipelineError(
+            f"{path}: the file names column(s) {', '.join(map(repr, twice))} more than once; "
+            "rename or remove the duplicate so each column has one name"
+        )
+    return pd.read_parquet(path)
+
+
 READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
     "csv": lambda p, enc: _read_csv(p, ",", enc),
     "tsv": lambda p, enc: _read_csv(p, "\t", enc),
     "json": _read_json,
     "jsonl": _read_jsonl,
-    "parquet": lambda p, enc: pd.read_parquet(p),
+    "parquet": lambda p, enc: _read_parquet(p),
 }
 COMPRESSION = (".bz2", ".gz", ".xz", ".zip", ".zst")
 TOKEN_FORMATS = ("conll", "tagged")
