@@ -562,6 +562,16 @@ def deploy(
     from prefect.settings import get_current_settings
 
     from tunepipe import remote
+    from tunepipe.argcheck import check_plain, check_ref, check_remote
+
+    # Options reach git and `prefect deploy` as arguments: checked before any command runs.
+    for name in names or ():
+        check_plain(name, "deployment name")
+    check_plain(pool, "--pool")
+    if branch is not None:
+        check_ref(branch, "--branch")
+    if remote_url is not None:
+        check_remote(remote_url, "--remote")
 
     base = Path(_root(ctx, root)).resolve()
     if not (base / PREFECT_FILE).is_file():
@@ -576,7 +586,11 @@ def deploy(
     if not ref:
         raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
     heads = subprocess.run(
-        ["git", "ls-remote", "--heads", url, ref], cwd=base, capture_output=True, text=True, check=False
+        ["git", "ls-remote", "--heads", "--", url, ref],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if heads.returncode != 0:
         raise PipelineError(f"cannot read git remote {url}: {heads.stderr.strip()}")
@@ -591,7 +605,7 @@ def deploy(
             "after `prefect server start`) or `prefect cloud login`"
         )
     env = {**os.environ, "TUNEPIPE_GIT_REMOTE": url, "TUNEPIPE_GIT_BRANCH": ref, "TUNEPIPE_WORK_POOL": pool}
-    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
+    selection = [f"--name={name}" for name in names] if names else ["--all"]
     cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
     cmd += ["--prefect-file", PREFECT_FILE]
     print(f"deploying {', '.join(names) if names else 'all deployments'}: {url} ({ref}) on pool {pool!r}")
