@@ -562,12 +562,12 @@ def deploy(
     from prefect.settings import get_current_settings
 
     from tunepipe import remote
-    from tunepipe.argcheck import check_plain, check_ref, check_remote
+    from tunepipe.argcheck import check_prefect_name, check_ref, check_remote, first_line
 
     # Options reach git and `prefect deploy` as arguments: checked before any command runs.
     for name in names or ():
-        check_plain(name, "deployment name")
-    check_plain(pool, "--pool")
+        check_prefect_name(name, "deployment name", flow_prefix=True)
+    check_prefect_name(pool, "--pool")
     if branch is not None:
         check_ref(branch, "--branch")
     if remote_url is not None:
@@ -593,7 +593,7 @@ def deploy(
         check=False,
     )
     if heads.returncode != 0:
-        raise PipelineError(f"cannot read git remote {url}: {heads.stderr.strip()}")
+        raise PipelineError(f"cannot read git remote {url}: {first_line(heads.stderr)}")
     if not heads.stdout.strip():
         raise PipelineError(
             f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"
@@ -605,7 +605,7 @@ def deploy(
             "after `prefect server start`) or `prefect cloud login`"
         )
     env = {**os.environ, "TUNEPIPE_GIT_REMOTE": url, "TUNEPIPE_GIT_BRANCH": ref, "TUNEPIPE_WORK_POOL": pool}
-    selection = [f"--name={name}" for name in names] if names else ["--all"]
+    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
     cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
     cmd += ["--prefect-file", PREFECT_FILE]
     print(f"deploying {', '.join(names) if names else 'all deployments'}: {url} ({ref}) on pool {pool!r}")

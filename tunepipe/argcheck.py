@@ -22,6 +22,8 @@ URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)", re.DOTAL
 # scp-like `[user@]host:path`: a colon before any slash (git's own rule for it).
 SCP = re.compile(r"(?:[^@/]*@)?(?P<host>[^/:]+):")
 GIT_SCHEMES = ("https", "http", "ssh", "git", "file", "git+ssh", "ssh+git")
+# What Prefect refuses in deployment and work pool names (prefect's BANNED_CHARACTERS).
+PREFECT_BANNED = "/%&<>"
 HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
@@ -39,6 +41,24 @@ def check_plain(value: object, what: str) -> str:
     if CONTROL.search(value):
         raise _fail(what, value, "must not contain control characters or line breaks")
     return value
+
+
+def check_prefect_name(value: object, what: str, flow_prefix: bool = False) -> str:
+    """A Prefect deployment or work pool name: plain, without the characters Prefect refuses;
+    `flow_prefix`: `flow/deployment` as `prefect deploy --name` also takes it."""
+    name = check_plain(value, what)
+    parts = name.split("/", 1) if flow_prefix else [name]
+    for part in parts:
+        if not part or part in (".", "..") or any(c in PREFECT_BANNED for c in part):
+            expected = "expected a name without " + " ".join(PREFECT_BANNED)
+            raise _fail(what, name, expected + (" (or flow/deployment)" if flow_prefix else ""))
+    return name
+
+
+def first_line(text: str) -> str:
+    """A command's error output as one line (git's first `fatal:` says what went wrong)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 def check_ref(value: object, what: str) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe import catalog, lineage, registry, remote
-from tunepipe.argcheck import check_remote
+from tunepipe.argcheck import check_remote, first_line
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
@@ -157,7 +157,7 @@ def checkout_version(
         check=False,
     )
     if proc.returncode != 0:
-        raise PipelineError(f"cannot clone git remote {source}: {proc.stderr.strip()}")
+        raise PipelineError(f"cannot clone git remote {source}: {first_line(proc.stderr)}")
     try:
         tag = registry.registered_tag(clone, name, version)
         record = registry.read_lineage(clone, name, version)
