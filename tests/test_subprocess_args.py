@@ -84,7 +84,11 @@ def test_retrain_checks_ref_before_any_git_runs(kind: str, marker: Path) -> None
 
 @pytest.mark.parametrize("kind", ATTACKS)
 def test_retrain_command_line_refuses_ref_before_prefect_starts(
-    kind: str, marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kind: str,
+    marker: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from flows import retrain
 
@@ -114,11 +118,12 @@ def test_retrain_accepts_branches_tags_and_commits() -> None:
 @pytest.mark.parametrize("kind", ATTACKS)
 def test_checkout_refuses_option_like_refs(kind: str, marker: Path, tmp_path: Path) -> None:
     root, _ = git_project(tmp_path)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
+    head = ["git", "rev-parse", "HEAD"]
+    before = subprocess.run(head, cwd=root, capture_output=True, text=True).stdout
     with pytest.raises(PipelineError, match=r"^ref '.*': "):
         remote.checkout(root, attack(kind, marker))
     assert not marker.exists()
-    assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout == head
+    assert subprocess.run(head, cwd=root, capture_output=True, text=True).stdout == before
 
 
 def test_checkout_still_checks_out_a_branch(tmp_path: Path) -> None:
