@@ -255,3 +255,18 @@ def test_the_checks_accept_ordinary_values() -> None:
 def test_check_remote_refuses(value: str, message: str) -> None:
     with pytest.raises(PipelineError, match=rf"^--remote '.*': .*{message}"):
         argcheck.check_remote(value, "--remote")
+
+
+# --- artifact names (--name, register.name) in `git tag --list` --------------------------------
+
+
+def test_an_option_like_artifact_name_lists_no_tags(tmp_path: Path) -> None:
+    """`git tag --list --format=x@v0.1.0` would print a line per tag, making the name look registered."""
+    from tunepipe import registry
+
+    root, _ = git_project(tmp_path)
+    subprocess.run([*GIT, "tag", "-a", "-m", "v", "model@v0.1.0"], cwd=root, check=True)
+    assert registry.versions(root, "model") == ["v0.1.0"]
+    assert registry.versions(root, "--format=x") == []
+    with pytest.raises(PipelineError, match=r"no registered version --format=x@v0.1.0"):
+        registry.registered_tag(root, "--format=x", "v0.1.0")
