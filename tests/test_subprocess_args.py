@@ -126,9 +126,12 @@ def test_checkout_refuses_option_like_refs(kind: str, marker: Path, tmp_path: Pa
     assert subprocess.run(head, cwd=root, capture_output=True, text=True).stdout == before
 
 
-def test_checkout_still_checks_out_a_branch(tmp_path: Path) -> None:
+def test_checkout_still_checks_out_a_branch_and_a_tag(tmp_path: Path) -> None:
     root, _ = git_project(tmp_path)
     assert remote.checkout(root, "main") == "branch main"
+    subprocess.run([*GIT, "tag", "-a", "-m", "v", "model@v0.1.0"], cwd=root, check=True)
+    subprocess.run(["git", "push", "-q", "origin", "model@v0.1.0"], cwd=root, check=True)
+    assert remote.checkout(root, "model@v0.1.0").startswith("model@v0.1.0 (detached at ")
 
 
 # --- tunepipe replay --git-remote / --dvc-remote ----------------------------------------------
