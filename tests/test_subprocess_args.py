@@ -273,3 +273,16 @@ def test_an_option_like_artifact_name_lists_no_tags(tmp_path: Path) -> None:
     assert registry.versions(root, "--format=x") == []
     with pytest.raises(PipelineError, match=r"no registered version --format=x@v0.1.0"):
         registry.registered_tag(root, "--format=x", "v0.1.0")
+
+
+def test_a_recorded_code_commit_reaches_git_only_as_a_commit_hash(tmp_path: Path) -> None:
+    """The audit asks git whether the lineage record's code_commit is an ancestor of the tag; the
+    record is committed text, so an option or a range there is no ancestor, not a git argument."""
+    from tunepipe import audit
+
+    root, _ = git_project(tmp_path)
+    rev_parse = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    head = rev_parse.stdout.strip()
+    assert audit._is_ancestor(root, head, "HEAD") is True
+    for code in ("--output=x", "HEAD", f"{head}..HEAD", head.upper()):
+        assert audit._is_ancestor(root, code, "HEAD") is False, code
