@@ -583,6 +583,16 @@ def deploy(
     from prefect.settings import get_current_settings
 
     from tunepipe import remote
+    from tunepipe.argcheck import check_prefect_name, check_ref, check_remote, first_line
+
+    # Options reach git and `prefect deploy` as arguments: checked before any command runs.
+    for name in names or ():
+        check_prefect_name(name, "deployment name", flow_prefix=True)
+    check_prefect_name(pool, "--pool")
+    if branch is not None:
+        check_ref(branch, "--branch")
+    if remote_url is not None:
+        check_remote(remote_url, "--remote")
 
     base = Path(_root(ctx, root)).resolve()
     if not (base / PREFECT_FILE).is_file():
@@ -597,10 +607,14 @@ def deploy(
     if not ref:
         raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
     heads = subprocess.run(
-        ["git", "ls-remote", "--heads", url, ref], cwd=base, capture_output=True, text=True, check=False
+        ["git", "ls-remote", "--heads", "--", url, ref],
+        cwd=base,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if heads.returncode != 0:
-        raise PipelineError(f"cannot read git remote {url}: {heads.stderr.strip()}")
+        raise PipelineError(f"cannot read git remote {url}: {first_line(heads.stderr)}")
     if not heads.stdout.strip():
         raise PipelineError(
             f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"

@@ -20,6 +20,7 @@ from prefect.states import get_state_exception
 from flows.pipeline import QUIET_FAILURES, failed, pipeline, run_from_command_line
 from tunepipe import promotion as promotion_mod
 from tunepipe import remote
+from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
 from tunepipe.metrics import format_metrics
 
@@ -47,6 +48,7 @@ def retrain(
     logger = get_run_logger()
     base = Path(root).resolve()
     try:
+        check_parameters(ref)
         origin = remote.git_origin(base)
         if origin:
             remote.fetch_tags(base)
@@ -92,6 +94,13 @@ def retrain(
     return result
 
 
+def check_parameters(ref: str | None) -> None:
+    """What reaches git from whoever starts a run, checked before any git command runs: `ref`
+    must be a plain branch, tag or commit name (`--upload-pack=...` would be a git option)."""
+    if ref:  # None or "": as cloned
+        check_ref(ref, "retrain parameter ref")
+
+
 def summary(result: dict[str, Any]) -> str:
     """One line for the run's log and return value: what changed, and what was registered."""
     reg = result.get("registered") or {}
@@ -114,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
         "--no-register", action="store_true", help="stop after evaluation (still pushes to DVC)"
     )
     args = parser.parse_args(argv)
-    result = run_from_command_line(
-        Path("."), lambda: retrain(ref=args.ref, registration=not args.no_register, return_state=True)
-    )
+
+    def start() -> Any:
+        check_parameters(args.ref)  # before a Prefect server starts
+        return retrain(ref=args.ref, registration=not args.no_register, return_state=True)
+
+    result = run_from_command_line(Path("."), start)
     print(f"test metrics: {format_metrics(result['metrics'])}")
     print(result["message"])
 

@@ -958,6 +958,56 @@ CASES = [
     ),
 
     # ---- issue 22: values passed to git, dvc, torchrun, prefect ----
+    Case(
+        "replay --git-remote as a git option",
+        r"--git-remote '--upload-pack=touch F': must not start with '-'",
+        cli=("replay", "v0.1.0", "--git-remote=--upload-pack=touch F"),
+    ),
+    Case(
+        "replay --git-remote through git's ext:: transport",
+        r"--git-remote 'ext::sh -c touch% F': the `<transport>::` form is refused",
+        cli=("replay", "v0.1.0", "--git-remote", "ext::sh -c touch% F"),
+    ),
+    Case(
+        "replay --dvc-remote as an option",
+        r"--dvc-remote '-oProxyCommand=touch F': must not start with '-'",
+        cli=("replay", "v0.1.0", "--dvc-remote=-oProxyCommand=touch F"),
+    ),
+    Case(
+        "deploy --remote as a git option",
+        r"--remote '--upload-pack=touch F': must not start with '-'",
+        cli=("deploy", "--remote=--upload-pack=touch F"),
+    ),
+    Case(
+        "deploy --branch as a git option",
+        r"--branch '--upload-pack=touch F': must not start with '-'",
+        cli=("deploy", "--branch=--upload-pack=touch F"),
+    ),
+    Case(
+        "deploy --branch that is no branch name",
+        r"--branch '\.\./\.\.': not a valid git branch, tag or commit name",
+        cli=("deploy", "--branch", "../.."),
+    ),
+    Case(
+        "deploy --pool with a path in it",
+        r"--pool '\.\./\.\.': expected a name without",
+        cli=("deploy", "--pool", "../.."),
+    ),
+    Case(
+        "train.master_addr as a torchrun option",
+        r"train.master_addr: expected a host name or IP address .* got '-oProxyCommand=touch F'",
+        params={"train.master_addr": "-oProxyCommand=touch F", "train.master_port": 29500},
+    ),
+    Case(
+        "train.master_addr with shell words",
+        r"train.master_addr: expected a host name or IP address .* got 'node0; touch F'",
+        params={"train.master_addr": "node0; touch F", "train.master_port": 29500},
+    ),
+    Case(
+        "train.rdzv_endpoint whose host is an option",
+        r"train.rdzv_endpoint: expected host:port .* got '--upload-pack=x:29400'",
+        params={"train.rdzv_endpoint": "--upload-pack=x:29400"},
+    ),
 
     # ---- issue 22: numbers: finite params, threshold ranges, NaN loss ----
 

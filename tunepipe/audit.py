@@ -482,9 +482,16 @@ def _decimals(text: str) -> int:
     return len(text.split(".", 1)[1]) if "." in text and "e" not in text else 4
 
 
+COMMIT_HASH = re.compile(r"[0-9a-f]{7,64}")
+
+
 def _is_ancestor(root: Path, older: str, newer: str) -> bool | None:
-    """None when git cannot tell (`older` is not in this clone, e.g. a shallow one)."""
+    """None when git cannot tell (`older` is not in this clone, e.g. a shallow one). `older` comes
+    from a committed record: anything but a commit hash (an option, a range) is no ancestor."""
     import subprocess
+
+    if not isinstance(older, str) or not COMMIT_HASH.fullmatch(older):
+        return False
 
     proc = subprocess.run(
         ["git", "merge-base", "--is-ancestor", older, newer], cwd=root, capture_output=True, check=False

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from tunepipe.argcheck import is_host
 from tunepipe.errors import PipelineError
 from tunepipe.io import PATH_NAME_RULE, is_path_name
 from tunepipe.metrics import EXTRA_METRICS, greater_is_better, reportable
@@ -372,8 +373,9 @@ def _check(value: Any, hint: Any, where: str) -> Any:
 
 
 def _is_endpoint(value: str) -> bool:
+    """host:port, the host a name or an IP address: torchrun gets it as --rdzv-endpoint."""
     host, _, port = value.rpartition(":")
-    return bool(host) and port.isdigit() and 1 <= int(port) <= 65535
+    return is_host(host) and port.isdigit() and 1 <= int(port) <= 65535
 
 
 # What the types cannot say, by dotted field name; a null always passes (where a field allows it).
@@ -415,6 +417,8 @@ BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a whole number of 1 or more, or auto",
     ),
     "train.nodes": (lambda v: v >= 1, "1 or more"),
+    # Handed to torchrun as --master-addr: a host, never an option or a shell word.
+    "train.master_addr": (is_host, "a host name or IP address (e.g. node0, 10.0.0.1), or null"),
     "train.master_port": (lambda v: 1 <= v <= 65535, "a port number between 1 and 65535, or null"),
     "train.rdzv_endpoint": (_is_endpoint, "host:port (a c10d rendezvous endpoint), or null"),
     "train.ddp_timeout": (lambda v: v >= 1, "1 or more (seconds)"),

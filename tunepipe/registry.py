@@ -59,10 +59,8 @@ def report_path(name: str, version: str) -> Path:
 
 def versions(root: Path, name: str) -> list[str]:
     """Registered versions, oldest first (GTO tags `<name>@vX.Y.Z`, sorted as versions)."""
-    prefix = f"{name}@v"
-    return [
-        t.split("@", 1)[1] for t in git(root, "tag", "--list", f"{prefix}*", "--sort=v:refname").splitlines()
-    ]
+    listed = git(root, "tag", "--list", "--sort=v:refname", "--", f"{name}@v*")
+    return [t.split("@", 1)[1] for t in listed.splitlines()]
 
 
 VERSION = re.compile(r"v?\d+\.\d+\.\d+")
@@ -125,7 +123,7 @@ def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
             "letter or digit), e.g. prod or staging"
         )
     ident = identity_args(root)
-    before = set(git(root, "tag", "--list", f"{name}#{stage}#*").splitlines())
+    before = set(git(root, "tag", "--list", "--", f"{name}#{stage}#*").splitlines())
     try:
         assign(
             str(root),
@@ -138,7 +136,7 @@ def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
         )
     except GTOException as exc:
         raise PipelineError(f"assigning stage {stage} to {tag}: {exc}") from None
-    new = sorted(set(git(root, "tag", "--list", f"{name}#{stage}#*").splitlines()) - before)
+    new = sorted(set(git(root, "tag", "--list", "--", f"{name}#{stage}#*").splitlines()) - before)
     return new[-1] if new else f"{name}#{stage}"
 
 
@@ -268,7 +266,7 @@ def registered_tag(root: Path, name: str, version: str) -> str:
     """The tag of a registered version (or of the one in a stage), or an error listing the versions."""
     check_path_name(name, "artifact name")  # also a `git tag --list` pattern: no wildcards
     tag = full_name(name, resolve(root, name, version))
-    if not git(root, "tag", "--list", tag):
+    if not git(root, "tag", "--list", "--", tag):  # `--`: a name like `--format=x` lists nothing
         known = ", ".join(versions(root, name)) or "none"
         raise PipelineError(f"no registered version {tag} (registered versions of {name}: {known})")
     return tag

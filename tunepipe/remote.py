@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
 
@@ -78,9 +79,12 @@ def fetch_tags(root: Path) -> None:
 
 def checkout(root: Path, ref: str) -> str:
     """Check out `ref` from origin: a branch is checked out as that branch (registration commits
-    go on it), a tag or commit detached. Returns what was checked out, for the log."""
-    branch = git(root, "ls-remote", "--heads", ORIGIN, ref)
-    git(root, "fetch", "--quiet", ORIGIN, ref)
+    go on it), a tag or commit detached. Returns what was checked out, for the log.
+
+    `ref` may come from whoever starts a run: checked, and given to git after `--`."""
+    check_ref(ref, "ref")
+    branch = git(root, "ls-remote", "--heads", "--", ORIGIN, ref)
+    git(root, "fetch", "--quiet", "--", ORIGIN, ref)
     if branch:
         git(root, "checkout", "--quiet", "-B", ref.removeprefix("refs/heads/"), "FETCH_HEAD")
         git(root, "branch", "--quiet", f"--set-upstream-to={ORIGIN}/{ref.removeprefix('refs/heads/')}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tunepipe import catalog, lineage, registry, remote
+from tunepipe.argcheck import check_remote, first_line
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
@@ -60,6 +61,11 @@ def replay(
     root = Path(root).resolve()
     if tolerance < 0:
         raise PipelineError(f"--tolerance: expected a number >= 0, got {tolerance}")
+    # Both reach git or dvc as arguments: no option-like values, no `ext::` transports.
+    if git_remote is not None:
+        check_remote(git_remote, "--git-remote")
+    if dvc_remote is not None:
+        check_remote(dvc_remote, "--dvc-remote", schemes=None)
     if git_remote and "://" not in git_remote and Path(git_remote).exists():
         git_remote = str(Path(git_remote).resolve())  # as the user meant it, not relative to root
     git_source = git_remote or remote.git_origin(root) or str(root)
@@ -144,14 +150,14 @@ def checkout_version(
 ) -> tuple[str, dict[str, Any]]:
     """Clone `source` into `clone` and check out the version's registered commit (detached)."""
     proc = subprocess.run(
-        ["git", "clone", "--quiet", "--no-checkout", source, str(clone)],
+        ["git", "clone", "--quiet", "--no-checkout", "--", source, str(clone)],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
-        raise PipelineError(f"cannot clone git remote {source}: {proc.stderr.strip()}")
+        raise PipelineError(f"cannot clone git remote {source}: {first_line(proc.stderr)}")
     try:
         tag = registry.registered_tag(clone, name, version)
         record = registry.read_lineage(clone, name, version)
@@ -214,8 +220,8 @@ def pull_inputs(
     version's dvc.lock pins that no stage writes (raw data, code) and every `package:` source."""
     cache = clone / ".dvc" / "cache"
     for args in (
-        ("remote", "add", "--local", "--default", "--force", REMOTE_NAME, source),
-        ("config", "--local", "cache.dir", str(cache)),  # never a shared cache the commit may name
+        ("remote", "add", "--local", "--default", "--force", "--", REMOTE_NAME, source),
+        ("config", "--local", "--", "cache.dir", str(cache)),  # never a shared cache the commit may name
     ):
         proc = _dvc(clone, *args)
         if proc.returncode != 0:
