@@ -298,6 +298,10 @@ def test_status_lists_versions_origin_lacks_and_the_command_that_pushes_them(
     cli.main(["status", "--json", "--root", str(worker)])
     assert json.loads(capsys.readouterr().out)["unpushed"]["command"] is None
     assert on_origin_main(bare, commit)
+    # A new local branch holding only what origin has: nothing to push.
+    git(worker, "checkout", "-q", "-b", "experiment")
+    cli.main(["status", "--json", "--root", str(worker)])
+    assert json.loads(capsys.readouterr().out)["unpushed"]["commits"] == []
 
 
 def test_status_without_a_reachable_origin_says_so(

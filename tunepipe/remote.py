@@ -6,6 +6,7 @@ DVC first and to git last: a version tag on the git remote always names bytes th
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -123,6 +124,7 @@ def tags(root: Path) -> set[str]:
 # before a run: a version whose push failed earlier is pushed by the next run, not forgotten.
 
 PUSH_ATTEMPTS = 3  # a teammate pushing between our fetch and our push: merge their branch, retry
+STATUS_TIMEOUT = 30  # seconds `tunepipe status` waits for origin before saying it could not check
 RETRYABLE = ("non-fast-forward", "fetch first", "already exists", "stale info")
 
 
@@ -183,16 +185,18 @@ class Plan:
         }
 
 
-def origin_refs(root: Path) -> dict[str, str]:
+def origin_refs(root: Path, timeout: float = 120) -> dict[str, str]:
     """ref -> object id on origin, read from origin now (tags unpeeled: annotated tags compare by
-    their tag object, so a tag re-made under the same name differs)."""
+    their tag object, so a tag re-made under the same name differs). Never prompts for a password:
+    a worker has no one to answer, and `status` would hang."""
     proc = subprocess.run(
         ["git", "ls-remote", "--refs", "--", ORIGIN],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=timeout,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
     )
     if proc.returncode != 0:
         raise PipelineError(f"cannot read git remote {ORIGIN} (git ls-remote): {proc.stderr.strip()}")
@@ -234,12 +238,15 @@ def plan(root: Path, refs: dict[str, str] | None = None) -> Plan:
     commits: tuple[str, ...] = ()
     if branch and registered:
         tracking = f"refs/remotes/{ORIGIN}/{branch}"
-        exclude: list[str] = []
         if tip and _known(root, tip):
-            exclude = [f"^{tip}"]
+            exclude = [tip]
         elif tip and _known(root, tracking):  # origin moved past anything fetched here
-            exclude = [f"^{tracking}"]
-        ahead = git(root, "rev-list", "HEAD", *exclude, "--").splitlines()
+            exclude = [tracking]
+        else:  # origin lacks this branch (or its tip is unknown here): what any of its branches has
+            exclude = [
+                sha for ref, sha in refs.items() if ref.startswith("refs/heads/") and _known(root, sha)
+            ]
+        ahead = git(root, "rev-list", "HEAD", *(f"^{rev}" for rev in exclude), "--").splitlines()
         commits = tuple(c for c in ahead if c in registered)
     return Plan(missing, taken, branch, commits, tip)
 
@@ -268,7 +275,7 @@ def check_taken(root: Path, current: Plan | None = None) -> Plan:
     if not current.taken:
         return current
     shown = ", ".join(
-        f"{t} (origin: {current.taken[t][:10]}, here: {git(root, 'rev-parse', t)[:10]})"
+        f"{t} (origin: {current.taken[t][:10]}, here: {git(root, 'rev-parse', f'refs/tags/{t}')[:10]})"
         for t in sorted(current.taken)
     )
     drop = " ".join(shlex.quote(t) for t in sorted(current.taken))
@@ -307,6 +314,7 @@ def publish(root: Path, log: Callable[[str], None] | None = None) -> Plan | None
             capture_output=True,
             text=True,
             check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
         )
         if proc.returncode == 0:
             return current
@@ -385,6 +393,8 @@ def unpushed(root: Path) -> dict[str, Any] | None:
     if not root.is_dir() or not git_origin(root):
         return None
     try:
-        return plan(root).to_json(root)
-    except (PipelineError, subprocess.TimeoutExpired) as exc:
+        return plan(root, origin_refs(root, timeout=STATUS_TIMEOUT)).to_json(root)
+    except subprocess.TimeoutExpired:
+        return {"error": f"git remote {ORIGIN} did not answer within {STATUS_TIMEOUT} s"}
+    except PipelineError as exc:
         return {"error": str(exc)}
