@@ -181,13 +181,15 @@ def search(
 @app.command()
 def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     """Register the evaluated model as a new version (after `dvc repro`)."""
-    from tunepipe import params, registry
+    from tunepipe import params, registry, remote
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
     result = registry.register(base, name or p.register.name, p.register.bump)
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
+    for line in unpushed_lines(remote.unpushed(base)):  # the team sees it once it is on origin
+        print(line)
 
 
 class Precision(StrEnum):

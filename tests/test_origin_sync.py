@@ -321,3 +321,32 @@ def test_status_without_a_reachable_origin_says_so(
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "everything up to date"
     assert out[1].startswith("origin: not checked for unpushed versions (cannot read git remote origin")
+
+
+def test_register_says_what_origin_lacks_and_how_to_push_it(
+    team: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    from cli import main as cli
+    from tunepipe import params, registry
+
+    bare, _ = team
+    worker = clone(bare, tmp_path / "worker")
+    commit = register(worker, "v0.1.0", "weights 1\n")
+    monkeypatch.setattr(
+        params, "read", lambda path: SimpleNamespace(register=SimpleNamespace(name="model", bump="patch"))
+    )
+    monkeypatch.setattr(
+        registry, "register", lambda *a, **k: {"tag": "model@v0.1.0", "commit": commit, "new": True}
+    )
+    cli.main(["register", "--root", str(worker)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"registered model@v0.1.0 (commit {commit[:10]})"
+    assert out[1] == "not on origin: model#staging#1, model@v0.1.0"
+    assert out[-1].startswith(
+        "  push them: dvc push --run-cache && git push --atomic origin HEAD:refs/heads/main "
+    )
