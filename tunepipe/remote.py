@@ -114,10 +114,6 @@ def current_branch(root: Path) -> str | None:
     return git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False) or None
 
 
-def tags(root: Path) -> set[str]:
-    return set(git(root, "tag", "--list").splitlines())
-
-
 # --- reconciling the registry with origin ---------------------------------------------------------
 #
 # What origin lacks is read from origin itself (`git ls-remote`), not from what this checkout had
@@ -154,7 +150,7 @@ class Plan:
         if self.branch and self.commits:
             return f"pushed branch {self.branch} (registration commits {self.short()}) and {tags}"
         if self.branch:
-            return f"pushed {tags} (their commits are already on origin's {self.branch})"
+            return f"pushed {tags} (no registration commit on {self.branch} that origin's lacks)"
         return f"pushed {tags} (detached checkout: no branch updated; the tags reach the commits)"
 
     def short(self) -> str:
