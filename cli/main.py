@@ -116,11 +116,13 @@ def status(
     root: Root = None,
 ) -> None:
     """Show each stage as up to date or stale, and why (DVC's own status)."""
-    from tunepipe import staleness
+    from tunepipe import remote, staleness
 
-    states = staleness.check(Path(_root(ctx, root)))
+    base = Path(_root(ctx, root))
+    states = staleness.check(base)
+    unpushed = remote.unpushed(base)
     if as_json:
-        print(json.dumps({"stages": [s.to_json() for s in states]}, indent=2))
+        print(json.dumps({"stages": [s.to_json() for s in states], "unpushed": unpushed}, indent=2))
         return
     width = max((len(s.stage) for s in states), default=0)
     for s in states:
@@ -133,6 +135,31 @@ def status(
         if stale
         else "everything up to date"
     )
+    for line in unpushed_lines(unpushed):
+        print(line)
+
+
+def unpushed_lines(unpushed: dict[str, Any] | None) -> list[str]:
+    """What `status` says about git remote origin: registered versions it lacks and the command
+    that pushes them; nothing when origin has everything (or there is no origin)."""
+    if not unpushed:
+        return []
+    if "error" in unpushed:
+        return [f"origin: not checked for unpushed versions ({unpushed['error']})"]
+    lines = []
+    if unpushed["tags"]:
+        lines.append(f"not on origin: {', '.join(unpushed['tags'])}")
+    if unpushed["commits"]:
+        shown = ", ".join(c[:10] for c in unpushed["commits"])
+        lines.append(f"registration commits not on origin's {unpushed['branch']}: {shown}")
+    if unpushed["taken"]:
+        lines.append(
+            f"taken on origin by another registration: {', '.join(unpushed['taken'])} "
+            "(two runs registered the same number; delete this checkout's tag and register again)"
+        )
+    if unpushed["command"]:
+        lines.append(f"  push them: {unpushed['command']}")
+    return lines
 
 
 @app.command()
@@ -160,13 +187,15 @@ def search(
 @app.command()
 def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     """Register the evaluated model as a new version (after `dvc repro`)."""
-    from tunepipe import params, registry
+    from tunepipe import params, registry, remote
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
     result = registry.register(base, name or p.register.name, p.register.bump)  # checks the name
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
+    for line in unpushed_lines(remote.unpushed(base)):  # the team sees it once it is on origin
+        print(line)
 
 
 class Precision(StrEnum):

@@ -51,6 +51,13 @@ def retrain(
         check_parameters(ref)
         origin = remote.git_origin(base)
         if origin:
+            # Before the fetch: a forced tag fetch would overwrite a local tag origin holds otherwise.
+            stranded = remote.check_taken(base)
+            if stranded.tags:
+                logger.warning(
+                    "not on git remote origin yet (an earlier push failed?): %s; pushed after this run",
+                    ", ".join(stranded.tags),
+                )
             remote.fetch_tags(base)
             if ref:
                 logger.info("git: checked out %s", remote.checkout(base, ref))
@@ -58,7 +65,6 @@ def retrain(
             raise PipelineError(f"ref {ref!r} given, but {base} has no git remote `origin` to fetch it from")
         else:
             logger.warning("no git remote `origin`: registrations stay in this checkout")
-        tags_before = remote.tags(base)
         dvc_remote = remote.dvc_remote(base)
         if dvc_remote:
             try:
@@ -82,10 +88,15 @@ def retrain(
         if dvc_remote:
             logger.info("dvc push to %r: %s", dvc_remote, remote.push(base))
             result["pushed"].append(f"dvc:{dvc_remote}")
-        new_tags = sorted(remote.tags(base) - tags_before)
-        if origin and new_tags:
-            logger.info("git: %s", remote.push_git(base, new_tags))
-            result["pushed"].append("git:origin")
+        result["git_pushed"] = []
+        if origin:
+            # Whatever origin lacks, read from origin now: this run's registration and any an
+            # earlier run failed to push. A rejected push merges origin's branch and retries.
+            pushed = remote.publish(base, log=logger.warning)
+            if pushed is not None:
+                logger.info("git: %s", pushed.describe())
+                result["pushed"].append("git:origin")
+                result["git_pushed"] = list(pushed.tags)
         result["cached_stages"] = [s for s, name in result.get("stages", {}).items() if name == "Cached"]
         result["message"] = summary(result)
         logger.info(result["message"])
@@ -105,15 +116,17 @@ def summary(result: dict[str, Any]) -> str:
     """One line for the run's log and return value: what changed, and what was registered."""
     reg = result.get("registered") or {}
     stages = result.get("stages", {})
+    earlier = [] if reg.get("new") else result.get("git_pushed", [])
+    pushed = f"; pushed to origin what an earlier run left unpushed: {', '.join(earlier)}" if earlier else ""
     if stages and len(result["cached_stages"]) == len(stages) and reg and not reg.get("new"):
-        return f"nothing changed: every stage Cached, no new version ({reg['tag']} is current)"
+        return f"nothing changed: every stage Cached, no new version ({reg['tag']} is current){pushed}"
     if reg:
         line = f"{'registered' if reg.get('new') else 'already registered as'} {reg['tag']}"
         decision = result.get("promotion")
         if decision:
             line += f", {promotion_mod.outcome(decision)}"
-        return line
-    return "not registered (registration off)"
+        return line + pushed
+    return "not registered (registration off)" + pushed
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -110,3 +110,14 @@ def test_a_failed_dvc_push_pushes_no_tag(
     assert "model@v0.1.0" in run(["git", "tag"], clone).stdout  # registered here, not shared
     assert not remote_tags(bare)
     assert "Register" not in run(["git", "log", "-1", "--format=%s", "main"], bare).stdout
+
+    # The remote works again: the next run in this checkout pushes the version it left behind,
+    # though the model is already registered here and nothing re-runs.
+    (store / "files" / "md5").unlink()
+    monkeypatch.setattr(flows.retrain.remote, "push", real_push)
+    state = retrain(clone)
+    assert state.is_completed(), state.message
+    message = state.result()["message"]
+    assert "pushed to origin what an earlier run left unpushed: " in message, message
+    assert "model@v0.1.0" in remote_tags(bare)
+    assert "Register model@v0.1.0" in run(["git", "log", "-1", "--format=%s", "main"], bare).stdout

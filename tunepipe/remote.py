@@ -6,13 +6,18 @@ DVC first and to git last: a version tag on the git remote always names bytes th
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import git
+from tunepipe.gitrepo import git, identity_args
 
 ORIGIN = "origin"
 TAIL_LINES = 15
@@ -86,45 +91,310 @@ def checkout(root: Path, ref: str) -> str:
     branch = git(root, "ls-remote", "--heads", "--", ORIGIN, ref)
     git(root, "fetch", "--quiet", "--", ORIGIN, ref)
     if branch:
-        git(root, "checkout", "--quiet", "-B", ref.removeprefix("refs/heads/"), "FETCH_HEAD")
+        name = ref.removeprefix("refs/heads/")
+        if _unpushed_registrations(root, f"refs/heads/{name}"):
+            # The branch here holds a registration origin never got (its push failed): keep it,
+            # with origin's branch merged in, so that this run pushes it instead of dropping it.
+            git(root, "checkout", "--quiet", name, "--")
+            merge(root, "FETCH_HEAD", name)
+        else:
+            git(root, "checkout", "--quiet", "-B", name, "FETCH_HEAD")
         git(root, "branch", "--quiet", f"--set-upstream-to={ORIGIN}/{ref.removeprefix('refs/heads/')}")
         return f"branch {ref}"
     git(root, "checkout", "--quiet", "--detach", "FETCH_HEAD")
     return f"{ref} (detached at {git(root, 'rev-parse', '--short', 'HEAD')})"
 
 
+def _unpushed_registrations(root: Path, branch: str) -> list[str]:
+    """Registration commits (commits a registry tag names) on local `branch` that FETCH_HEAD lacks."""
+    if not _known(root, branch):
+        return []
+    registered = {commit for _, commit in local_registry_tags(root).values()}
+    ahead = git(root, "rev-list", branch, "^FETCH_HEAD", "--").splitlines()
+    return [c for c in ahead if c in registered]
+
+
 def current_branch(root: Path) -> str | None:
     return git(root, "symbolic-ref", "--quiet", "--short", "HEAD", check=False) or None
 
 
-def tags(root: Path) -> set[str]:
-    return set(git(root, "tag", "--list").splitlines())
+# --- reconciling the registry with origin ---------------------------------------------------------
+#
+# What origin lacks is read from origin itself (`git ls-remote`), not from what this checkout had
+# before a run: a version whose push failed earlier is pushed by the next run, not forgotten.
+
+PUSH_ATTEMPTS = 3  # a teammate pushing between our fetch and our push: merge their branch, retry
+STATUS_TIMEOUT = 30  # seconds `tunepipe status` waits for origin before saying it could not check
+RETRYABLE = ("non-fast-forward", "fetch first", "already exists", "stale info")
 
 
-def push_git(root: Path, new_tags: list[str]) -> str:
-    """Push the registration commit and the new tags in one atomic push: both land, or neither.
+def is_registry_tag(tag: str) -> bool:
+    """GTO's tags: versions `<name>@vX.Y.Z` and stage assignments `<name>#<stage>#N` (and their
+    deprecation forms); other tags (release tags) are the user's and never pushed by a run."""
+    return "@" in tag or "#" in tag
 
-    When the branch moved on the remote meanwhile (someone pushed), the tags are pushed alone:
-    the version stays reachable through its tag, and the branch is left to its owner.
-    """
-    branch = current_branch(root)
-    refs = [f"refs/tags/{t}" for t in sorted(new_tags)]
-    if branch is None:
-        git(root, "push", "--quiet", "--atomic", ORIGIN, *refs)
-        return f"pushed tags {', '.join(sorted(new_tags))} (detached checkout: no branch updated)"
+
+@dataclass(frozen=True)
+class Plan:
+    """How this checkout's registry stands against origin's, and what a push would send."""
+
+    tags: tuple[str, ...]  # registry tags here that origin lacks
+    taken: dict[str, str]  # registry tag here -> the other object origin holds under that name
+    branch: str | None  # the branch the registration commits go on; None: HEAD detached
+    commits: tuple[str, ...]  # registration commits on HEAD that origin's branch lacks
+    origin_tip: str | None  # origin's branch tip; None when origin lacks the branch
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.tags or self.commits)
+
+    def describe(self) -> str:
+        """What a push of this plan sends, for the run's log."""
+        tags = ", ".join(self.tags) or "no tags"
+        if self.branch and self.commits:
+            return f"pushed branch {self.branch} (registration commits {self.short()}) and {tags}"
+        if self.branch:
+            return f"pushed {tags} (no registration commit on {self.branch} that origin's lacks)"
+        return f"pushed {tags} (detached checkout: no branch updated; the tags reach the commits)"
+
+    def short(self) -> str:
+        return ", ".join(c[:10] for c in self.commits)
+
+    def refspecs(self) -> list[str]:
+        heads = [f"HEAD:refs/heads/{self.branch}"] if self.branch and self.commits else []
+        return heads + [f"refs/tags/{t}" for t in self.tags]
+
+    def command(self, root: Path) -> str:
+        """The exact commands that push what is missing, DVC first (a tag never names bytes the DVC
+        remote lacks), merging origin's branch first when it moved on."""
+        steps = []
+        if self.branch and self.commits and self.origin_tip and not _has_ancestor(root, self.origin_tip):
+            steps.append(f"git pull --no-rebase {ORIGIN} {shlex.quote(self.branch)}")
+        if dvc_remote(root):
+            steps.append("dvc push --run-cache")
+        steps.append(" ".join(["git", "push", "--atomic", ORIGIN, *map(shlex.quote, self.refspecs())]))
+        return " && ".join(steps)
+
+    def to_json(self, root: Path) -> dict[str, Any]:
+        return {
+            "tags": list(self.tags),
+            "taken": sorted(self.taken),
+            "branch": self.branch,
+            "commits": list(self.commits),
+            "command": self.command(root) if self.needed else None,
+        }
+
+
+def origin_refs(root: Path, timeout: float = 120) -> dict[str, str]:
+    """ref -> object id on origin, read from origin now (tags unpeeled: annotated tags compare by
+    their tag object, so a tag re-made under the same name differs). Never prompts for a password:
+    a worker has no one to answer, and `status` would hang."""
     proc = subprocess.run(
-        ["git", "push", "--quiet", "--atomic", ORIGIN, f"HEAD:refs/heads/{branch}", *refs],
+        ["git", "ls-remote", "--refs", "--", ORIGIN],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    if proc.returncode != 0:
+        raise PipelineError(f"cannot read git remote {ORIGIN} (git ls-remote): {proc.stderr.strip()}")
+    refs = {}
+    for line in proc.stdout.splitlines():
+        sha, _, ref = line.partition("\t")
+        refs[ref] = sha
+    return refs
+
+
+def local_registry_tags(root: Path) -> dict[str, tuple[str, str]]:
+    """Registry tag -> (its object id, the commit it names)."""
+    out = git(
+        root, "for-each-ref", "--format=%(objectname)%09%(*objectname)%09%(refname:strip=2)", "refs/tags"
+    )
+    found = {}
+    for line in out.splitlines():
+        obj, peeled, tag = line.split("\t", 2)
+        if is_registry_tag(tag):
+            found[tag] = (obj, peeled or obj)
+    return found
+
+
+def plan(root: Path, refs: dict[str, str] | None = None) -> Plan:
+    """Compare this checkout's registry tags and branch with origin's `refs` (read now when None).
+
+    Registration commits count as missing from origin's branch when HEAD holds them and origin's
+    tip does not (a tip this checkout has never fetched holds none of the never-pushed ones).
+    """
+    refs = origin_refs(root) if refs is None else refs
+    local = local_registry_tags(root)
+    missing = tuple(sorted(t for t in local if f"refs/tags/{t}" not in refs))
+    taken = {
+        t: refs[f"refs/tags/{t}"] for t, (obj, _) in local.items() if refs.get(f"refs/tags/{t}", obj) != obj
+    }
+    branch = current_branch(root)
+    tip = refs.get(f"refs/heads/{branch}") if branch else None
+    registered = {commit for _, commit in local.values()}
+    commits: tuple[str, ...] = ()
+    if branch and registered:
+        tracking = f"refs/remotes/{ORIGIN}/{branch}"
+        if tip and _known(root, tip):
+            exclude = [tip]
+        elif tip and _known(root, tracking):  # origin moved past anything fetched here
+            exclude = [tracking]
+        else:  # origin lacks this branch (or its tip is unknown here): what any of its branches has
+            exclude = [
+                sha for ref, sha in refs.items() if ref.startswith("refs/heads/") and _known(root, sha)
+            ]
+        ahead = git(root, "rev-list", "HEAD", *(f"^{rev}" for rev in exclude), "--").splitlines()
+        commits = tuple(c for c in ahead if c in registered)
+    return Plan(missing, taken, branch, commits, tip)
+
+
+def _known(root: Path, rev: str) -> bool:
+    """Whether this checkout has commit `rev`."""
+    return bool(
+        git(root, "rev-parse", "--quiet", "--verify", "--end-of-options", f"{rev}^{{commit}}", check=False)
+    )
+
+
+def _has_ancestor(root: Path, rev: str) -> bool:
+    """Whether `rev` is here and an ancestor of HEAD (or HEAD itself)."""
+    if not _known(root, rev):
+        return False
+    proc = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", rev, "HEAD"], cwd=root, capture_output=True, check=False
+    )
+    return proc.returncode == 0
+
+
+def check_taken(root: Path, current: Plan | None = None) -> Plan:
+    """The plan, or an error when origin holds one of this checkout's registry tags as another
+    object: two runs registered the same number, and only a person can say which one keeps it."""
+    current = plan(root) if current is None else current
+    if not current.taken:
+        return current
+    shown = ", ".join(
+        f"{t} (origin: {current.taken[t][:10]}, here: {git(root, 'rev-parse', f'refs/tags/{t}')[:10]})"
+        for t in sorted(current.taken)
+    )
+    drop = " ".join(shlex.quote(t) for t in sorted(current.taken))
+    pull = (
+        f"git pull --no-rebase {ORIGIN} {shlex.quote(current.branch)}"
+        if current.branch
+        else f"git fetch {ORIGIN}"
+    )
+    raise PipelineError(
+        f"git remote {ORIGIN} already has {shown} as another registration (two runs took the same "
+        f"number); nothing was pushed to git: keep origin's with `git tag -d {drop} && git fetch --tags "
+        f"{ORIGIN} && {pull}` (resolve any conflicts, keeping this checkout's dvc.lock), then "
+        "`tunepipe register` registers this model under the next free number"
+    )
+
+
+def publish(root: Path, log: Callable[[str], None] | None = None) -> Plan | None:
+    """Push what origin lacks: registry tags and the branch holding their registration commits,
+    in one atomic push (both land, or neither). Call after DVC's push.
+
+    When origin's branch moved on meanwhile (a teammate pushed first), their branch is fetched and
+    merged (a merge, not a rebase: the tags name the registration commits) and the push retried,
+    up to PUSH_ATTEMPTS times; a merge conflict or a version number taken on origin is an error
+    giving the commands to finish by hand. Returns what was pushed (None: origin had it all).
+    """
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        current = check_taken(root)
+        if not current.needed:
+            return None
+        if current.branch and current.commits and current.origin_tip:
+            _merge_origin(root, current)
+            current = check_taken(root)
+        proc = subprocess.run(
+            ["git", "push", "--quiet", "--atomic", "--", ORIGIN, *current.refspecs()],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        if proc.returncode == 0:
+            return current
+        if not any(reason in proc.stderr for reason in RETRYABLE):
+            raise PipelineError(
+                f"git push to {ORIGIN} failed: {proc.stderr.strip()}; "
+                f"to push by hand: {current.command(root)}"
+            )
+        if log is not None:
+            log(
+                f"git push to {ORIGIN} rejected (attempt {attempt} of {PUSH_ATTEMPTS}): "
+                "origin moved on; retrying"
+            )
+    current = check_taken(root)
+    raise PipelineError(
+        f"git push to {ORIGIN} was rejected {PUSH_ATTEMPTS} times (others keep pushing to "
+        f"{current.branch or 'it'}); the registration stays in this checkout: {current.command(root)}"
+    )
+
+
+def _merge_origin(root: Path, current: Plan) -> None:
+    """Bring origin's branch tip into HEAD when HEAD lacks it, so that the push fast-forwards."""
+    assert current.branch and current.origin_tip
+    if _has_ancestor(root, current.origin_tip):
+        return
+    tracking = f"refs/remotes/{ORIGIN}/{current.branch}"
+    git(root, "fetch", "--quiet", "--", ORIGIN, f"+refs/heads/{current.branch}:{tracking}")
+    merge(root, tracking, current.branch, current.tags)
+
+
+def merge(root: Path, rev: str, branch: str, tags: tuple[str, ...] = ()) -> None:
+    """Merge `rev` (origin's branch) into HEAD, unless HEAD holds it already. A merge, not a
+    rebase: the registry's tags name the registration commits, which must stay as they are. On a
+    conflict the merge is undone and the error gives the commands that finish it by hand."""
+    if _has_ancestor(root, rev):
+        return
+    proc = subprocess.run(
+        [
+            "git",
+            *identity_args(root),
+            "merge",
+            "--quiet",
+            "--no-edit",
+            "-m",
+            f"Merge {ORIGIN}/{branch} into the registration",
+            "--end-of-options",
+            rev,
+        ],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode == 0:
-        return f"pushed branch {branch} and tags {', '.join(sorted(new_tags))}"
-    if "non-fast-forward" not in proc.stderr and "fetch first" not in proc.stderr:
-        raise PipelineError(f"git push to {ORIGIN} failed: {proc.stderr.strip()}")
-    git(root, "push", "--quiet", "--atomic", ORIGIN, *refs)
-    return (
-        f"branch {branch} moved on {ORIGIN} during this run: pushed tags {', '.join(sorted(new_tags))} "
-        f"only (the registration commit {git(root, 'rev-parse', '--short', 'HEAD')} is reachable by them)"
+        return
+    conflicted = git(root, "diff", "--name-only", "--diff-filter=U", check=False).split()
+    if git(root, "rev-parse", "--quiet", "--verify", "MERGE_HEAD", check=False):
+        git(root, "merge", "--abort", check=False)
+    why = (
+        f"conflicts in {', '.join(conflicted)}"
+        if conflicted
+        else (proc.stderr.strip() or proc.stdout.strip())
     )
+    refs = " ".join(shlex.quote(f"refs/tags/{t}") for t in tags)
+    raise PipelineError(
+        f"{ORIGIN}'s {branch} moved on and merging it into this checkout's registration commits "
+        f"failed ({why}); nothing was pushed to git and the registration stays in this checkout: "
+        f"`git pull --no-rebase {ORIGIN} {shlex.quote(branch)}`, resolve and commit, then "
+        f"`git push --atomic {ORIGIN} HEAD:refs/heads/{shlex.quote(branch)}{' ' + refs if refs else ''}`"
+    )
+
+
+def unpushed(root: Path) -> dict[str, Any] | None:
+    """For `tunepipe status`: what origin lacks ({tags, taken, branch, commits, command}), {error}
+    when origin cannot be read, None in a checkout without a git remote `origin`."""
+    if not root.is_dir() or not git_origin(root):
+        return None
+    try:
+        return plan(root, origin_refs(root, timeout=STATUS_TIMEOUT)).to_json(root)
+    except subprocess.TimeoutExpired:
+        return {"error": f"git remote {ORIGIN} did not answer within {STATUS_TIMEOUT} s"}
+    except PipelineError as exc:
+        return {"error": str(exc)}
