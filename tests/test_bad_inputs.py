@@ -976,6 +976,12 @@ CASES = [
         params={"train.learning_rate": float("inf")},
         flow=FLOW,
     ),
+    Case(
+        "replay tolerance inf",
+        r"--tolerance: expected a finite number >= 0, got inf",
+        setup=uncached_version,
+        cli=("replay", "v0.1.0", "--tolerance", "inf"),
+    ),
 
     # ---- issue 22: predict: new columns, input file, model folders ----
 

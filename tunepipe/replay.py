@@ -58,8 +58,8 @@ def replay(
     `dry_run`: stop after the package listing and the check of the pinned raw inputs.
     """
     root = Path(root).resolve()
-    if tolerance < 0:
-        raise PipelineError(f"--tolerance: expected a number >= 0, got {tolerance}")
+    if not 0 <= tolerance < float("inf"):  # NaN fails every comparison: it would pass no metric
+        raise PipelineError(f"--tolerance: expected a finite number >= 0, got {tolerance}")
     if git_remote and "://" not in git_remote and Path(git_remote).exists():
         git_remote = str(Path(git_remote).resolve())  # as the user meant it, not relative to root
     git_source = git_remote or remote.git_origin(root) or str(root)
