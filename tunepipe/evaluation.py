@@ -156,10 +156,9 @@ def evaluate(p: Params) -> dict[str, Any]:
     if task == "token_classification":
         refs, preds = [], []
         column = "word_labels" if "word_labels" in test.column_names else "labels"
-        for ids, logits in zip(
-            test[column], token_logits_for(model, tok, test, p.evaluate.batch_size), strict=True
-        ):
-            check_outputs([logits])
+        sentences = token_logits_for(model, tok, test, p.evaluate.batch_size)
+        check_outputs(sentences)
+        for ids, logits in zip(test[column], sentences, strict=True):
             ids = np.asarray(ids)
             keep = ids != -100
             refs.append([labels[i] for i in ids[keep]])
