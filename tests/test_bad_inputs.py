@@ -1010,6 +1010,86 @@ CASES = [
     ),
 
     # ---- issue 22: numbers: finite params, threshold ranges, NaN loss ----
+    Case(
+        "learning rate .inf",
+        r"params.yaml: train.learning_rate: expected a finite number, got inf",
+        params={"train.learning_rate": float("inf")},
+    ),
+    Case(
+        "learning rate .nan before training",
+        r"params.yaml: train.learning_rate: expected a finite number, got nan",
+        params={"train.learning_rate": float("nan")},
+        stages=("train",),
+    ),
+    Case(
+        "weight decay -.inf",
+        r"params.yaml: train.weight_decay: expected a finite number, got -inf",
+        params={"train.weight_decay": float("-inf")},
+    ),
+    Case(
+        "warmup ratio .nan",
+        r"params.yaml: train.warmup_ratio: expected a finite number, got nan",
+        params={"train.warmup_ratio": float("nan")},
+    ),
+    Case(
+        "early stopping threshold .inf",
+        r"params.yaml: train.early_stopping_threshold: expected a finite number, got inf",
+        params={"train.early_stopping_threshold": float("inf")},
+    ),
+    Case(
+        "search range up to .inf",
+        r"params.yaml: search.space.learning_rate.high: expected a finite number, got inf",
+        params={"search.space": {"learning_rate": {"low": 1.0e-5, "high": float("inf"), "log": True}}},
+    ),
+    Case(
+        "accuracy threshold above 1",
+        r"evaluate.thresholds.accuracy: expected between 0 and 1 \(the range of accuracy\), got 1.5",
+        params={"evaluate.thresholds": {"accuracy": 1.5}},
+    ),
+    Case(
+        "accuracy threshold below 0",
+        r"evaluate.thresholds.accuracy: expected between 0 and 1 \(the range of accuracy\), got -3",
+        params={"evaluate.thresholds": {"accuracy": -3}},
+    ),
+    Case(
+        "accuracy threshold .nan",
+        r"params.yaml: evaluate.thresholds.accuracy: expected a finite number, got nan",
+        params={"evaluate.thresholds": {"accuracy": float("nan")}},
+    ),
+    Case(
+        "accuracy threshold above 1 before evaluate",
+        r"evaluate.thresholds.accuracy: expected between 0 and 1",
+        params={"evaluate.thresholds": {"accuracy": 1.5}},
+        stages=("evaluate",),
+    ),
+    Case(
+        "pearson threshold above 1",
+        r"evaluate.thresholds.pearson: expected between -1 and 1 \(the range of pearson\), got 1.5",
+        params={"task": "regression", "evaluate.thresholds": {"pearson": 1.5}},
+    ),
+    Case(
+        "rmse threshold below 0",
+        r"params.yaml: evaluate.thresholds.rmse.max: expected 0 or more \(the range of rmse\), got -0.5",
+        params={"task": "regression", "evaluate.thresholds": {"rmse": {"max": -0.5}}},
+    ),
+    Case(
+        "flow on an accuracy threshold above 1",
+        r"evaluate.thresholds.accuracy: expected between 0 and 1 \(the range of accuracy\), got 1.5",
+        params={"evaluate.thresholds": {"accuracy": 1.5}},
+        flow=FLOW,
+    ),
+    Case(
+        "flow on a learning rate .inf",
+        r"train.learning_rate: expected a finite number, got inf",
+        params={"train.learning_rate": float("inf")},
+        flow=FLOW,
+    ),
+    Case(
+        "replay tolerance inf",
+        r"--tolerance: expected a finite number >= 0, got inf",
+        setup=uncached_version,
+        cli=("replay", "v0.1.0", "--tolerance", "inf"),
+    ),
 
     # ---- issue 22: predict: new columns, input file, model folders ----
 

@@ -8,6 +8,7 @@ per example (per word for token tasks).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tunepipe import catalog
+from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for, token_logits_for
 from tunepipe.io import write_json, write_text
 from tunepipe.metrics import (
@@ -46,7 +48,32 @@ def check_thresholds(metrics: dict[str, Any], thresholds: Mapping[str, Threshold
     return checks
 
 
+def check_outputs(outputs: list[np.ndarray] | np.ndarray) -> None:
+    """Refuse a model whose outputs (logits or predicted scores, one array per example or one row
+    each) hold NaN or inf: a diverged model. argmax reads a NaN row as class 0, so the metrics
+    alone would not show it."""
+    rows = [np.asarray(o) for o in outputs]
+    bad = sum(not bool(np.isfinite(r).all()) for r in rows)
+    if bad:
+        raise PipelineError(
+            f"evaluate: the model's outputs are NaN or infinite for {bad} of {len(rows)} test examples: "
+            "a diverged model cannot be scored; retrain it (lower train.learning_rate)"
+        )
+
+
+def check_metrics(metrics: Mapping[str, Any]) -> None:
+    """Refuse a NaN or infinite metric: it would pass or fail a threshold by accident of comparison
+    and reach the reports and the registry as a number."""
+    for name, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PipelineError(
+                f"evaluate: {name} is {value} on the test split: a metric must be a finite number; "
+                "nothing was written or registered"
+            )
+
+
 def _verdict(metrics: dict[str, Any], thresholds: Mapping[str, Threshold]) -> dict[str, Any]:
+    check_metrics(metrics)
     checks = check_thresholds(metrics, thresholds)
     return {"thresholds": checks, "passed": all(c["passed"] for c in checks)}
 
@@ -59,6 +86,7 @@ def score(
     extras: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Sequence classification as a pure function of label ids and logits."""
+    check_outputs(logits)
     preds = logits.argmax(axis=-1)
     metrics = sequence_scores(references, preds, labels, extras)
     metrics["examples"] = len(references)
@@ -76,6 +104,7 @@ def score(
 def score_regression(
     references: np.ndarray, predictions: np.ndarray, thresholds: Mapping[str, Threshold]
 ) -> dict[str, Any]:
+    check_outputs(predictions)
     metrics: dict[str, Any] = regression_scores(references, predictions)
     metrics["examples"] = len(references)
     return {"task": "regression", "metrics": metrics} | _verdict(metrics, thresholds)
@@ -127,9 +156,9 @@ def evaluate(p: Params) -> dict[str, Any]:
     if task == "token_classification":
         refs, preds = [], []
         column = "word_labels" if "word_labels" in test.column_names else "labels"
-        for ids, logits in zip(
-            test[column], token_logits_for(model, tok, test, p.evaluate.batch_size), strict=True
-        ):
+        sentences = token_logits_for(model, tok, test, p.evaluate.batch_size)
+        check_outputs(sentences)
+        for ids, logits in zip(test[column], sentences, strict=True):
             ids = np.asarray(ids)
             keep = ids != -100
             refs.append([labels[i] for i in ids[keep]])

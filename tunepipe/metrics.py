@@ -144,15 +144,46 @@ def sequence_scores(
     return metrics
 
 
-# Metrics where smaller is better. The one place that says so: the best checkpoint, early stopping,
-# the search's direction and evaluate.thresholds (a maximum for these, a minimum for the rest) all
-# read it through greater_is_better.
-LOWER_IS_BETTER = frozenset({"mse", "rmse", "mae", "loss"})
+# Every metric a task reports (and the Trainer's loss): the values it can take, low to high (None:
+# unbounded), and whether higher is better. The one place that says either: the best checkpoint,
+# early stopping, the search's direction and evaluate.thresholds (a maximum where lower is better,
+# a minimum otherwise) read the direction through greater_is_better; params.yaml's thresholds are
+# checked against the range when params are read (metric_range), before any stage runs.
+SCORE, CORRELATION, ERROR = (0.0, 1.0, True), (-1.0, 1.0, True), (0.0, None, False)
+SCALES: dict[str, tuple[float, float | None, bool]] = {
+    "accuracy": SCORE,
+    "precision_macro": SCORE,
+    "recall_macro": SCORE,
+    "f1_macro": SCORE,
+    "precision": SCORE,
+    "recall": SCORE,
+    "f1": SCORE,
+    "matthews_correlation": CORRELATION,
+    "pearson": CORRELATION,
+    "spearmanr": CORRELATION,
+    "mse": ERROR,
+    "rmse": ERROR,
+    "mae": ERROR,
+    "loss": ERROR,
+}
+LOWER_IS_BETTER = frozenset(name for name, (_, _, higher) in SCALES.items() if not higher)
 
 
 def greater_is_better(metric: str) -> bool:
     """Whether a larger value of `metric` (named with or without the Trainer's eval_ prefix) is better."""
     return metric.removeprefix("eval_") not in LOWER_IS_BETTER
+
+
+def metric_range(metric: str) -> tuple[float, float | None] | None:
+    """The values `metric` can take, (low, high) with high None for no upper bound; None for a
+    name this module does not report (params name it as unknown)."""
+    scale = SCALES.get(metric.removeprefix("eval_"))
+    return None if scale is None else scale[:2]
+
+
+def describe_range(low: float, high: float | None) -> str:
+    """`between 0 and 1`, `between -1 and 1`, `0 or more`: as error messages state a range."""
+    return f"{low:g} or more" if high is None else f"between {low:g} and {high:g}"
 
 
 def main_metric(task: str, scheme: str = "none") -> str:

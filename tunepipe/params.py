@@ -21,7 +21,7 @@ import yaml
 from tunepipe.argcheck import is_host
 from tunepipe.errors import PipelineError
 from tunepipe.io import PATH_NAME_RULE, is_path_name
-from tunepipe.metrics import EXTRA_METRICS, greater_is_better, reportable
+from tunepipe.metrics import EXTRA_METRICS, describe_range, greater_is_better, metric_range, reportable
 
 TASK_TYPES = ("sequence_classification", "regression", "token_classification")
 TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
@@ -165,7 +165,7 @@ class TrainParams:
 @dataclass(frozen=True)
 class Threshold:
     """A bound on a test-split metric as written in evaluate.thresholds: `min` for a metric where
-    higher is better, `max` for one where lower is better (metrics.LOWER_IS_BETTER); one of the two."""
+    higher is better, `max` for one where lower is better (metrics.SCALES); one of the two."""
 
     min: float | None = None
     max: float | None = None
@@ -207,6 +207,7 @@ def _thresholds(value: Any, where: str) -> dict[str, Threshold]:
             limit = _check(limit, float, f"{at}.{written}")
         else:
             limit = _check(spec, float, at)
+        _check_threshold_range(name, limit, at if written is None else f"{at}.{written}")
         if greater_is_better(name):
             if written == "max":
                 raise PipelineError(
@@ -223,6 +224,19 @@ def _thresholds(value: Any, where: str) -> dict[str, Threshold]:
                 )
             out[name] = Threshold(max=limit)
     return out
+
+
+def _check_threshold_range(name: str, limit: float, at: str) -> None:
+    """A threshold outside what the metric can take either always passes (accuracy -3) or can never
+    pass (accuracy 1.5): both are mistakes, refused before a model is trained against them."""
+    scale = metric_range(name)
+    if scale is None:  # not a metric name: _check_across names it
+        return
+    low, high = scale
+    if limit < low or (high is not None and limit > high):
+        raise PipelineError(
+            f"{at}: expected {describe_range(low, high)} (the range of {name}), got {limit!r}"
+        )
 
 
 @dataclass
@@ -315,15 +329,23 @@ def _build(cls: type, data: Any, where: str, path: str = "") -> Any:
     return cls(**values)
 
 
-def _float_text(text: str, where: str) -> float:
-    """YAML 1.1 (PyYAML) reads 5e-5 as a string: take the number it plainly means."""
-    try:
-        number = float(text)
-    except ValueError:
-        raise PipelineError(f"{where}: expected a number, got {text!r}") from None
-    if not math.isfinite(number):
-        raise PipelineError(f"{where}: expected a finite number, got {text!r}")
-    return number
+def number(value: Any, where: str) -> int | float:
+    """The one check every number in params passes (float fields, lists of them, thresholds, search
+    ranges): a finite int or float, ints kept as ints. YAML 1.1 (PyYAML) reads 5e-5 as a string:
+    the number it plainly means is taken. `.inf` and `.nan` are YAML floats that no range check
+    would catch (NaN compares false with everything; a learning rate of inf trains NaN weights)."""
+    if isinstance(value, str):
+        try:
+            parsed: int | float = float(value)
+        except ValueError:
+            raise PipelineError(f"{where}: expected a number, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise PipelineError(f"{where}: expected a number, got {value!r}")
+    else:
+        parsed = value
+    if not math.isfinite(parsed):
+        raise PipelineError(f"{where}: expected a finite number, got {value!r}")
+    return parsed
 
 
 def _check(value: Any, hint: Any, where: str) -> Any:
@@ -364,11 +386,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
             raise PipelineError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, str):
-            return _float_text(value, where)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise PipelineError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return float(number(value, where))
     return value
 
 
@@ -525,11 +543,9 @@ def _check_range(name: str, spec: Mapping[str, Any], sampler: str, at: str) -> d
         )
     rng = dict(spec)
     for key in ("low", "high", "step"):
-        if isinstance(rng.get(key), str):
-            rng[key] = _float_text(rng[key], f"{at}.{key}")
+        if key in rng and (key != "step" or rng[key] is not None):
+            rng[key] = number(rng[key], f"{at}.{key}")
     low, high, step, log = rng["low"], rng["high"], rng.get("step"), rng.get("log", False)
-    if not all(is_number(v) for v in (low, high)) or (step is not None and not is_number(step)):
-        raise PipelineError(f"{at}: low, high and step must be numbers")
     if not isinstance(log, bool):
         raise PipelineError(f"{at}.log: expected true or false, got {log!r}")
     if low > high:

@@ -59,8 +59,8 @@ def replay(
     `dry_run`: stop after the package listing and the check of the pinned raw inputs.
     """
     root = Path(root).resolve()
-    if tolerance < 0:
-        raise PipelineError(f"--tolerance: expected a number >= 0, got {tolerance}")
+    if not 0 <= tolerance < float("inf"):  # NaN fails every comparison: it would pass no metric
+        raise PipelineError(f"--tolerance: expected a finite number >= 0, got {tolerance}")
     # Both reach git or dvc as arguments: no option-like values, no `ext::` transports.
     if git_remote is not None:
         check_remote(git_remote, "--git-remote")

@@ -30,7 +30,7 @@ from tunepipe.metrics import greater_is_better, metric_names
 from tunepipe.params import Params, check_space
 from tunepipe.search_samplers import FINISHED, Grid, ReseededTPE
 from tunepipe.search_space import suggest
-from tunepipe.training import best_metric, train
+from tunepipe.training import Diverged, best_metric, train
 
 MARKER = "tunepipe_search.json"  # inside best-model: which trial it is
 # A trial whose worker stopped beating for GRACE_PERIOD seconds (killed, node lost) is failed.
@@ -165,7 +165,13 @@ def trial_params(p: Params, values: Mapping[str, Any], metric: str) -> Params:
 
 
 def make_objective(p: Params, root: Path, metric: str) -> Callable[[optuna.Trial], float]:
-    """Train one trial under root/search/trials/trial-<n>; returns its best validation metric."""
+    """Train one trial under root/search/trials/trial-<n>; returns its best validation metric.
+
+    A trial whose loss or metric turns NaN or infinite (training.Diverged: its values diverge,
+    e.g. a learning rate at the top of a range) is pruned, not failed: the study goes on, the
+    sampler learns to avoid that region (a pruned trial without a value ranks worst in TPE) and a
+    grid point is not retried, since it would diverge again. Its reason is printed and kept in the
+    trial's user attribute `diverged`."""
     root = Path(root).resolve()
 
     def objective(trial: optuna.Trial) -> float:
@@ -180,6 +186,11 @@ def make_objective(p: Params, root: Path, metric: str) -> Callable[[optuna.Trial
                 callbacks=(pruning_callback(trial, metric),),
                 out_dir=out_dir,
             )
+        except Diverged as exc:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            reason = str(exc).removeprefix("train: ")
+            trial.set_user_attr("diverged", reason)
+            raise optuna.TrialPruned(reason) from None
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)  # pruned or failed: no model to keep
             raise
@@ -188,7 +199,7 @@ def make_objective(p: Params, root: Path, metric: str) -> Callable[[optuna.Trial
         value = report["best_metric"].get(metric)
         for key in ("epochs_run", "global_step", "stopped_early"):
             trial.set_user_attr(key, report[key])
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
             shutil.rmtree(out_dir, ignore_errors=True)
             raise PipelineError(f"search: trial {trial.number} reported no {metric}")
         return float(value)
@@ -247,6 +258,9 @@ def sweep(root: Path, study: optuna.Study) -> None:
 def _report_trial(metric: str) -> Callable[[optuna.Study, FrozenTrial], None]:
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         value = "" if trial.value is None else f" {metric} {trial.value:.4f}"
+        diverged = trial.user_attrs.get("diverged")
+        if diverged:  # the reason's first clause: "the training loss is nan at step 3 (epoch 0.33)"
+            value += f" (diverged: {diverged.split(':')[0]})"
         print(
             f"search: trial {trial.number} {trial.state.name}{value} {trial.params} "
             f"({trial.user_attrs.get('duration_s', '?')} s)"

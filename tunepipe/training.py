@@ -26,6 +26,58 @@ from tunepipe.pretrained import load_tokenizer
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
+class Diverged(PipelineError):
+    """The training loss, a validation metric or a weight became NaN or infinite: the run diverged
+    and nothing it made may be saved (a search prunes the trial instead of failing the study)."""
+
+
+ADVICE = "lower train.learning_rate (or use precision fp32/bf16 instead of fp16) and run train again"
+
+
+def finite_guard() -> Any:
+    """A TrainerCallback that stops training at the first NaN or infinite loss or validation metric.
+
+    It raises, so neither this step's checkpoint nor a best model is saved; Trainer's own
+    logging_nan_inf_filter, which would average such a loss away, is off (training_arguments).
+    Every rank logs the same (gathered) loss, so under DDP all ranks stop at the same step."""
+    from transformers import TrainerCallback
+
+    class StopOnNonFinite(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            loss = (logs or {}).get("loss")
+            if isinstance(loss, int | float) and not math.isfinite(loss):
+                raise Diverged(
+                    f"train: the training loss is {loss} at step {state.global_step} "
+                    f"(epoch {state.epoch or 0:.2f}): training diverged and no model was saved; {ADVICE}"
+                )
+
+        def on_evaluate(
+            self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+        ) -> None:
+            bad = {
+                k: v
+                for k, v in (metrics or {}).items()
+                if isinstance(v, int | float)
+                and not k.endswith(("runtime", "per_second"))
+                and not math.isfinite(v)
+            }
+            if bad:
+                shown = ", ".join(f"{k} {v}" for k, v in bad.items())
+                raise Diverged(
+                    f"train: validation at step {state.global_step} gave {shown}: training diverged "
+                    f"and no model was saved; {ADVICE}"
+                )
+
+    return StopOnNonFinite()
+
+
+def nonfinite_weights(model: Any) -> list[str]:
+    """Names of the parameters holding a NaN or infinite value (none in a model fit to save)."""
+    import torch
+
+    return [name for name, w in model.named_parameters() if not bool(torch.isfinite(w).all())]
+
+
 def build_model(p: Params, labels: list[str]) -> Any:
     """A pre-trained encoder with a fresh head for the task; label names go into its config so
     that anything loading the saved model predicts names, not ids.
@@ -182,6 +234,9 @@ def training_arguments(
         bf16=device["precision"] == "bf16",
         fp16=device["precision"] == "fp16",
         report_to="none",
+        # A NaN or infinite loss must reach finite_guard: left on, Trainer logs the average of the
+        # earlier losses in its place and drops non-finite evaluation losses from eval_loss.
+        logging_nan_inf_filter=False,
         disable_tqdm=False,
         ddp_backend=ddp_backend(world_size, device),
         ddp_timeout=t.ddp_timeout,
@@ -341,7 +396,13 @@ def train(
         processing_class=tok,
         data_collator=collator(tok),
         compute_metrics=trainer_metrics(p.task, labels, [m for m in EXTRA_METRICS if m == metric], scheme),
-        callbacks=[EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold), *callbacks],
+        # finite_guard first: a NaN metric stops the run before early stopping or a search's
+        # pruner reads it
+        callbacks=[
+            finite_guard(),
+            EarlyStoppingCallback(t.early_stopping_patience, t.early_stopping_threshold),
+            *callbacks,
+        ],
     )
     # The heads trained here (sequence and token classification, regression) average their loss
     # over their own batch and ignore num_items_in_batch, although their forward takes **kwargs.
@@ -353,7 +414,24 @@ def train(
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(quiet_progress(t.logging_steps))
     started = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        broken = nonfinite_weights(trainer.model)
+        if broken:
+            raise Diverged(
+                f"train: {len(broken)} weight tensors of the trained model hold NaN or infinite values "
+                f"(first: {broken[0]}): training diverged and no model was saved; {ADVICE}"
+            )
+    except Diverged:
+        # Its checkpoints would resume the same divergence: none of them is kept, and no best model.
+        if main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        for callback in trainer.callback_handler.callbacks:  # the error line starts a line of its own
+            for name in ("prediction_bar", "training_bar"):
+                bar = getattr(callback, name, None)
+                if bar is not None:
+                    bar.close()
+        raise
     state = trainer.state
     if not trainer.is_world_process_zero():
         # Under DDP every rank holds the same weights and state: one (rank 0) writes them.
