@@ -229,7 +229,10 @@ def predict(
     ] = None,
     text_column: Annotated[
         str | None,
-        typer.Option("--text-column", help="text column (default: load.columns.text in params.yaml)"),
+        typer.Option(
+            "--text-column",
+            help="text column (default: the one the model was trained on, else load.columns.text, else text)",
+        ),
     ] = None,
     text_pair_column: Annotated[
         str | None, typer.Option("--text-pair-column", help="second text column, for sentence-pair models")
@@ -246,30 +249,34 @@ def predict(
     name: Name = None,
     root: Root = None,
 ) -> None:
-    """Predict labels for unlabelled rows of a table or CoNLL file."""
+    """Predict labels for unlabelled rows of a table or CoNLL file, into new predicted_* columns."""
     from tunepipe import params
     from tunepipe.prediction import predict_file, summarise
 
     base = _root(ctx, root)
-    pair_column = text_pair_column
     params_file = Path(base) / catalog.PARAMS
-    if text_column is None and params_file.exists():
-        columns = params.read(params_file).load.columns
-        text_column, pair_column = columns.text, pair_column or columns.text_pair
+    # A model folder is enough: params.yaml, when there is one, gives the artifact name (for a
+    # version) and the text columns a model saved without them was trained on.
+    p = params.read(params_file) if params_file.exists() else None
+    defaults = (p.load.columns.text, p.load.columns.text_pair) if p is not None else None
+    artifact = name or (p.register.name if p is not None else None)
+    if artifact is None:
+        artifact = "model" if Path(model).is_dir() else _artifact_name(base, name)
     # No -o: predict_file picks <input>.predictions.csv, or .conll when it reads CoNLL tokens
     # (a .txt file is CoNLL for a token classification model, one text per line for others).
     out = predict_file(
         model,
         input_file,
         output,
-        text_column or "text",
-        pair_column,
+        text_column,
+        text_pair_column,
         root=Path(base),
-        name=_artifact_name(base, name),
+        name=artifact,
         batch_size=batch_size,
         verify=not no_verify,
         warn=_warn,
         precision=precision.value,
+        default_columns=defaults,
     )
     print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
 

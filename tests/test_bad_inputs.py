@@ -181,6 +181,28 @@ def no_weights(d: Path) -> None:
     (d / "model.safetensors").unlink()
 
 
+def linked_out(name: str) -> Callable[[Path], None]:
+    """`name` in the model folder becomes a link to a copy in a folder beside it (foreign/)."""
+
+    def change(d: Path) -> None:
+        foreign = d.parent / "foreign" / name
+        foreign.parent.mkdir(exist_ok=True)
+        (d / name).rename(foreign)
+        (d / name).symlink_to(foreign)
+
+    return change
+
+
+config_linked_out = linked_out("config.json")
+weights_linked_out = linked_out("model.safetensors")
+
+
+def classifier_linked_out(root: Path, models: Models) -> None:
+    target = root / "badmodel"
+    shutil.copytree(models.sequence, target)
+    config_linked_out(target)
+
+
 BAD_MODEL = {"model.name": "badmodel"}
 VALIDATE = ("load", "validate")
 
@@ -1092,6 +1114,53 @@ CASES = [
     ),
 
     # ---- issue 22: predict: new columns, input file, model folders ----
+    Case(
+        "predict output is the input file",
+        r"new.csv: is the input file; predictions never overwrite their input",
+        files={"new.csv": "text,label\ngood,fresh\n"},
+        predict=predict_with(output="new.csv"),
+    ),
+    Case(
+        "predict output is a link to the input",
+        r"out.csv: is the input file; predictions never overwrite their input",
+        files={"new.csv": "text,label\ngood,fresh\n"},
+        setup=lambda root, m: (root / "out.csv").symlink_to(root / "new.csv"),
+        predict=predict_with(),
+    ),
+    Case(
+        "predict input has a column predict writes",
+        r"new.csv: already has a column 'predicted_label', which predict writes",
+        files={"new.csv": "text,predicted_label\ngood,fresh\n"},
+        predict=predict_with(),
+    ),
+    Case(
+        "predict with a model config linked out of its folder",
+        r"badmodel/config.json is a link to .*foreign/config.json, outside the model folder",
+        files={"new.csv": "text\ngood\n"},
+        setup=classifier_linked_out,
+        predict=predict_with(model="badmodel"),
+    ),
+    Case(
+        "model.name with a config linked out of its folder",
+        r"model badmodel: badmodel/config.json is a link to .*foreign/config.json, outside the model folder",
+        setup=model_copy(config_linked_out),
+        params=BAD_MODEL,
+        stages=VALIDATE,
+    ),
+    Case(
+        "pretrained hash of a model with weights linked out of its folder",
+        r"badmodel/model.safetensors is a link to .*foreign/model.safetensors, outside the model folder",
+        setup=model_copy(weights_linked_out),
+        params=BAD_MODEL,
+        stages=("pretrained",),
+    ),
+    Case(
+        "predict with an encoder that has no trained head",
+        r"badmodel: not a trained classifier; its weights lack classifier\.",
+        files={"new.csv": "text\ngood\n"},
+        setup=model_copy(lambda d: None),
+        predict=predict_with(model="badmodel"),
+    ),
 
     # ---- issue 22: escaping and ambiguous input headers ----
     Case(

@@ -178,10 +178,10 @@ def test_txt_input_is_one_text_per_line_for_a_sequence_model(tmp_path: Path, tin
     (tmp_path / "new.txt").write_text("a gripping film\n\nB-PER looks like a tag O\n")
     out = predict_file(str(model), tmp_path / "new.txt", None, "text")
     assert out["text"].tolist() == ["a gripping film", "B-PER looks like a tag O"]
-    assert out["line"].tolist() == [1, 3] and set(out["label"]) <= {"rotten", "fresh"}
+    assert out["line"].tolist() == [1, 3] and set(out["predicted_label"]) <= {"rotten", "fresh"}
     assert out.attrs["output"] == str(tmp_path / "new.predictions.csv")
     written = pd.read_csv(tmp_path / "new.predictions.csv")
-    assert written.columns.tolist() == ["line", "text", "label", "score"]
+    assert written.columns.tolist() == ["line", "text", "predicted_label", "predicted_score"]
 
 
 def test_txt_input_is_conll_for_a_token_model(tmp_path: Path, tiny_bert: Path) -> None:
@@ -190,7 +190,7 @@ def test_txt_input_is_conll_for_a_token_model(tmp_path: Path, tiny_bert: Path) -
     model = build_classifier(tiny_bert, tmp_path / "tok", ["O", "B-PER", "I-PER"], token=True)
     (tmp_path / "new.txt").write_text("Peter\nsaid\n\nhello\n")
     out = predict_file(str(model), tmp_path / "new.txt", None, "text")
-    assert [len(t) for t in out["tags"]] == [2, 1]
+    assert [len(t) for t in out["predicted_tags"]] == [2, 1]
     assert out.attrs["output"] == str(tmp_path / "new.predictions.conll")
     lines = (tmp_path / "new.predictions.conll").read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["Peter", "said", "", "hello", ""]

@@ -79,4 +79,4 @@ def test_real_model_on_real_snippets(tmp_path: Path, minilm_2_layers: Path) -> N
         ],
         project,
     )
-    assert set(pd.read_csv(out)["label"]) <= {"fresh", "rotten"}
+    assert set(pd.read_csv(out)["predicted_label"]) <= {"fresh", "rotten"}

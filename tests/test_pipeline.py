@@ -91,9 +91,9 @@ def test_repro_reruns_only_what_changed_then_registers_and_predicts(
     out = tmp_path / "predictions.csv"
     tunepipe(project, "predict", "--model", "v0.1.0", str(tmp_path / "unlabelled.csv"), "-o", str(out))
     predicted = pd.read_csv(out)
-    assert list(predicted.columns) == ["text", "id", "label", "score"]
-    assert set(predicted["label"]) <= {"fresh", "rotten"}
-    assert predicted["score"].between(0.5, 1.0).all()
+    assert list(predicted.columns) == ["text", "id", "predicted_label", "predicted_score"]
+    assert set(predicted["predicted_label"]) <= {"fresh", "rotten"}
+    assert predicted["predicted_score"].between(0.5, 1.0).all()
     # The fetched version predicts exactly what the workspace model predicts.
     by_path = tmp_path / "by_path.csv"
     tunepipe(
@@ -210,5 +210,5 @@ def test_preset_only_load_section_through_dvc_and_registry(tmp_path: Path, tiny_
         str(out),
     )
     scores = pd.read_csv(out)
-    assert list(scores.columns) == ["sentence1", "sentence2", "score"]
-    assert scores["score"].between(-1, 6).all()
+    assert list(scores.columns) == ["sentence1", "sentence2", "predicted_score"]
+    assert scores["predicted_score"].between(-1, 6).all()

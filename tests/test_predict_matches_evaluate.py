@@ -56,15 +56,15 @@ def test_predict_on_the_test_split_reproduces_test_predictions(
     predicted = pd.read_csv(out).set_index("source_row")
     expected = pd.read_csv(project / "reports/test_predictions.csv").set_index("source_row")
     assert len(expected) == len(test)
-    assert predicted.loc[expected.index, "label"].tolist() == expected["predicted"].tolist()
-    assert predicted.loc[expected.index, "score"].tolist() == expected["score"].tolist()
+    assert predicted.loc[expected.index, "predicted_label"].tolist() == expected["predicted"].tolist()
+    assert predicted.loc[expected.index, "predicted_score"].tolist() == expected["score"].tolist()
 
     # Cut at the base model's own limit instead, the same texts score differently: the check above
     # holds because the saved length is used, not by chance.
     model, tok = load_model(model_dir)
     tok.model_max_length = 128
     uncut = predict_frame(model, tok, test, "text").set_index("source_row")
-    assert (uncut.loc[expected.index, "score"] != expected["score"]).any()
+    assert (uncut.loc[expected.index, "predicted_score"] != expected["score"]).any()
 
     clf = pipeline("text-classification", model=str(model_dir))
     assert clf.tokenizer.model_max_length == MAX_LENGTH
@@ -72,8 +72,8 @@ def test_predict_on_the_test_split_reproduces_test_predictions(
     found = clf(test["text"].tolist(), truncation=True)
     # transformers.pipeline runs in fp32; predict's auto may be bf16 on this CPU (devices.choose)
     exact = predict_file(str(model_dir), project / "data/splits/test.parquet", out, "text", precision="fp32")
-    assert [f["label"] for f in found] == exact["label"].tolist()
-    assert [f["score"] for f in found] == pytest.approx(exact["score"].tolist(), abs=1e-5)
+    assert [f["label"] for f in found] == exact["predicted_label"].tolist()
+    assert [f["score"] for f in found] == pytest.approx(exact["predicted_score"].tolist(), abs=1e-5)
 
 
 def tagged_sentence(rng: random.Random) -> list[tuple[str, str]]:
@@ -116,7 +116,7 @@ def test_tags_on_the_test_split_equal_test_predictions(
     test = pd.read_parquet(project / "data/splits/test.parquet")
     out = tmp_path / "tags.jsonl"
     predict_file(str(model_dir), project / "data/splits/test.parquet", out, "tokens")
-    tags = {row["source_row"]: row["tags"] for row in map(json.loads, out.read_text().splitlines())}
+    tags = {row["source_row"]: row["predicted_tags"] for row in map(json.loads, out.read_text().splitlines())}
     expected = pd.read_csv(project / "reports/test_predictions.csv", dtype={"token": str})
     assert [tags[r][w - 1] for r, w in zip(expected["source_row"], expected["word"], strict=True)] == (
         expected["predicted"].tolist()

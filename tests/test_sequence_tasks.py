@@ -98,8 +98,8 @@ def test_sentence_pairs_from_a_csv_predict_label_names(tmp_path: Path, tiny_bert
     )
     pairs.to_csv(tmp_path / "pairs.csv", index=False)
     out = predict_file(str(project / "models/model"), tmp_path / "pairs.csv", tmp_path / "out.csv", "a", "b")
-    assert set(out["label"]) <= {"supports", "refutes"}
-    assert out["score"].between(0.5, 1).all()
+    assert set(out["predicted_label"]) <= {"supports", "refutes"}
+    assert out["predicted_score"].between(0.5, 1).all()
 
 
 def stsb_rows(n: int, seed: int) -> list[dict]:
@@ -145,12 +145,13 @@ def test_regression_scores_and_predicts_values(tmp_path: Path, tiny_bert: Path, 
     assert json.loads((project / "reports/train.json").read_text())["best_metric"].keys() == {"pearson"}
     config = json.loads((project / "models/model/config.json").read_text())
     assert config["problem_type"] == "regression" and config["id2label"] == {"0": "score"}
+    assert config["text_columns"] == ["s1", "s2"]  # predict's default columns, without params.yaml
 
     unlabelled = pd.DataFrame([{k: r[k] for k in ("s1", "s2")} for r in stsb_rows(6, 9)])
     unlabelled.to_csv(tmp_path / "u.csv", index=False)
-    out = predict_file(str(project / "models/model"), tmp_path / "u.csv", tmp_path / "o.csv", "s1", "s2")
-    assert list(out.columns) == ["s1", "s2", "score"]
-    assert np.issubdtype(out["score"].dtype, np.floating)
+    out = predict_file(str(project / "models/model"), tmp_path / "u.csv", tmp_path / "o.csv")
+    assert list(out.columns) == ["s1", "s2", "predicted_score"]
+    assert np.issubdtype(out["predicted_score"].dtype, np.floating)
 
 
 def test_regression_target_outside_range_is_named(

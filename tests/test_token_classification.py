@@ -100,28 +100,28 @@ def test_ner_from_conll_scores_like_seqeval(tmp_path: Path, tiny_bert: Path, mon
     tags = [tag for _, tag in tagged]
     assert set(tags) <= set(config["id2label"].values())
     assert tags[5] == "B-LOC"  # a place cue seen in every training sentence
-    # Token lists in a JSON-lines table get a `tags` list each: the same tags as the CoNLL file.
+    # Token lists in a JSON-lines table get a `predicted_tags` list each: the same tags as the CoNLL file.
     pd.DataFrame({"tokens": [words[:4], words[4:]], "id": [1, 2]}).to_json(
         tmp_path / "tokens.jsonl", orient="records", lines=True
     )
     listed = predict_file(
         str(project / "models/model"), tmp_path / "tokens.jsonl", tmp_path / "t.jsonl", "tokens"
     )
-    assert [list(t) for t in listed["tags"]] == [tags[:4], tags[4:]]
+    assert [list(t) for t in listed["predicted_tags"]] == [tags[:4], tags[4:]]
 
     text = " ".join(words)
     starts = [len(" ".join(words[:i])) + (1 if i else 0) for i in range(len(words))]
     raw = tmp_path / "raw.csv"
     pd.DataFrame({"text": [text]}).to_csv(raw, index=False)
     out = predict_file(str(project / "models/model"), raw, tmp_path / "raw.jsonl", "text")
-    found = out["entities"][0]
+    found = out["predicted_entities"][0]
     assert [(e["entity"], e["start"], e["end"], e["text"]) for e in found] == [
         (kind, starts[a], starts[b] + len(words[b]), " ".join(words[a : b + 1]))
         for kind, a, b in chunks(tags[:4]) + [(k, a + 4, b + 4) for k, a, b in chunks(tags[4:])]
     ]
     assert all(0 < e["score"] <= 1 for e in found)
     written = [json.loads(line) for line in (tmp_path / "raw.jsonl").read_text().splitlines()]
-    assert written[0]["entities"] == found
+    assert written[0]["predicted_entities"] == found
 
 
 @pytest.mark.unit

@@ -11,6 +11,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 from tunepipe.errors import PipelineError
@@ -104,6 +105,7 @@ def check_model_dir(path: Path, ref: str, trust_remote_code: bool | None = None)
     """What transformers would otherwise fail on with its own words: no or invalid config.json,
     pickled weights only, custom code that model.trust_remote_code does not allow."""
     path = Path(path)
+    check_links(path, ref)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise PipelineError(f"model {ref}: {path} has no config.json; expected a saved model")
@@ -131,6 +133,33 @@ def check_model_dir(path: Path, ref: str, trust_remote_code: bool | None = None)
                     "that runs only with model.trust_remote_code: true in params.yaml; set it only for a "
                     "model whose code you have read"
                 )
+
+
+# A DVC cache file (any cache dir: files/md5/<2 hex>/<30 hex>), as DVC's symlink link type makes.
+DVC_CACHE_FILE = re.compile(r"/files/md5/[0-9a-f]{2}/[0-9a-f]{30}$")
+
+
+def check_links(path: Path, ref: str) -> None:
+    """Every file of a model folder is its own: a symbolic link that leads out of the folder would
+    have the model (its labels, its weights) read from, and hashed as, a file it does not hold.
+    Links into a content-addressed cache are what the tools make: DVC's cache (symlink link type)
+    and the Hugging Face hub cache (snapshots/<revision>/x -> ../../blobs/<hash>)."""
+    folder = Path(path)
+    root = folder.resolve()
+    hub_blobs = root.parent.parent / "blobs" if root.parent.name == "snapshots" else None
+    for where, dirs, files in os.walk(root):
+        for entry in sorted(Path(where) / name for name in (*dirs, *files)):
+            if not entry.is_symlink():
+                continue
+            target = entry.resolve()
+            if target.is_relative_to(root) or (hub_blobs is not None and target.is_relative_to(hub_blobs)):
+                continue
+            if DVC_CACHE_FILE.search(target.as_posix()):
+                continue
+            raise PipelineError(
+                f"model {ref}: {folder / entry.relative_to(root)} is a link to {target}, outside the model "
+                "folder; a model folder must hold its own files (replace the link with a copy of the file)"
+            )
 
 
 def _read_json(path: Path, ref: str, missing_ok: bool = False) -> dict | None:

@@ -37,14 +37,28 @@ def load_model(
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     cls = AutoModelForTokenClassification if task_of(config) == "token_classification" else None
-    model = (cls or AutoModelForSequenceClassification).from_pretrained(
-        str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code
+    model, info = (cls or AutoModelForSequenceClassification).from_pretrained(
+        str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
     )
+    check_trained(model_dir, info)
     model.eval()
     where = choose(device, precision, task_of(config))
     model.to(where["device"])
     model.inference_precision = where["precision"]  # read by _batches: autocast dtype
     return model, tok
+
+
+def check_trained(model_dir: Path, info: dict[str, Any]) -> None:
+    """Every weight came from the folder: transformers fills weights a folder lacks (the classifier
+    of a bare pre-trained encoder) with random values, and predictions from those mean nothing."""
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise PipelineError(
+            f"{model_dir}: not a trained classifier; its weights lack {shown}, which would be random "
+            "(a pre-trained encoder without a trained head?); give a model folder that `tunepipe` "
+            "training saved (models/model) or a registered version"
+        )
 
 
 def max_length_of(model: Any, tok: Any) -> int:
@@ -73,6 +87,7 @@ def _batches(
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
+
     keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
     encoded = encoded.select_columns(keep)
     lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=int)

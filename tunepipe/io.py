@@ -187,6 +187,20 @@ def atomic_dir(target: Path, *, force: bool = False, owned: bool = False) -> Ite
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch_dir(target: Path) -> Iterator[Path]:
+    """A temporary folder named as a sibling of `target` would be, removed when the block ends: one
+    a killed process left (a model copy can be large) goes at the next call, as clean_stale's."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), dir=target.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def apply_umask(root: Path) -> None:
     """Give a tree written through mkdtemp/mkstemp the modes a plain mkdir/open would have."""
     mask = _umask()

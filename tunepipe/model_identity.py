@@ -60,6 +60,7 @@ def matching(files: list[Path], patterns: tuple[str, ...]) -> list[Path]:
 
 
 def describe_files(model: ModelParams, folder: Path) -> dict[str, Any]:
+    assets.check_links(folder, model.name)  # a link out of the folder would hash a foreign file
     files = sorted(f for f in folder.iterdir() if f.is_file())
     tokenizer = matching(files, TOKENIZER_FILES)
     weights = [f for f in matching(files, MODEL_FILES) if f not in tokenizer]

@@ -1,9 +1,10 @@
-"""Prediction on unlabelled rows (`tunepipe predict`): each row's label and score, written next to
-the input columns."""
+"""Prediction on unlabelled rows (`tunepipe predict`): each row's label and score, written into new
+`predicted_*` columns next to the input columns, never over one of them (a gold `label` stays)."""
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +16,19 @@ from tunepipe import audit, registry
 from tunepipe.conll import read_lines, write_conll
 from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
-from tunepipe.io import write_text
+from tunepipe.io import scratch_dir, write_text
 from tunepipe.metrics import softmax
 from tunepipe.params import ConllParams
 from tunepipe.sources import infer_format, read_table
 from tunepipe.tagging import spans
+
+# The columns predict adds; an input that already has one is refused rather than overwritten.
+PREDICTED_LABEL = "predicted_label"
+PREDICTED_SCORE = "predicted_score"
+PREDICTED_ENTITIES = "predicted_entities"
+PREDICTED_WORDS = "predicted_words"
+PREDICTED_TAGS = "predicted_tags"
+LIST_COLUMNS = (PREDICTED_ENTITIES, PREDICTED_WORDS, PREDICTED_TAGS)
 
 
 def check_text_column(df: pd.DataFrame, columns: list[str], origin: str, tokens: bool = False) -> None:
@@ -69,16 +78,18 @@ def predict_frame(
 ) -> pd.DataFrame:
     """Pure function of a model and a table: the table with the predictions added.
 
-    Classification adds `label` and `score` (its probability), regression adds `score` (the
-    predicted value), token classification adds `entities` (IOB tags: character spans with
-    scores) or `words` (plain tags: each word's span, tag and score) for raw text, and `tags`
-    (one per token) when the column holds token lists.
+    Classification adds `predicted_label` and `predicted_score` (its probability), regression
+    adds `predicted_score` (the predicted value), token classification adds `predicted_entities`
+    (IOB tags: character spans with scores) or `predicted_words` (plain tags: each word's span,
+    tag and score) for raw text, and `predicted_tags` (one per token) when the column holds
+    token lists. An input column of the same name is an error, never overwritten.
     """
     from datasets import Dataset
 
     task = task_of(model.config)
     columns = [c for c in (text_column, pair_column) if c]
     check_text_column(df, columns, origin, tokens=task == "token_classification")
+    check_no_clash(df, predicted_columns(model.config, df[text_column]), origin)
     max_length = max_length_of(model, tok)
     out = df.copy()
     if task == "token_classification":
@@ -86,12 +97,12 @@ def predict_frame(
         if isinstance(values[0], str):
             words = predict_words(model, tok, [str(v) for v in values], False, max_length, batch_size)
             if any(k.startswith(("B-", "I-")) for k in model.config.label2id):
-                out["entities"] = [
+                out[PREDICTED_ENTITIES] = [
                     spans(text, [w["offsets"] for w in ws], [w["tag"] for w in ws], [w["score"] for w in ws])
                     for text, ws in zip(values, words, strict=True)
                 ]
             else:
-                out["words"] = [
+                out[PREDICTED_WORDS] = [
                     [{"word": text[a:b], "start": a, "end": b, "tag": w["tag"], "score": w["score"]}
                      for w in ws for a, b in [w["offsets"]]]
                     for text, ws in zip(values, words, strict=True)
@@ -99,20 +110,42 @@ def predict_frame(
         else:
             tokens = [[str(t) for t in v] for v in values]
             words = predict_words(model, tok, tokens, True, max_length, batch_size)
-            out["tags"] = [[w["tag"] for w in ws] for ws in words]
+            out[PREDICTED_TAGS] = [[w["tag"] for w in ws] for ws in words]
         return out
     texts = df[text_column].astype(str).tolist()
     pairs = df[pair_column].astype(str).tolist() if pair_column else None
     enc = tok(texts, pairs, truncation=True, max_length=max_length)
     logits = logits_for(model, tok, Dataset.from_dict(dict(enc)), batch_size)
     if task == "regression":
-        out["score"] = logits[:, 0].round(6)
+        out[PREDICTED_SCORE] = logits[:, 0].round(6)
         return out
     probs = softmax(logits)
     id2label = model.config.id2label
-    out["label"] = [id2label[int(i)] for i in probs.argmax(axis=-1)]
-    out["score"] = probs.max(axis=-1).round(6)
+    out[PREDICTED_LABEL] = [id2label[int(i)] for i in probs.argmax(axis=-1)]
+    out[PREDICTED_SCORE] = probs.max(axis=-1).round(6)
     return out
+
+
+def predicted_columns(config: Any, texts: pd.Series) -> list[str]:
+    """The columns predict_frame adds for this model and this text column."""
+    task = task_of(config)
+    if task == "token_classification":
+        if len(texts) and not isinstance(texts.iloc[0], str):
+            return [PREDICTED_TAGS]
+        iob = any(str(k).startswith(("B-", "I-")) for k in config.label2id)
+        return [PREDICTED_ENTITIES if iob else PREDICTED_WORDS]
+    return [PREDICTED_SCORE] if task == "regression" else [PREDICTED_LABEL, PREDICTED_SCORE]
+
+
+def check_no_clash(df: pd.DataFrame, added: list[str], origin: str) -> None:
+    """Predictions go into new columns: an input column of the same name (say, a table that went
+    through predict once already) is refused instead of overwritten."""
+    clash = [c for c in added if c in df.columns]
+    if clash:
+        raise PipelineError(
+            f"{origin}: already has a column {clash[0]!r}, which predict writes; rename or drop it "
+            "(predictions never replace input columns)"
+        )
 
 
 def predict_words(
@@ -215,7 +248,7 @@ def predict_file(
     model: str,
     input_path: Path,
     output_path: Path | None,
-    text_column: str,
+    text_column: str | None = None,
     pair_column: str | None = None,
     root: Path = Path("."),
     name: str = "model",
@@ -223,15 +256,18 @@ def predict_file(
     verify: bool = True,
     warn: Callable[[str], None] | None = None,
     precision: str = "auto",
+    default_columns: tuple[str, str | None] | None = None,
 ) -> pd.DataFrame:
     """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
     A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
     CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
     Without output_path: <input>.predictions.csv (or .conll); the path written is in
-    `result.attrs["output"]`. The model is checked against dvc.lock first (resolve_model);
-    `verify=False` takes it as it is, a registered version's mismatch going to `warn`.
-    `precision`: as train.precision (auto: devices.choose).
+    `result.attrs["output"]`; the input file itself is never the output. The model is checked
+    against dvc.lock first (resolve_model); `verify=False` takes it as it is, a registered
+    version's mismatch going to `warn`. `precision`: as train.precision (auto: devices.choose).
+    Without `text_column`: the columns the model was trained on (config.json `text_columns`),
+    else `default_columns` (the project's load.columns), else `text`.
     """
     input_path = Path(input_path)
     if output_path is not None and Path(output_path).is_dir():
@@ -242,41 +278,86 @@ def predict_file(
     infer_format(input_path)  # an unknown suffix fails before any model is loaded
     if not input_path.is_file():
         raise PipelineError(f"{input_path}: file not found")
-    with tempfile.TemporaryDirectory(prefix="tunepipe-predict-") as tmp:
-        model_dir = resolve_model(model, root, name, Path(tmp), verify, warn)
-        loaded, tok = load_model(model_dir, precision=precision)
-        df, conll = read_input(input_path, task_of(loaded.config), text_column)
-        if df.empty:
-            raise PipelineError(f"{input_path}: no rows to predict")
-        column = "tokens" if conll else text_column
-        out = predict_frame(loaded, tok, df, column, pair_column, batch_size, origin=str(input_path))
+    if output_path is not None and same_file(input_path, Path(output_path)):
+        raise PipelineError(
+            f"{output_path}: is the input file; predictions never overwrite their input, give another -o"
+        )
+    loaded, tok = load_predictor(model, root, name, verify, warn, precision)
+    if text_column is None:
+        text_column, pair = trained_columns(loaded.config) or default_columns or ("text", None)
+        pair_column = pair_column or pair
+    df, conll = read_input(input_path, task_of(loaded.config), text_column)
+    if df.empty:
+        raise PipelineError(f"{input_path}: no rows to predict")
+    column = "tokens" if conll else text_column
+    out = predict_frame(loaded, tok, df, column, pair_column, batch_size, origin=str(input_path))
     output_path = Path(output_path) if output_path is not None else default_output(input_path, conll)
     if output_path.suffix.lower() in CONLL_SUFFIXES and not conll:
         raise PipelineError(f"{output_path}: CoNLL output needs CoNLL input; name a .csv or .jsonl file")
+    if same_file(input_path, output_path):  # the default name can be the input's own
+        raise PipelineError(f"{output_path}: is the input file; give the predictions another name with -o")
     if conll:
-        write_conll(out, output_path, "tags")
+        write_conll(out, output_path, PREDICTED_TAGS)
     elif output_path.suffix in (".jsonl", ".ndjson"):
         write_text(output_path, out.to_json(orient="records", lines=True, force_ascii=False))
     else:
-        listed = [c for c in ("entities", "words", "tags") if c in out.columns]
+        listed = [c for c in LIST_COLUMNS if c in out.columns]
         shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
         write_text(output_path, shown.to_csv(index=False))
     out.attrs["output"] = str(output_path)
     return out
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether writing `b` would replace `a`: the same path, or a link (symbolic or hard) to it."""
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def load_predictor(
+    model: str,
+    root: Path,
+    name: str,
+    verify: bool,
+    warn: Callable[[str], None] | None,
+    precision: str,
+) -> tuple[Any, Any]:
+    """The model and tokenizer, loaded into memory. A registered version is fetched into a
+    scratch folder under the project's .dvc/tmp (the system temp folder outside a project),
+    deleted once loaded; a copy a killed run left is swept by the next run (io.scratch_dir)."""
+    if Path(model).is_dir():
+        return load_model(resolve_model(model, root, name, Path(root), verify, warn), precision=precision)
+    dvc_dir = Path(root) / ".dvc"
+    place = dvc_dir / "tmp" if dvc_dir.is_dir() else Path(tempfile.gettempdir())
+    with scratch_dir(place / SCRATCH) as tmp:
+        return load_model(resolve_model(model, root, name, tmp, verify, warn), precision=precision)
+
+
+SCRATCH = "tunepipe-predict"
+
+
+def trained_columns(config: Any) -> tuple[str, str | None] | None:
+    """(text, text pair) the model was trained on, as train records them in config.json."""
+    names = getattr(config, "text_columns", None)
+    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) and n for n in names):
+        return None
+    return names[0], (names[1] if len(names) > 1 else None)
+
+
 def summarise(out: pd.DataFrame) -> str:
     """One line for the command line: what came out of a prediction run."""
-    if "label" in out.columns:
-        return ", ".join(f"{k}: {v}" for k, v in out["label"].value_counts().items())
-    if "entities" in out.columns:
-        found = [e["entity"] for ents in out["entities"] for e in ents]
+    if PREDICTED_LABEL in out.columns:
+        return ", ".join(f"{k}: {v}" for k, v in out[PREDICTED_LABEL].value_counts().items())
+    if PREDICTED_ENTITIES in out.columns:
+        found = [e["entity"] for ents in out[PREDICTED_ENTITIES] for e in ents]
         return f"{len(found)} entities" + (
             " (" + ", ".join(f"{k}: {v}" for k, v in pd.Series(found).value_counts().items()) + ")"
             if found
             else ""
         )
-    if "words" in out.columns or "tags" in out.columns:
-        col = "words" if "words" in out.columns else "tags"
+    if PREDICTED_WORDS in out.columns or PREDICTED_TAGS in out.columns:
+        col = PREDICTED_WORDS if PREDICTED_WORDS in out.columns else PREDICTED_TAGS
         return f"{sum(map(len, out[col]))} words tagged"
-    return f"score mean {out['score'].mean():.4f}, min {out['score'].min():.4f}, max {out['score'].max():.4f}"
+    score = out[PREDICTED_SCORE]
+    return f"score mean {score.mean():.4f}, min {score.min():.4f}, max {score.max():.4f}"

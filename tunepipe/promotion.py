@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,33 +288,41 @@ def rescore(root: Path, name: str, version: str, task: str) -> pd.DataFrame:
     """A registered version's predictions on today's data/splits/test.parquet, in evaluate's format."""
     from tunepipe import registry
     from tunepipe.inference import load_model
-    from tunepipe.prediction import predict_frame
+    from tunepipe.io import scratch_dir
+    from tunepipe.prediction import PREDICTED_LABEL, PREDICTED_SCORE, predict_frame
 
     test = pd.read_parquet(root / catalog.SPLITS / "test.parquet")
-    with tempfile.TemporaryDirectory(prefix="tunepipe-champion-") as tmp:
+    # The model copy lives under .dvc/tmp and goes once loaded; a killed run's is swept next time.
+    with scratch_dir(Path(root) / ".dvc" / "tmp" / "tunepipe-champion") as tmp:
         model, tok = load_model(registry.fetch_model(root, name, version, Path(tmp) / "model"))
-        if task == "token_classification":
-            test = test.assign(tokens=test["tokens"].map(list))
-            return _token_frame(test, predict_frame(model, tok, test, "tokens"))
-        pair_column = "text_pair" if "text_pair" in test.columns else None
-        out = predict_frame(model, tok, test, "text", pair_column)
+    if task == "token_classification":
+        test = test.assign(tokens=test["tokens"].map(list))
+        return _token_frame(test, predict_frame(model, tok, test, "tokens"))
+    pair_column = "text_pair" if "text_pair" in test.columns else None
+    out = predict_frame(model, tok, test, "text", pair_column)
     if task == "regression":
         return pd.DataFrame(
             {
                 "source_row": test["source_row"],
                 "actual": test["label"].astype(float),
-                "predicted": out["score"],
+                "predicted": out[PREDICTED_SCORE],
             }
         )
     return pd.DataFrame(
-        {"source_row": test["source_row"], "actual": test["label"].astype(str), "predicted": out["label"]}
+        {
+            "source_row": test["source_row"],
+            "actual": test["label"].astype(str),
+            "predicted": out[PREDICTED_LABEL],
+        }
     )
 
 
 def _token_frame(test: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    from tunepipe.prediction import PREDICTED_TAGS
+
     rows = [
         {"source_row": row, "word": i + 1, "actual": str(a), "predicted": str(b)}
-        for row, actual, predicted in zip(test["source_row"], test["tags"], out["tags"], strict=True)
+        for row, actual, predicted in zip(test["source_row"], test["tags"], out[PREDICTED_TAGS], strict=True)
         for i, (a, b) in enumerate(zip(list(actual), predicted, strict=True))
     ]
     return pd.DataFrame(rows, columns=["source_row", "word", "actual", "predicted"])

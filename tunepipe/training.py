@@ -80,7 +80,8 @@ def nonfinite_weights(model: Any) -> list[str]:
 
 def build_model(p: Params, labels: list[str]) -> Any:
     """A pre-trained encoder with a fresh head for the task; label names go into its config so
-    that anything loading the saved model predicts names, not ids.
+    that anything loading the saved model predicts names, not ids (and the text columns, that
+    predict knows which column to read).
 
     problem_type is set here, not left to the head's first forward pass with labels (which sets it
     on sequence classifiers): a run resumed at its very end makes no such pass, and its saved
@@ -104,7 +105,7 @@ def build_model(p: Params, labels: list[str]) -> Any:
         if p.task == "token_classification"
         else AutoModelForSequenceClassification
     )
-    return cls.from_pretrained(
+    model = cls.from_pretrained(
         assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision),
         revision=p.model.revision,
         trust_remote_code=p.model.trust_remote_code,
@@ -112,6 +113,11 @@ def build_model(p: Params, labels: list[str]) -> Any:
         ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
         **head,
     )
+    # The input columns it learns from: `tunepipe predict --model <folder>` reads its default
+    # text column here, so a shipped model folder needs no params.yaml.
+    columns = p.load.columns
+    model.config.text_columns = [columns.text] + ([columns.text_pair] if columns.text_pair else [])
+    return model
 
 
 def by_length(ds: Any) -> Any:
