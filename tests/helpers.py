@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import shutil
@@ -345,8 +344,6 @@ def fake_registered_model(root: Path, name: str = "model", version: str = "v0.1.
     """A minimal git + DVC project whose `models/model` (two small files, made by a shell stage)
     is registered as `<name>@<version>`: what `fetch` needs, in seconds instead of a training run.
     The tag is a plain annotated GTO tag; the commit holds no lineage record."""
-    from dvc.repo import Repo
-
     root.mkdir(parents=True, exist_ok=True)
     writes = " && ".join(f"printf '%s' '{text}' > models/model/{f}" for f, text in FAKE_MODEL_FILES.items())
     stages = {
@@ -357,10 +354,10 @@ def fake_registered_model(root: Path, name: str = "model", version: str = "v0.1.
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "test@example.com"], root)
     run(["git", "config", "user.name", "test"], root)
-    with contextlib.chdir(root):  # DVC reads its targets relative to the current directory
-        Repo.init(".").close()
-        with Repo(".") as repo:
-            repo.reproduce()
+    # DVC's command line, not its Python API: in-process DVC logs to whichever stream pytest had
+    # captured when DVC first ran in this worker, and that stream may be closed by now.
+    dvc(root, "init", "-q")
+    dvc(root, "repro", "-q")
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-q", "-m", "model"], root)
     message = f"Registering artifact {name} version {version}"

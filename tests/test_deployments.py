@@ -290,7 +290,7 @@ def test_a_run_registers_a_version_that_another_clone_fetches_and_predicts_with(
         env=stack.env,
     )
     predicted = pd.read_csv(user / "out.csv")
-    assert len(predicted) == 2 and set(predicted["label"]) <= {"fresh", "rotten"}
+    assert len(predicted) == 2 and set(predicted["predicted_label"]) <= {"fresh", "rotten"}
 
 
 def test_new_data_and_two_runs_at_once_make_one_new_version(stack: Stack) -> None:
