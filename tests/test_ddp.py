@@ -61,7 +61,7 @@ def test_two_gloo_processes_through_dvc_repro_match_one_process(
     expected = json.loads((single / "reports/train.json").read_text())
     assert expected["batch"]["global"] == 16 and expected["batch"]["processes"] == 1
     assert report["global_step"] == expected["global_step"]  # same steps per epoch
-    loss_rows = (ddp / "reports/train_loss.csv").read_text().splitlines()
+    loss_rows = (ddp / "reports/live/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert loss_rows == sorted(set(loss_rows), key=loss_rows.index)  # one writer: no repeated rows
 
     got = json.loads((ddp / "reports/metrics.json").read_text())

@@ -36,6 +36,7 @@ def test_regression_selecting_on_rmse_keeps_the_lowest_error_checkpoint(
 ) -> None:
     from tasks import load, tokenize, validate
     from tunepipe import catalog, params, training
+    from tunepipe import report as report_mod
 
     project = make_project(tmp_path / "p", tiny_bert)
     pd.DataFrame(scored_rows(200, 0)).to_csv(project / "data/raw/scores.csv", index=False)
@@ -65,7 +66,7 @@ def test_regression_selecting_on_rmse_keeps_the_lowest_error_checkpoint(
         stage.main()
     report = training.train(params.read("params.yaml"))
 
-    curve = pd.read_csv(catalog.EVAL_CURVE)
+    curve = pd.DataFrame(catalog.read_curves(report_mod.worktree(Path(".")))["eval"])
     assert len(curve) == epochs
     assert curve["eval_rmse"].max() > curve["eval_rmse"].min()  # else any choice would look right
     lowest = curve.loc[curve["eval_rmse"].idxmin()]

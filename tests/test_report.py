@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import shutil
@@ -83,6 +84,20 @@ def parse(page: str) -> Page:
     return parser
 
 
+def write_curves(root: Path, points: dict[int, dict[str, float]]) -> None:
+    """Training curves as the train stage leaves them: DVCLive's files (catalog.LIVE)."""
+    from dvclive import Live
+
+    with contextlib.chdir(root):
+        live = Live(dir=str(catalog.LIVE), save_dvc_exp=False, dvcyaml=False)
+        for step, values in points.items():
+            live.step = step
+            for name, value in values.items():
+                live.log_metric(name, value)
+            live.next_step()
+        live.end()
+
+
 def fake_reports(root: Path, task: str, n: int = 40) -> dict[str, Any]:
     """What the stages before the report leave for `task`: scores from the evaluate stage's own
     scoring functions on 40 synthetic test examples with more than ten mistakes."""
@@ -131,11 +146,8 @@ def fake_reports(root: Path, task: str, n: int = 40) -> dict[str, Any]:
     test.to_parquet(root / catalog.SPLITS / "test.parquet")
     predictions.to_csv(root / catalog.TEST_PREDICTIONS, index=False)
     write_json(root / catalog.EVALUATION, evaluation)
-    pd.DataFrame({"step": [5, 10, 15], "loss": [0.9, 0.6, 0.4]}).to_csv(
-        root / catalog.TRAIN_LOSS, index=False
-    )
-    pd.DataFrame({"step": [8, 16], "eval_loss": [0.7, 0.5], f"eval_{metric}": [0.6, 0.7]}).to_csv(
-        root / catalog.EVAL_CURVE, index=False
+    write_curves(
+        root, {5: {"train/loss": 0.9}, 8: {"eval/loss": 0.7, f"eval/{metric}": 0.6}, 10: {"train/loss": 0.6}}
     )
     cut = {"examples": n, "truncated": 3, "share": 0.075, "tokens_median": 12.0, "tokens_max": 80}
     write_json(
@@ -213,9 +225,7 @@ def test_stage_report_and_plots_for_each_task(
     project = tmp_path / "dvc"
     project.mkdir()
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
-    for path in (catalog.TRAIN_LOSS, catalog.EVAL_CURVE):
-        (project / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / path, project / path)
+    shutil.copytree(tmp_path / catalog.LIVE, project / catalog.LIVE)
     run(["git", "init", "-q"], project)
     dvc(project, "init", "-q")
     monkeypatch.chdir(project)  # as the evaluate stage runs: in the project root
@@ -230,10 +240,10 @@ def test_stage_report_and_plots_for_each_task(
     }[task]
     metric = {"sequence_classification": "accuracy", "regression": "mse", "token_classification": "f1"}[task]
     assert drawn == {
-        "reports/train_loss.csv",
+        "reports/live/plots/metrics/train/loss.tsv",
         test_plot,
-        "reports/plots/validation/eval_loss.csv",
-        f"reports/plots/validation/eval_{metric}.csv",
+        "reports/live/plots/metrics/eval/loss.tsv",
+        f"reports/live/plots/metrics/eval/{metric}.tsv",
     }
 
 
@@ -357,12 +367,12 @@ def test_registered_version_report_and_flow_artifact(
     # `dvc plots show` in a real run: confusion, loss, one curve per metric train logged.
     shown = json.loads(dvc(project, "plots", "show", "--json").stdout)
     assert not shown.get("errors"), shown.get("errors")
-    curve_columns = [c for c in pd.read_csv(project / catalog.EVAL_CURVE).columns if c.startswith("eval_")]
-    assert {"eval_loss", "eval_accuracy", "eval_f1_macro"} <= set(curve_columns)  # not step or epoch
+    curve_columns = [c for c in catalog.read_curves(report.worktree(project))["eval"] if c != "step"]
+    assert {"eval_loss", "eval_accuracy", "eval_f1_macro"} <= set(curve_columns)
     assert {name for name, renders in shown["data"].items() if renders} == {
-        "reports/train_loss.csv",
+        "reports/live/plots/metrics/train/loss.tsv",
         "reports/plots/confusion.csv",
-        *(f"reports/plots/validation/{c}.csv" for c in curve_columns),
+        *(f"reports/live/plots/metrics/eval/{c.removeprefix('eval_')}.tsv" for c in curve_columns),
     }
 
     state = pipeline(root=str(project), return_state=True)

@@ -13,10 +13,12 @@ import pytest
 from transformers import TrainerCallback
 
 from tests.helpers import copy_project, make_project, set_params
+from tunepipe import catalog
+from tunepipe.report import worktree
 
 pytestmark = pytest.mark.stage
 
-TRAIN_OUTPUTS = ("reports/train.json", "reports/train_loss.csv", "reports/eval_curve.csv")
+TRAIN_OUTPUTS = ("reports/train.json",)
 STEPS_PER_EPOCH = 9  # 144 training rows, batch 16: a checkpoint every 9 steps, a log every 5
 
 
@@ -42,7 +44,11 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def outputs(project: Path) -> dict[str, bytes]:
-    return tree(project / "models/model") | {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+    return (
+        tree(project / "models/model")
+        | {f"live/{name}": data for name, data in tree(project / "reports/live").items()}
+        | {name: (project / name).read_bytes() for name in TRAIN_OUTPUTS}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +112,21 @@ def test_train_json_holds_no_timing_and_curves_keep_their_columns(tokenized: Pat
     assert not {"train_runtime_s", "train_samples_per_second", "resumed_from"} & report.keys()
     run = json.loads((done / "reports/train_run.json").read_text())
     assert run["resumed_from"] is None and run["train_runtime_s"] > 0
-    header = (done / "reports/eval_curve.csv").read_text().splitlines()[0].split(",")
-    assert header == [
+    curves = catalog.read_curves(worktree(done))
+    assert list(curves["eval"]) == [
         "step",
-        "epoch",
         "eval_loss",
         "eval_accuracy",
         "eval_precision_macro",
         "eval_recall_macro",
         "eval_f1_macro",
     ]
-    loss = (done / "reports/train_loss.csv").read_text().splitlines()
-    assert loss[0] == "step,epoch,loss"
-    assert [int(line.split(",")[0]) for line in loss[1:]] == list(range(5, 4 * STEPS_PER_EPOCH + 1, 5))
+    evaluations = range(STEPS_PER_EPOCH, 4 * STEPS_PER_EPOCH + 1, STEPS_PER_EPOCH)
+    assert curves["eval"]["step"] == [float(s) for s in evaluations]
+    loss = (done / "reports/live/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert loss[0] == "step\tloss"  # DVCLive's columns: no timestamp, which would differ between runs
+    assert [int(line.split("\t")[0]) for line in loss[1:]] == list(range(5, 4 * STEPS_PER_EPOCH + 1, 5))
+    assert curves["train"]["step"] == [float(s) for s in range(5, 4 * STEPS_PER_EPOCH + 1, 5)]
 
 
 def damage_optimizer(folder: Path) -> None:

@@ -64,5 +64,5 @@ def test_gradient_accumulation_steps_make_the_global_batch(
     batch = {"per_device": 8, "processes": 1, "gradient_accumulation_steps": 2, "global": 16}
     assert report["batch"] == batch
     assert report["global_step"] == report["max_steps"] == 2 * 9  # 144 train rows / 16
-    first = Path("reports/train_loss.csv").read_text().splitlines()[1].split(",")
-    assert first[0] == "5" and 0.5 < float(first[2]) < 0.9
+    first = Path("reports/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1].split("\t")
+    assert first[0] == "5" and 0.5 < float(first[1]) < 0.9

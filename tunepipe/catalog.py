@@ -3,7 +3,9 @@ stage, the flow or the CLI reads them back. Paths are relative to the project ro
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,12 @@ TOKENIZED = Path("data/tokenized")  # tokenize -> one output per split (save_to_
 CHECKPOINTS = Path("models/checkpoints")  # train: kept between runs for resume; git-ignored, not a DVC output
 MODEL = Path("models/model")  # train -> save_pretrained directory
 TRAIN_REPORT = Path("reports/train.json")
-TRAIN_LOSS = Path("reports/train_loss.csv")
-EVAL_CURVE = Path("reports/eval_curve.csv")
+# train -> DVCLive's folder (tunepipe/training.py live_logger): metrics.json, the latest value of
+# each curve (a DVC metrics file: `dvc exp show`), and plots/metrics/{train,eval}/<name>.tsv
+# (step, value), the curves `dvc plots` draws.
+LIVE = Path("reports/live")
+LIVE_METRICS = LIVE / "metrics.json"
+LIVE_PLOTS = LIVE / "plots"
 # train: timings and where a run resumed. Not in dvc.yaml (git-ignored): it differs between runs
 # that train the same model, and would change dvc.lock after every retrain.
 TRAIN_RUN = Path("reports/train_run.json")
@@ -77,8 +83,6 @@ OUTPUTS = (
     tokenized_info(),
     MODEL,
     TRAIN_REPORT,
-    TRAIN_LOSS,
-    EVAL_CURVE,
     TRAIN_RUN,
     METRICS,
     EVALUATION,
@@ -93,6 +97,44 @@ def clean_stale_outputs(root: Path = Path(".")) -> list[Path]:
     """Remove what killed writers left beside the pipeline's outputs (run at each stage's start,
     so that a stage that fails before writing does not keep them either)."""
     return [p for out in OUTPUTS for p in clean_stale(Path(root) / out)]
+
+
+def live_curve(name: str, root: Path = LIVE) -> Path:
+    """DVCLive's file for one curve: `name` as logged, e.g. train/loss or eval/accuracy."""
+    return Path(root) / "plots" / "metrics" / f"{name}.tsv"
+
+
+def read_curves(read: Callable[[str], bytes | None], root: Path = LIVE) -> dict[str, dict[str, list[float]]]:
+    """The training curves as columns: "train" (step, loss) and "eval" (step, eval_loss, then
+    eval_<metric> for each metric train logged, in its order), empty where train logged none.
+
+    `read` gives a file's bytes by its path (None if absent): the work tree, or a registered
+    version's files. metrics.json names the curves; each curve is DVCLive's TSV file.
+    """
+    import io
+
+    import pandas as pd
+
+    raw = read((Path(root) / "metrics.json").as_posix())
+    summary = json.loads(raw) if raw else {}
+    curves: dict[str, dict[str, list[float]]] = {}
+    for group, prefix in (("train", ""), ("eval", "eval_")):
+        table = None
+        names = summary.get(group)
+        for name in names if isinstance(names, dict) else ():
+            data = read(live_curve(f"{group}/{name}", root).as_posix())
+            if not data:
+                continue
+            column = pd.read_csv(io.BytesIO(data), sep="\t")[["step", name]].rename(
+                columns={name: prefix + name}
+            )
+            table = column if table is None else table.merge(column, on="step", how="outer")
+        curves[group] = (
+            {c: [float(v) for v in table.sort_values("step")[c]] for c in table.columns}
+            if table is not None and not table.empty
+            else {}
+        )
+    return curves
 
 
 def write_tokenized(dsd: Any, info: dict[str, Any], out: Path = TOKENIZED) -> None:

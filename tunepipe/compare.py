@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunepipe import dvcrepo, registry
+from tunepipe import catalog, dvcrepo, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 
@@ -84,7 +84,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append("metrics")
         lines += _table(
             [("", va, vb, "change")]
-            + [(k if f.endswith("metrics.json") else f"{f}:{k}", _value(e.get("old")), _value(e.get("new")),
+            + [(k if f == str(catalog.METRICS) else f"{f}:{k}", _value(e.get("old")), _value(e.get("new")),
                 _change(e)) for f, k, e in metric_rows]
         )  # fmt: skip
     else:

@@ -30,15 +30,14 @@ TEXT_CHARS = 300  # a mistake's text is cut here in the table
 
 # `dvc plots` data (reports/plots/, an evaluate output). Every task writes every file: a file that
 # does not fit the task holds its header only, which `dvc plots show` skips without an error (an
-# absent file would be an error). One CSV per validation metric: the curves follow the task's metrics.
+# absent file would be an error). The training curves are DVCLive's (catalog.LIVE, train's output).
 PLOT_CONFUSION = "confusion.csv"  # sequence classification: actual, predicted
 PLOT_SCATTER = "scatter.csv"  # regression: actual, predicted
 PLOT_F1 = "f1.csv"  # token classification: entity type (or tag), f1
-PLOT_VALIDATION = "validation"  # <metric>.csv: step, value
 
 
 def is_eval_metric(column: str) -> bool:
-    """A validation metric column of reports/eval_curve.csv (not its step or epoch)."""
+    """A validation metric column of catalog.read_curves' "eval" curve (not its step)."""
     return column.startswith("eval_")
 
 
@@ -130,12 +129,6 @@ def mistakes(task: str, predictions: pd.DataFrame, test: pd.DataFrame | None) ->
     }
 
 
-def _series(df: pd.DataFrame | None) -> dict[str, list[float]]:
-    if df is None or df.empty:
-        return {}
-    return {c: [float(v) for v in df[c]] for c in df.columns}
-
-
 def gather(read: Reader, record: dict[str, Any] | None = None, title: str | None = None) -> dict[str, Any]:
     """The facts a report shows, from the reports `read` finds; `record`: a lineage record (a
     registered version: its promotion decision and lineage facts join the page)."""
@@ -148,6 +141,7 @@ def gather(read: Reader, record: dict[str, Any] | None = None, title: str | None
     validation = _json(read, catalog.VALIDATION_REPORT) or (record or {}).get("validation")
     task = evaluation.get("task") or ((record or {}).get("resolved_params") or {}).get("task", "")
     predictions = _csv(read, catalog.TEST_PREDICTIONS)
+    curves = catalog.read_curves(read)
     raw_test = read((catalog.SPLITS / "test.parquet").as_posix())
     test = pd.read_parquet(io.BytesIO(raw_test)) if raw_test else None
     facts: dict[str, Any] = {
@@ -160,8 +154,8 @@ def gather(read: Reader, record: dict[str, Any] | None = None, title: str | None
         "per_type": evaluation.get("per_type"),
         "tag_scheme": evaluation.get("tag_scheme"),
         "confusion": evaluation.get("confusion_matrix"),
-        "train_loss": _series(_csv(read, catalog.TRAIN_LOSS)),
-        "eval_curve": _series(_csv(read, catalog.EVAL_CURVE)),
+        "train_loss": curves["train"],
+        "eval_curve": curves["eval"],
         "scatter": None,
         "validation": validation,
         "mistakes": mistakes(task, predictions, test) if predictions is not None else None,
@@ -230,15 +224,9 @@ def plot_tables(evaluation: dict[str, Any], predictions: pd.DataFrame) -> dict[s
 
 
 def write_plots(evaluation: dict[str, Any], predictions: pd.DataFrame, out: Path = catalog.PLOTS) -> None:
-    curve = pd.read_csv(catalog.EVAL_CURVE) if catalog.EVAL_CURVE.is_file() else pd.DataFrame()
     with atomic_dir(out, owned=True) as tmp:  # a stage output: no marker, its hash unchanged
         for name, table in plot_tables(evaluation, predictions).items():
             table.to_csv(tmp / name, index=False)
-        (tmp / PLOT_VALIDATION).mkdir()
-        for column in filter(is_eval_metric, curve.columns):
-            curve[["step", column]].rename(columns={column: "value"}).to_csv(
-                tmp / PLOT_VALIDATION / f"{column}.csv", index=False
-            )
 
 
 def write_stage_outputs(evaluation: dict[str, Any], predictions: pd.DataFrame) -> None:

@@ -12,6 +12,7 @@ from tunepipe.errors import PipelineError
 QUIET_DEFAULTS = {
     "TOKENIZERS_PARALLELISM": "false",
     "DVC_NO_ANALYTICS": "1",
+    "DVC_STUDIO_OFFLINE": "true",  # DVCLive (the train stage's logger) sends nothing to Studio
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
     "HF_HUB_DISABLE_TELEMETRY": "1",

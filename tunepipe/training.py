@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from tunepipe import assets, catalog, launch, model_card
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
@@ -233,7 +231,7 @@ def training_arguments(
         metric_for_best_model=metric,
         greater_is_better=greater_is_better(metric),  # EarlyStoppingCallback follows it too
         # Every step's loss goes into the trainer state (kept in each checkpoint): the loss curve
-        # averages train.logging_steps of them (write_curves), the same after a resume.
+        # averages train.logging_steps of them (live_points), the same after a resume.
         logging_steps=1,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         use_cpu=device["device"] == "cpu",
@@ -285,15 +283,80 @@ def eval_rows(
     return rows, [c for c in known if any(c in row for row in rows)] + others
 
 
-def write_curves(log_history: list[dict[str, Any]], logging_steps: int, metrics: list[str]) -> None:
-    """CSV files that `dvc plots show` draws (see plots: in dvc.yaml)."""
-    train = loss_rows(log_history, logging_steps)
-    evals, columns = eval_rows(log_history, metrics)
-    for path, rows, cols in (
-        (catalog.TRAIN_LOSS, train, ["step", "epoch", "loss"]),
-        (catalog.EVAL_CURVE, evals, columns or ["step"]),
-    ):
-        write_text(path, pd.DataFrame(rows, columns=cols).to_csv(index=False))
+def live_points(
+    log_history: list[dict[str, Any]], every: int, metrics: list[str]
+) -> list[tuple[int, dict[str, float]]]:
+    """What DVCLive logs for a log history, in step order: train/loss every `every` steps (the mean
+    of loss_rows) and eval/loss, eval/<metric> at each evaluation (eval_rows' columns, in order)."""
+    points = [(r["step"], {"train/loss": r["loss"]}) for r in loss_rows(log_history, every)]
+    rows, columns = eval_rows(log_history, metrics)
+    points += [
+        (
+            r["step"],
+            {f"eval/{c.removeprefix('eval_')}": r[c] for c in columns if c.startswith("eval_") and c in r},
+        )
+        for r in rows
+    ]
+    return sorted(points, key=lambda point: point[0])  # stable: the loss before an evaluation's
+
+
+def live_logger(every: int, metrics: list[str], out: Path = catalog.LIVE) -> Any:
+    """A TrainerCallback writing the curves through DVCLive (`out`: metrics.json, plots/metrics/),
+    as training goes, so `dvc plots`, the VS Code extension and Studio follow a run.
+
+    The curves depend only on the trainer's log history: the same for a resumed run as for an
+    uninterrupted one (the folder is rewritten from the restored history at the first log, as
+    Trainer restores it after on_train_begin), with no timestamps, so DVC's hashes of them stay
+    the same between identical runs. No experiment is saved (`dvc exp run` saves its own) and
+    no dvc.yaml written: the project's dvc.yaml declares the outputs and plots.
+    """
+    from transformers import TrainerCallback
+
+    class LiveCurves(TrainerCallback):
+        live: Any = None
+
+        def _log(self, points: list[tuple[int, dict[str, float]]]) -> None:
+            for step, values in points:
+                self.live.step = step
+                for name, value in values.items():
+                    self.live.log_metric(name, value)
+                self.live.next_step()  # metrics.json, and the VS Code extension's step signal
+
+        def _start(self, state: Any) -> None:
+            from dvclive import Live
+
+            # resume=False: DVCLive empties its folder, written again from the whole history
+            self.live = Live(dir=str(out), resume=False, save_dvc_exp=False, dvcyaml=False, report=None)
+            self._log(live_points(state.log_history, every, metrics))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            if self.live is None:
+                self._start(state)
+                return
+            entry, step = state.log_history[-1], state.global_step
+            if "eval_loss" in entry:
+                history = [entry]
+            elif "loss" in entry and step % every == 0:
+                history = []
+                for e in reversed(state.log_history):
+                    if e.get("step", 0) <= step - every:
+                        break
+                    history.append(e)
+                history.reverse()
+            else:
+                return
+            self._log([point for point in live_points(history, every, metrics) if point[0] == step])
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if not state.is_world_process_zero:
+                return
+            if self.live is None:
+                self._start(state)
+            self.live.end()
+
+    return LiveCurves()
 
 
 def quiet_progress(every: int) -> Any:
@@ -419,6 +482,8 @@ def train(
 
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(quiet_progress(t.logging_steps))
+    if out_dir is None and main:  # a search trial logs no curves; under DDP rank 0 does
+        trainer.add_callback(live_logger(t.logging_steps, metric_names(p.task, scheme or "none")))
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -472,8 +537,6 @@ def train(
                 for s in catalog.TRAINING_SPLITS
             }
             write_text(tmp / model_card.README, model_card.training_card(p, info, splits, report))
-    if out_dir is None:
-        write_curves(state.log_history, t.logging_steps, metric_names(p.task, scheme or "none"))
     # How this run went: differs between identical runs, so it stays out of DVC's hashes.
     run = {
         "resumed_from": Path(resume).name if resume else None,
