@@ -5,20 +5,83 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.helpers import copy_project, dvc, run, set_params
-from tunepipe import catalog
+from tunepipe import catalog, training
 from tunepipe.report import worktree
-
-pytestmark = pytest.mark.stage
 
 CURVES = "reports/live/plots/metrics"
 EVAL = ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro")
 
 
+def history(steps: int = 12, every_eval: int = 6) -> list[dict[str, Any]]:
+    """A trainer's log history: a loss at every step, an evaluation every `every_eval` steps."""
+    entries: list[dict[str, Any]] = []
+    for step in range(1, steps + 1):
+        entries.append({"loss": 1.0 / step, "epoch": step / 6, "step": step})
+        if step % every_eval == 0:
+            entries.append(
+                {"eval_loss": 0.5 / step, "eval_accuracy": step / 20, "epoch": step / 6, "step": step}
+            )
+    entries.append({"train_runtime": 1.5, "train_loss": 0.3, "epoch": 2.0, "step": steps})
+    return entries
+
+
+def log_through(out: Path, entries: list[dict[str, Any]], restored: int = 0, main: bool = True) -> None:
+    """Trainer's calls to the callback: the first `restored` entries come from a checkpoint."""
+    callback = training.live_logger(5, ["accuracy"], out)
+    state = SimpleNamespace(is_world_process_zero=main, log_history=entries[:restored], global_step=0)
+    callback.on_train_begin(None, state, None)
+    for entry in entries[restored:]:
+        state.log_history.append(entry)
+        state.global_step = entry["step"]
+        callback.on_log(None, state, None, logs=entry)
+    callback.on_train_end(None, state, None)
+
+
+@pytest.mark.unit
+def test_the_curves_are_the_same_logged_live_or_after_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no DVC project: DVCLive logs without one
+    entries = history()
+    log_through(tmp_path / "live", entries)
+    files = {
+        p.relative_to(tmp_path / "live").as_posix(): p.read_text() for p in (tmp_path / "live").rglob("*.*")
+    }
+    assert sorted(files) == [
+        "metrics.json",
+        "plots/metrics/eval/accuracy.tsv",
+        "plots/metrics/eval/loss.tsv",
+        "plots/metrics/train/loss.tsv",
+    ]
+    # the mean loss of each 5 steps, the evaluations as logged
+    assert files["plots/metrics/train/loss.tsv"].split("\n")[:3] == [
+        "step\tloss",
+        f"5\t{sum(1 / s for s in range(1, 6)) / 5}",
+        f"10\t{sum(1 / s for s in range(6, 11)) / 5}",
+    ]
+    assert files["plots/metrics/eval/accuracy.tsv"].split() == ["step", "accuracy", "6", "0.3", "12", "0.6"]
+    assert json.loads(files["metrics.json"]) == {
+        "train": {"loss": sum(1 / s for s in range(6, 11)) / 5},
+        "eval": {"loss": 0.5 / 12, "accuracy": 0.6},
+        "step": 12,
+    }
+    for restored in (1, 8, 14, len(entries) - 1):  # a run resumed from a checkpoint at each point
+        log_through(tmp_path / f"resumed-{restored}", entries, restored)
+        again = tmp_path / f"resumed-{restored}"
+        assert {p.relative_to(again).as_posix(): p.read_text() for p in again.rglob("*.*")} == files
+
+    log_through(tmp_path / "rank1", entries, main=False)  # under DDP only rank 0 logs
+    assert not (tmp_path / "rank1").exists()
+
+
+@pytest.mark.stage
 def test_dvc_repro_logs_the_curves_through_dvclive_and_dvc_plots_draws_them(
     reproduced: tuple[Path, str],
 ) -> None:
@@ -51,6 +114,7 @@ def test_dvc_repro_logs_the_curves_through_dvclive_and_dvc_plots_draws_them(
     assert {f"{CURVES}/train/loss.tsv", *(f"{CURVES}/eval/{name}.tsv" for name in EVAL)} <= drawn
 
 
+@pytest.mark.stage
 def test_retraining_keeps_the_hashes_and_dvc_exp_show_lists_dvclives_metrics(
     reproduced: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ def points(trials: list[optuna.trial.FrozenTrial], names: list[str]) -> list[tup
 def assert_only_best_model(root: Path) -> None:
     assert not list((root / catalog.SEARCH_TRIALS).glob("trial-*")), "a trial folder was left behind"
     assert (root / catalog.SEARCH_BEST_MODEL / "model.safetensors").is_file()
+    assert not (root / catalog.LIVE).exists(), "a trial logged curves into the project's reports"
 
 
 @pytest.mark.stage
