@@ -4,6 +4,7 @@ experiment's metrics, and nothing it writes carries a timestamp into DVC's hashe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from tests.helpers import copy_project, dvc, run, set_params
-from tunepipe import catalog, training
+from tunepipe import catalog, stage, training
 from tunepipe.report import worktree
 
 CURVES = "reports/live/plots/metrics"
@@ -49,6 +50,17 @@ def test_the_curves_are_the_same_logged_live_or_after_a_resume(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no DVC project: DVCLive logs without one
+    # A Studio token in the user's environment: stages still send nothing (offline by default).
+    monkeypatch.setenv("DVC_STUDIO_TOKEN", "isat_not_a_token")
+    monkeypatch.setenv("DVC_STUDIO_REPO_URL", "https://example.invalid/project.git")
+    monkeypatch.delenv("DVC_STUDIO_OFFLINE", raising=False)
+    for key, value in stage.QUIET_DEFAULTS.items():  # stage.set_env_defaults, undone after the test
+        monkeypatch.setenv(key, os.environ.get(key, value))
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("DVCLive posted to Studio")
+
+    monkeypatch.setattr("dvclive.studio.post_live_metrics", no_network)
     entries = history()
     log_through(tmp_path / "live", entries)
     files = {
