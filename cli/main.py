@@ -81,12 +81,13 @@ def _artifact_name(root: str, name: str | None) -> str:
 
 def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     """`model@v0.1.0` names the artifact too; an explicit --name wins."""
-    if "@" in version:
-        artifact, _, version = version.partition("@")
-        if not name:
-            from tunepipe.io import check_path_name
+    from tunepipe.version import Tag
 
-            name = check_path_name(artifact, "artifact name")
+    artifact, version = Tag.split(version)
+    if artifact is not None and not name:
+        from tunepipe.io import check_path_name
+
+        name = check_path_name(artifact, "artifact name")
     return version, name
 
 
@@ -187,11 +188,13 @@ def search(
 @app.command()
 def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     """Register the evaluated model as a new version (after `dvc repro`)."""
-    from tunepipe import params, registry, remote
+    from tunepipe import params, registry, remote, report
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
-    result = registry.register(base, name or p.register.name, p.register.bump)  # checks the name
+    result = registry.register(  # checks the name
+        base, name or p.register.name, p.register.bump, page=report.registration_page
+    )
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
     for line in unpushed_lines(remote.unpushed(base)):  # the team sees it once it is on origin
@@ -587,9 +590,6 @@ def replay(
         raise typer.Exit(1)
 
 
-PREFECT_FILE = "prefect.yaml"
-
-
 @app.command()
 def deploy(
     ctx: typer.Context,
@@ -613,62 +613,9 @@ def deploy(
     root: Root = None,
 ) -> None:
     """Create or update the Prefect deployments of prefect.yaml (`prefect deploy`)."""
-    import os
-    import subprocess
+    from tunepipe import deploy as deployments
 
-    from prefect.settings import get_current_settings
-
-    from tunepipe import remote
-    from tunepipe.argcheck import check_prefect_name, check_ref, check_remote, first_line
-
-    # Options reach git and `prefect deploy` as arguments: checked before any command runs.
-    for name in names or ():
-        check_prefect_name(name, "deployment name", flow_prefix=True)
-    check_prefect_name(pool, "--pool")
-    if branch is not None:
-        check_ref(branch, "--branch")
-    if remote_url is not None:
-        check_remote(remote_url, "--remote")
-
-    base = Path(_root(ctx, root)).resolve()
-    if not (base / PREFECT_FILE).is_file():
-        raise PipelineError(f"{base / PREFECT_FILE}: not found; the deployments are defined there")
-    url = remote_url or remote.git_origin(base)
-    if not url:
-        raise PipelineError(
-            f"{base}: no git remote `origin`, so workers would have nothing to clone; "
-            "`git remote add origin URL && git push origin HEAD`, or --remote URL"
-        )
-    ref = branch or remote.current_branch(base)
-    if not ref:
-        raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
-    heads = subprocess.run(
-        ["git", "ls-remote", "--heads", "--", url, ref],
-        cwd=base,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if heads.returncode != 0:
-        raise PipelineError(f"cannot read git remote {url}: {first_line(heads.stderr)}")
-    if not heads.stdout.strip():
-        raise PipelineError(
-            f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"
-        )
-    if not get_current_settings().api.url:
-        # Without a server, `prefect deploy` would register with a temporary one that then vanishes.
-        raise PipelineError(
-            "no Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api "
-            "after `prefect server start`) or `prefect cloud login`"
-        )
-    env = {**os.environ, "TUNEPIPE_GIT_REMOTE": url, "TUNEPIPE_GIT_BRANCH": ref, "TUNEPIPE_WORK_POOL": pool}
-    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
-    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
-    cmd += ["--prefect-file", PREFECT_FILE]
-    print(f"deploying {', '.join(names) if names else 'all deployments'}: {url} ({ref}) on pool {pool!r}")
-    proc = subprocess.run(cmd, cwd=base, env=env, check=False)
-    if proc.returncode != 0:
-        raise PipelineError(f"`prefect deploy` failed (exit {proc.returncode}); its message is above")
+    deployments.deploy(Path(_root(ctx, root)), names or (), pool=pool, branch=branch, remote_url=remote_url)
 
 
 def main(argv: list[str] | None = None) -> None:

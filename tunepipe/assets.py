@@ -11,9 +11,9 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
+from tunepipe.dvcstore import CACHE_FILE
 from tunepipe.errors import PipelineError
 
 PACKAGE_PREFIX = "package:"
@@ -135,10 +135,6 @@ def check_model_dir(path: Path, ref: str, trust_remote_code: bool | None = None)
                 )
 
 
-# A DVC cache file (any cache dir: files/md5/<2 hex>/<30 hex>), as DVC's symlink link type makes.
-DVC_CACHE_FILE = re.compile(r"/files/md5/[0-9a-f]{2}/[0-9a-f]{30}$")
-
-
 def check_links(path: Path, ref: str) -> None:
     """Every file of a model folder is its own: a symbolic link that leads out of the folder would
     have the model (its labels, its weights) read from, and hashed as, a file it does not hold.
@@ -154,7 +150,7 @@ def check_links(path: Path, ref: str) -> None:
             target = entry.resolve()
             if target.is_relative_to(root) or (hub_blobs is not None and target.is_relative_to(hub_blobs)):
                 continue
-            if DVC_CACHE_FILE.search(target.as_posix()):
+            if CACHE_FILE.search(target.as_posix()):
                 continue
             raise PipelineError(
                 f"model {ref}: {folder / entry.relative_to(root)} is a link to {target}, outside the model "

@@ -15,9 +15,10 @@ import yaml
 from tunepipe import assets, catalog, model_card
 from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.dvcstore import md5_bytes, md5_file
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import changed_paths, git
-from tunepipe.io import md5_file, read_json
+from tunepipe.io import read_json
 
 PACKAGES = (
     "tunepipe",
@@ -72,14 +73,12 @@ def is_package(ref: Any) -> bool:
 
 def file_pin(ref: str) -> dict[str, Any]:
     """md5 and size of the file a `package:` reference names, and the distribution that ships it."""
-    import hashlib
-
     path = assets.package_path(ref)
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     digests = [(file.relative_to(path).as_posix(), md5_file(file)) for file in files]
     # A folder (a saved dataset): the md5 of its sorted `relpath md5` lines.
     listing = "".join(f"{rel} {digest}\n" for rel, digest in digests).encode()
-    md5 = hashlib.md5(listing).hexdigest() if path.is_dir() else digests[0][1]
+    md5 = md5_bytes(listing) if path.is_dir() else digests[0][1]
     top = ref.removeprefix(assets.PACKAGE_PREFIX).split("/", 1)[0].split(".")[0]
     dists = importlib.metadata.packages_distributions().get(top, [])
     shipped = [f"{d}=={importlib.metadata.version(d)}" for d in dists]

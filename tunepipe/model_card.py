@@ -23,8 +23,9 @@ from typing import Any
 
 from tunepipe import catalog
 from tunepipe import markup as md
+from tunepipe.dvcstore import dvc_md5
 from tunepipe.errors import PipelineError
-from tunepipe.io import dvc_md5, read_json
+from tunepipe.io import read_json
 from tunepipe.metrics import EXTRA_METRICS, format_threshold, metric_names
 from tunepipe.params import Params
 
