@@ -168,8 +168,6 @@ def register(
     `page(root, record, tag)`: the version's run report (report.registration_page), committed
     beside its lineage record; without it none is (`tunepipe report` then builds one from it).
     """
-    from gto.api import register as gto_register
-
     root = Path(root).resolve()
     check_path_name(name, "artifact name")
     check_declared(root, name)
@@ -211,30 +209,7 @@ def register(
     tracked += [
         g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
     ]
-    git(root, "add", "--", *tracked)
-    metrics = record["metrics"]
-    summary = format_metrics(metrics)
-    ident = identity_args(root)
-    git(
-        root,
-        *ident,
-        "commit",
-        "--quiet",
-        "-m",
-        f"Register {format_tag(name, version)} ({summary})",
-        "--",
-        *tracked,
-    )
-    commit = git(root, "rev-parse", "HEAD")
-    gto_register(
-        str(root),
-        name,
-        commit,
-        version=version,
-        message=f"{format_tag(name, version)}: {summary}",
-        author=FALLBACK_NAME if ident else None,
-        author_email=FALLBACK_EMAIL if ident else None,
-    )
+    commit = commit_and_tag(root, name, version, tracked, format_metrics(record["metrics"]))
     result = {"version": version, "tag": format_tag(name, version), "commit": commit, "new": True}
     if decision is not None:
         assigned = [assign_stage(root, name, version, STAGING)]
@@ -242,6 +217,27 @@ def register(
             assigned.append(assign_stage(root, name, version, decision["stage"]))
         result |= {"promotion": decision, "stage_tags": assigned}
     return result
+
+
+def commit_and_tag(root: Path, name: str, version: str, tracked: list[str], summary: str) -> str:
+    """Commit `tracked` and tag the commit as `name@version` with GTO; returns the commit."""
+    from gto.api import register as gto_register
+
+    tag = format_tag(name, version)
+    ident = identity_args(root)
+    git(root, "add", "--", *tracked)
+    git(root, *ident, "commit", "--quiet", "-m", f"Register {tag} ({summary})", "--", *tracked)
+    commit = git(root, "rev-parse", "HEAD")
+    gto_register(
+        str(root),
+        name,
+        commit,
+        version=version,
+        message=f"{tag}: {summary}",
+        author=FALLBACK_NAME if ident else None,
+        author_email=FALLBACK_EMAIL if ident else None,
+    )
+    return commit
 
 
 def registered_tag(root: Path, name: str, version: str) -> str:
