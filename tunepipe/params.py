@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError, core_schema
 
 from tunepipe.argcheck import is_host
 from tunepipe.errors import PipelineError
-from tunepipe.io import PATH_NAME_RULE, is_path_name
+from tunepipe.io import PATH_NAME, PATH_NAME_RULE, is_path_name
 from tunepipe.metrics import EXTRA_METRICS, describe_range, greater_is_better, metric_range, reportable
 
 TaskType = Literal["sequence_classification", "regression", "token_classification"]
@@ -631,7 +631,12 @@ class SearchParams(Section):
 
 class RegisterParams(Section):
     # It names files (lineage/<name>@<version>.json, fetch's default paths) and git tags.
-    name: Annotated[Str, Check(test=is_path_name, text=f"a name of {PATH_NAME_RULE}")] = Field(
+    name: Annotated[
+        Str,
+        Check(
+            test=is_path_name, text=f"a name of {PATH_NAME_RULE}", pattern=f"(?!.*\\.\\.){PATH_NAME.pattern}"
+        ),
+    ] = Field(
         "model", description="The registered model's name (files and git tags carry it)."
     )
     bump: Literal["major", "minor", "patch"] = Field(
