@@ -73,6 +73,8 @@ def test_shipped_params_files_validate_against_the_schema(
         ("register", "name", "../x", "'../x' does not match"),
         ("register", "license", "Apache 2.0", "'Apache 2.0' does not match"),
         ("evaluate", "thresholds", {"rmse": {"below": 1}}, "is not valid under any of the given schemas"),
+        ("search", "space", {"learnin_rate": [1e-4]}, "'learnin_rate' is not one of ['epochs'"),
+        ("search", "space", {"epochs": {"low": 1}}, "is not valid under any of the given schemas"),
     ],
 )
 def test_schema_refuses_a_misspelt_key_or_a_bad_value(

@@ -577,14 +577,14 @@ def _check_threshold_range(name: str, limit: float, at: str) -> None:
         raise _bad(f"expected {describe_range(low, high)} (the range of {name}), got {limit!r}", at)
 
 
-_LIMIT = {"type": "number"}
+_NUMBER = {"type": "number"}
 THRESHOLDS_SCHEMA = {
     "type": "object",
     "additionalProperties": {
         "anyOf": [
-            _LIMIT,
+            _NUMBER,
             *(
-                {"type": "object", "properties": {k: _LIMIT}, "required": [k], "additionalProperties": False}
+                {"type": "object", "properties": {k: _NUMBER}, "required": [k], "additionalProperties": False}
                 for k in ("min", "max")
             ),
         ]
@@ -607,6 +607,28 @@ class EvaluateParams(Section):
     )
 
 
+SPACE_SCHEMA = {
+    "type": "object",
+    "propertyNames": {"enum": list(TrainParams.model_fields)},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "minItems": 1},
+            {
+                "type": "object",
+                "properties": {
+                    "low": _NUMBER,
+                    "high": _NUMBER,
+                    "log": {"type": "boolean"},
+                    "step": {"anyOf": [_NUMBER, {"type": "null"}]},
+                },
+                "required": ["low", "high"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
+
+
 class SearchParams(Section):
     """Hyperparameter search (`tunepipe search`): an Optuna study over train.* values."""
 
@@ -614,7 +636,7 @@ class SearchParams(Section):
     trials: Annotated[Int, Range(ge=0)] = Field(
         20, description="tpe: trials in all (a resumed study counts its finished ones); grid: at most."
     )
-    space: dict[str, Any] = Field(
+    space: Annotated[dict[str, Any], WithJsonSchema(SPACE_SCHEMA)] = Field(
         default_factory=dict,
         description="train.* name -> a list of values, or for tpe a range {low, high, log, step}.",
     )

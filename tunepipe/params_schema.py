@@ -91,7 +91,7 @@ def _one(spec: dict[str, Any]) -> str:
     elif "const" in spec:
         text = f"`{spec['const']}`"
     elif spec.get("type") == "array":
-        text = f"list of {_type(spec.get('items', {}))}"
+        text = f"list of {_type(spec['items'])}" if "items" in spec else "list"
     elif spec.get("type") == "object" and "properties" in spec:
         text = "{" + ", ".join(f"{k}: {_type(v)}" for k, v in spec["properties"].items()) + "}"
     elif spec.get("type") == "object":
