@@ -299,7 +299,7 @@ class Section(BaseModel):
             return {}
         if not isinstance(data, dict):
             raise _bad(f"expected a mapping, got {type(data).__name__}")
-        unknown = sorted(map(str, set(map(str, data)) - set(cls.model_fields)))
+        unknown = sorted(set(map(str, data)) - set(cls.model_fields))
         if unknown:
             raise _bad(unknown_fields(unknown, list(cls.model_fields)))
         return data
@@ -467,19 +467,27 @@ class TrainParams(Section):
     logging_steps: Annotated[Int, Range(ge=1)] = Field(20, description="Optimizer steps between loss logs.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: bf16/fp16 on CUDA, on a CPU bf16 where it is measured faster."
+        "auto",
+        description="auto: bf16 (fp16 without bf16) on CUDA; on a CPU bf16 where it measures faster. "
+        "Also what evaluate and predict run in on a GPU.",
     )
     gradient_accumulation_steps: Annotated[Int, Range(ge=1)] = Field(
         1, description="Batches per optimizer step: global batch = batch_size x processes x nodes x this."
     )
     processes: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_processes)] = Field(
-        1, description="Training processes per node: a number, or auto (every visible GPU)."
+        1,
+        description="Training processes per node: a number, or auto (every visible GPU; 1 on CPU). "
+        "More than one in all: the train stage relaunches itself under torchrun.",
     )
     nodes: Annotated[Int, Range(ge=1)] = Field(1, description="Machines the run spans.")
     # Handed to torchrun as --master-addr: a host, never an option or a shell word.
     master_addr: Annotated[
         Str | None, Check(test=is_host, text="a host name or IP address (e.g. node0, 10.0.0.1)")
-    ] = Field(None, description="Several nodes: the static rendezvous host (with master_port).")
+    ] = Field(
+        None,
+        description="Several nodes: the static rendezvous host (with master_port; each node's rank "
+        "in the NODE_RANK environment variable).",
+    )
     master_port: Annotated[Int | None, Range(ge=1, le=65535, text="a port number between 1 and 65535")] = (
         Field(None, description="Several nodes: the static rendezvous port (with master_addr).")
     )
@@ -658,9 +666,7 @@ class RegisterParams(Section):
         Check(
             test=is_path_name, text=f"a name of {PATH_NAME_RULE}", pattern=f"(?!.*\\.\\.){PATH_NAME.pattern}"
         ),
-    ] = Field(
-        "model", description="The registered model's name (files and git tags carry it)."
-    )
+    ] = Field("model", description="The registered model's name (files and git tags carry it).")
     bump: Literal["major", "minor", "patch"] = Field(
         "patch", description="Which part of the version a run bumps."
     )
@@ -743,7 +749,6 @@ def sections(model: type[BaseModel] = Params, at: str = "") -> dict[str, type[Se
         if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
             out.update(sections(info.annotation, f"{at}.{name}".lstrip(".")))
     return out
-
 
 
 def _has_check(hint: Any) -> bool:
