@@ -671,6 +671,38 @@ def deploy(
         raise PipelineError(f"`prefect deploy` failed (exit {proc.returncode}); its message is above")
 
 
+params_app = typer.Typer(
+    help="params.yaml's JSON Schema and reference page, generated from its models (tunepipe/params.py).",
+    no_args_is_help=True,
+)
+app.add_typer(params_app, name="params")
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="file to write (default: its place in the project)", show_default=False
+    ),
+]
+
+
+def _generate(ctx: typer.Context, root: str | None, what: str, output: Path | None) -> None:
+    from tunepipe import params_schema
+
+    path, changed = params_schema.generate(Path(_root(ctx, root)), what, output)
+    print(f"wrote {path}" if changed else f"{path} is up to date")
+
+
+@params_app.command("schema")
+def params_schema_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write params.schema.json, which editors read through params.yaml's first line."""
+    _generate(ctx, root, "schema", output)
+
+
+@params_app.command("docs")
+def params_docs_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write the params reference page, docs/reference/params.md."""
+    _generate(ctx, root, "docs", output)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
 
