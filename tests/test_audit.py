@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cli.main import main
+from tunepipe.cli import main
 from tests.helpers import copy_project, dvc, make_reviews, run
 from tunepipe import audit, registry
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from tunepipe.cli import main
 from tests.helpers import copy_project, dvc, set_params
 from tunepipe import compare, registry
 from tunepipe.errors import PipelineError

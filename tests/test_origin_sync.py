@@ -256,7 +256,7 @@ def test_status_lists_versions_origin_lacks_and_the_command_that_pushes_them(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
+    from tunepipe import cli
     from tunepipe import staleness
 
     bare, _ = team
@@ -310,7 +310,7 @@ def test_status_without_a_reachable_origin_says_so(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
+    from tunepipe import cli
     from tunepipe import staleness
 
     bare, _ = team
@@ -331,7 +331,7 @@ def test_register_says_what_origin_lacks_and_how_to_push_it(
 ) -> None:
     from types import SimpleNamespace
 
-    from cli import main as cli
+    from tunepipe import cli
     from tunepipe import params, registry
 
     bare, _ = team

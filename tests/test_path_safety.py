@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from tunepipe.cli import main
 from tests.helpers import FAKE_MODEL_FILES, fake_registered_model, run
 from tunepipe import audit, io, params, registry
 from tunepipe.errors import PipelineError
