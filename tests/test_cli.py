@@ -252,7 +252,9 @@ def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in loaded:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
-    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if "editable" not in f.__module__])
+    monkeypatch.setattr(
+        sys, "meta_path", [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+    )
     yield
     for name in [name for name in sys.modules if name.partition(".")[0] == "flows"]:
         del sys.modules[name]  # the stubs go; monkeypatch then puts the real ones back
