@@ -1285,7 +1285,7 @@ def test_bad_input(
 def check_row(case: Case, root: Path, models: Models, capsys: pytest.CaptureFixture[str]) -> None:
     if case.cli is not None or case.flow is not None:
         if case.cli is not None:
-            from cli.main import main as entry
+            from tunepipe.cli import main as entry
 
             argv = list(case.cli)
         else:

@@ -3,12 +3,17 @@
 Heavy libraries (torch, transformers, DVC, Prefect) are imported inside each command so that
 `tunepipe --help` and `tunepipe --version` stay instant. `--root` is accepted before the
 subcommand and after it; after wins.
+
+`run` and `search` start the project's own flows/ (project code, like tasks/, never installed):
+the library does not import them; `_flow_main` loads them from the project root at call time.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -90,6 +95,29 @@ def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     return version, name
 
 
+def _flow_main(root: str, flow: str, command: str) -> Callable[[list[str]], None]:
+    """main() of the project's flows/<flow>.py, imported with the project root first on sys.path.
+
+    In process, as `python -m flows.<flow>` from the root would run it: its exit code and error
+    line are the command's, Ctrl-C reaches the flow's own handling, and the flows/ that runs is the
+    one the project's dvc.yaml and prefect.yaml run, not an installed copy. A process imports one
+    flows/ (the first one loaded stays in sys.modules); the CLI runs one command per process.
+    """
+    base = str(Path(root).resolve())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(f"flows.{flow}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("flows", f"flows.{flow}"):
+            raise  # a missing dependency of the flow: its own traceback says which
+        raise PipelineError(
+            f"{Path(base) / 'flows' / f'{flow}.py'}: not found; `tunepipe {command}` runs the project's "
+            "flows/ (run it in a project root, or name one with --root)"
+        ) from None
+    return module.main
+
+
 def _versioned(ctx: typer.Context, root: str | None, version: str, name: str | None) -> tuple[Path, str, str]:
     """(project root, artifact name, version) of a command that takes `<version>` or `name@version`."""
     base = _root(ctx, root)
@@ -104,9 +132,8 @@ def run(
     root: Root = None,
 ) -> None:
     """Run the whole pipeline as a Prefect flow, then register the model."""
-    from flows.pipeline import main as flow_main
-
-    flow_main(["--root", _root(ctx, root)] + (["--no-register"] if no_register else []))
+    base = _root(ctx, root)
+    _flow_main(base, "pipeline", "run")(["--root", base] + (["--no-register"] if no_register else []))
 
 
 @app.command()
@@ -175,10 +202,9 @@ def search(
     root: Root = None,
 ) -> None:
     """Hyperparameter search: an Optuna study (search: in params.yaml)."""
-    from flows.search import main as search_main
-
-    search_main(
-        ["--root", _root(ctx, root)]
+    base = _root(ctx, root)
+    _flow_main(base, "search", "search")(
+        ["--root", base]
         + (["--trials", str(trials)] if trials is not None else [])
         + (["--apply"] if apply else [])
     )
@@ -704,7 +730,7 @@ def params_docs_command(ctx: typer.Context, output: Output = None, root: Root = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
+    """Entry point: `tunepipe ...`, `python -m tunepipe.cli ...`, or tests' `main([...])`.
 
     Returns normally on success (tests call it twice in one process); a PipelineError is a user
     error: one `error: ...` line and exit 1, no traceback.
