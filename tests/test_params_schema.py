@@ -14,8 +14,7 @@ import pytest
 import typer
 from ruamel.yaml import YAML
 
-from cli import main as cli
-from tunepipe import params, params_schema
+from tunepipe import cli, params, params_schema
 from tunepipe.errors import PipelineError
 
 pytestmark = pytest.mark.unit
