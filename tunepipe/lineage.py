@@ -3,7 +3,6 @@ params, metrics, validation, training, packages), committed beside the version's
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import importlib.metadata
 import platform
@@ -98,7 +97,7 @@ def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
     best = read_json(best_file)
     if not best.get("applied") or not best.get("best_params"):
         return None
-    train = dataclasses.asdict(p.train)
+    train = p.train.model_dump()
     if not all(params_mod.same_value(train.get(k), v) for k, v in best["best_params"].items()):
         return None
     keep = ("study_name", "storage", "sampler", "metric", "direction", "best_trial", "best_value")
@@ -142,7 +141,7 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "pretrained": read_json(pretrained) if (pretrained := root / catalog.PRETRAINED).is_file() else None,
         "params": yaml.safe_load((root / catalog.PARAMS).read_text()),
         # What the stages actually used: params.yaml with a preset's values filled in.
-        "resolved_params": dataclasses.asdict(p),
+        "resolved_params": p.model_dump(),
         "metrics": read_json(root / catalog.METRICS),
         # What reports/model_card.md was rendered from (evaluation with per-class scores included):
         # `tunepipe fetch` renders the version's card from it, the same in every clone.

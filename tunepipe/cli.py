@@ -3,12 +3,17 @@
 Heavy libraries (torch, transformers, DVC, Prefect) are imported inside each command so that
 `tunepipe --help` and `tunepipe --version` stay instant. `--root` is accepted before the
 subcommand and after it; after wins.
+
+`run` and `search` start the project's own flows/ (project code, like tasks/, never installed):
+the library does not import them; `_flow_main` loads them from the project root at call time.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,6 +96,29 @@ def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     return version, name
 
 
+def _flow_main(root: str, flow: str, command: str) -> Callable[[list[str]], None]:
+    """main() of the project's flows/<flow>.py, imported with the project root first on sys.path.
+
+    In process, as `python -m flows.<flow>` from the root would run it: its exit code and error
+    line are the command's, Ctrl-C reaches the flow's own handling, and the flows/ that runs is the
+    one the project's dvc.yaml and prefect.yaml run, not an installed copy. A process imports one
+    flows/ (the first one loaded stays in sys.modules); the CLI runs one command per process.
+    """
+    base = str(Path(root).resolve())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(f"flows.{flow}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("flows", f"flows.{flow}"):
+            raise  # a missing dependency of the flow: its own traceback says which
+        raise PipelineError(
+            f"{Path(base) / 'flows' / f'{flow}.py'}: not found; `tunepipe {command}` runs the project's "
+            "flows/ (run it in a project root, or name one with --root)"
+        ) from None
+    return module.main
+
+
 def _versioned(ctx: typer.Context, root: str | None, version: str, name: str | None) -> tuple[Path, str, str]:
     """(project root, artifact name, version) of a command that takes `<version>` or `name@version`."""
     base = _root(ctx, root)
@@ -105,9 +133,8 @@ def run(
     root: Root = None,
 ) -> None:
     """Run the whole pipeline as a Prefect flow, then register the model."""
-    from flows.pipeline import main as flow_main
-
-    flow_main(["--root", _root(ctx, root)] + (["--no-register"] if no_register else []))
+    base = _root(ctx, root)
+    _flow_main(base, "pipeline", "run")(["--root", base] + (["--no-register"] if no_register else []))
 
 
 @app.command()
@@ -176,10 +203,9 @@ def search(
     root: Root = None,
 ) -> None:
     """Hyperparameter search: an Optuna study (search: in params.yaml)."""
-    from flows.search import main as search_main
-
-    search_main(
-        ["--root", _root(ctx, root)]
+    base = _root(ctx, root)
+    _flow_main(base, "search", "search")(
+        ["--root", base]
         + (["--trials", str(trials)] if trials is not None else [])
         + (["--apply"] if apply else [])
     )
@@ -618,8 +644,40 @@ def deploy(
     deployments.deploy(Path(_root(ctx, root)), names or (), pool=pool, branch=branch, remote_url=remote_url)
 
 
+params_app = typer.Typer(
+    help="params.yaml's JSON Schema and reference page, generated from its models (tunepipe/params.py).",
+    no_args_is_help=True,
+)
+app.add_typer(params_app, name="params")
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="file to write (default: its place in the project)", show_default=False
+    ),
+]
+
+
+def _generate(ctx: typer.Context, root: str | None, what: str, output: Path | None) -> None:
+    from tunepipe import params_schema
+
+    path, changed = params_schema.generate(Path(_root(ctx, root)), what, output)
+    print(f"wrote {path}" if changed else f"{path} is up to date")
+
+
+@params_app.command("schema")
+def params_schema_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write params.schema.json, which editors read through params.yaml's first line."""
+    _generate(ctx, root, "schema", output)
+
+
+@params_app.command("docs")
+def params_docs_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write the params reference page, docs/reference/params.md."""
+    _generate(ctx, root, "docs", output)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
+    """Entry point: `tunepipe ...`, `python -m tunepipe.cli ...`, or tests' `main([...])`.
 
     Returns normally on success (tests call it twice in one process); a PipelineError is a user
     error: one `error: ...` line and exit 1, no traceback.
