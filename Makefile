@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # DVC stage commands say `python`: it must be the project's interpreter.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run repro test test-unit lint
+.PHONY: install run repro test test-unit lint docs
 
 install: $(VENV)/.installed
 
@@ -39,3 +39,6 @@ test-unit: install  ## the tests marked unit: in one process (worker start-up co
 
 lint: install
 	$(BIN)/ruff check .
+
+docs: install       ## the docs site into site/ (mkdocs serve to read it while editing)
+	$(BIN)/mkdocs build --strict

@@ -97,7 +97,7 @@ def main() -> None:
     stages = re.findall(r"Running stage '(\w+)'", proc.stdout)
     print(f"dvc repro: {elapsed:.0f} s in all; stages run: {', '.join(stages)}")
     registered = subprocess.run(
-        [sys.executable, "-m", "cli.main", "register"], cwd=args.workdir, capture_output=True, text=True
+        [sys.executable, "-m", "tunepipe.cli", "register"], cwd=args.workdir, capture_output=True, text=True
     )
     print(f"register: {(registered.stdout + registered.stderr).strip()}")
 

@@ -1,0 +1,1 @@
+"""Prefect flows over the DVC stages, run from the project root (`tunepipe run`, `tunepipe search`)."""

@@ -38,7 +38,9 @@ from tunepipe import promotion as promotion_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json
 from tunepipe.metrics import format_metrics, format_threshold
+from tunepipe.report import registration_page
 from tunepipe.stage import RAN_MARKER, set_env_defaults
+from tunepipe.version import Tag
 
 STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.
@@ -205,7 +207,12 @@ def register_model(root: Path, p: params_mod.Params) -> Any:
 
     try:
         result = registry.register(
-            root, name, p.register.bump, flow_run_id=str(flow_run.get_id() or "") or None, decide=decide
+            root,
+            name,
+            p.register.bump,
+            flow_run_id=str(flow_run.get_id() or "") or None,
+            decide=decide,
+            page=registration_page,
         )
     except PipelineError as exc:
         return failed(exc)
@@ -308,8 +315,8 @@ def publish_report(root: Path, registered: dict[str, Any] | None) -> Path:
     tag = None
     if registered:
         tag = registered["tag"]
-        name, version = tag.split("@", 1)
-        page = root / registry.report_path(name, version)
+        parsed = Tag.parse(tag)
+        page = root / registry.report_path(parsed.name, parsed.version)
         if not page.is_file():  # registered before reports existed: `tunepipe report` builds one
             page = root / catalog.REPORT
     create_markdown_artifact(

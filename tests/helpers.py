@@ -24,7 +24,6 @@ PROJECT_FILES = (
     "tasks",
     "tunepipe",
     "flows",
-    "cli",
     "data/raw/README.md",
     "data/.gitignore",
     "models/.gitignore",
@@ -258,7 +257,7 @@ def ran(output: str) -> list[str]:
 
 
 def tunepipe(root: Path, *args: str, check: bool = True):
-    return run([sys.executable, "-m", "cli.main", *args], root, check=check)
+    return run([sys.executable, "-m", "tunepipe.cli", *args], root, check=check)
 
 
 def tags(root: Path) -> list[str]:

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from cli.main import main
 from tests.helpers import copy_project, dvc, make_reviews, run
 from tunepipe import audit, registry
+from tunepipe.cli import main
 
 pytestmark = pytest.mark.stage
 

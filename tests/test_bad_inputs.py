@@ -593,17 +593,17 @@ CASES = [
     # ---- params ----
     Case(
         "params typo",
-        r"params.yaml: train: unknown field\(s\) learnig_rate",
+        r"params.yaml: train: unknown field\(s\) learnig_rate \(did you mean learning_rate\?\)",
         params={"train.learnig_rate": 0.1},
     ),
     Case(
         "unknown overlap policy",
-        r"load.overlap must be one of fail, drop, got 'ignore'",
+        r"params.yaml: load.overlap: expected one of fail, drop, got 'ignore'",
         params={"load.overlap": "ignore"},
     ),
     Case(
         "unknown encoding",
-        r"load.encoding 'klingon' is not a text encoding",
+        r"params.yaml: load.encoding: expected a text encoding Python knows .*got 'klingon'",
         params={"load.encoding": "klingon"},
     ),
     Case("params not YAML", r"params.yaml: not valid YAML", files={"params.yaml": "load: [unclosed\n"}),
@@ -918,7 +918,7 @@ CASES = [
     # ---- the flow's entry: params are checked before Prefect starts or any stage runs ----
     Case(
         "flow on a params typo",
-        r"params.yaml: train: unknown field\(s\) learnin_rate",
+        r"params.yaml: train: unknown field\(s\) learnin_rate \(did you mean learning_rate\?\)",
         params={"train.learnin_rate": 0.1},
         flow=FLOW,
     ),
@@ -1285,7 +1285,7 @@ def test_bad_input(
 def check_row(case: Case, root: Path, models: Models, capsys: pytest.CaptureFixture[str]) -> None:
     if case.cli is not None or case.flow is not None:
         if case.cli is not None:
-            from cli.main import main as entry
+            from tunepipe.cli import main as entry
 
             argv = list(case.cli)
         else:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import typer
 
 import tunepipe
-from cli import main as cli
-from tunepipe import staleness
+from tests.helpers import REPO
+from tunepipe import cli, staleness
 from tunepipe.errors import PipelineError
 from tunepipe.staleness import StageState
 
@@ -42,7 +43,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_version_as_a_module_without_heavy_imports() -> None:
     code = (
-        "import sys; from cli.main import main; main(['--version']); "
+        "import sys; from tunepipe.cli import main; main(['--version']); "
         "print(sorted(m for m in ('torch', 'transformers', 'dvc', 'prefect') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -230,3 +231,64 @@ def test_deploy_refuses_what_would_leave_workers_without_code(
     assert exited.value.code == 1
     assert message in capsys.readouterr().err
     assert prefect_calls == []
+
+
+STUB_FLOW = """import sys
+
+
+def main(argv):
+    print("flow", argv)
+    if "--no-register" in argv:
+        print("error: stage train failed", file=sys.stderr)
+        sys.exit(3)
+"""
+
+
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Imports as the installed `tunepipe` command starts: no flows/ loaded yet, neither this
+    checkout nor an editable install (whose finder maps an older tree's flows/) on the path."""
+    loaded = [name for name in sys.modules if name.partition(".")[0] == "flows"]
+    for name in loaded:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
+    monkeypatch.setattr(
+        sys, "meta_path", [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+    )
+    yield
+    for name in [name for name in sys.modules if name.partition(".")[0] == "flows"]:
+        del sys.modules[name]  # the stubs go; monkeypatch then puts the real ones back
+
+
+def test_run_and_search_start_the_projects_own_flows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fresh_process: None
+) -> None:
+    """flows/ is project code, not installed: the CLI runs the one in --root, in process, and
+    the flow's exit code and error line are the command's."""
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "__init__.py").write_text('"""Stub flows."""\n')
+    for flow in ("pipeline", "search"):
+        (tmp_path / "flows" / f"{flow}.py").write_text(STUB_FLOW)
+    cli.main(["run", "--root", str(tmp_path)])
+    cli.main(["search", "--trials", "2", "--root", str(tmp_path)])
+    assert capsys.readouterr().out.splitlines() == [
+        f"flow ['--root', '{tmp_path}']",
+        f"flow ['--root', '{tmp_path}', '--trials', '2']",
+    ]
+    assert sys.modules["flows.pipeline"].__file__ == str(tmp_path / "flows" / "pipeline.py")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--no-register", "--root", str(tmp_path)])
+    assert exited.value.code == 3
+    assert capsys.readouterr().err == "error: stage train failed\n"
+
+
+def test_run_outside_a_project_names_the_flow_it_looked_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fresh_process: None
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--root", str(tmp_path)])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path.resolve() / 'flows' / 'pipeline.py'}: not found; `tunepipe run` runs the "
+        "project's flows/ (run it in a project root, or name one with --root)\n"
+    )

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
 from tests.helpers import copy_project, dvc, set_params
 from tunepipe import compare, registry
+from tunepipe.cli import main
 from tunepipe.errors import PipelineError
 
 pytestmark = pytest.mark.stage

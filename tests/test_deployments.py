@@ -145,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
             )
         )
         deployer = clone(bare, tmp / "deployer")
-        out = run([sys.executable, "-m", "cli.main", "deploy", "--pool", POOL], deployer, env=env).stdout
+        out = run([sys.executable, "-m", "tunepipe.cli", "deploy", "--pool", POOL], deployer, env=env).stdout
         assert "retrain/retrain" in out and "tunepipe-search/search" in out, out
         yield Stack(url, env, bare, runs, tmp, logs)
     finally:
@@ -279,7 +279,7 @@ def test_a_run_registers_a_version_that_another_clone_fetches_and_predicts_with(
 
     user = clone(stack.bare, stack.tmp / "user")
     run(["git", "fetch", "-q", "--tags"], user)
-    tunepipe = [sys.executable, "-m", "cli.main"]
+    tunepipe = [sys.executable, "-m", "tunepipe.cli"]
     run([*tunepipe, "fetch", "v0.1.0", "-o", str(stack.tmp / "model")], user, env=stack.env)
     pd.DataFrame({"text": ["wonderful brilliant film", "dull tedious plot"]}).to_csv(
         user / "new.csv", index=False

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ALWAYS_RUN, artifacts, copy_project, dvc, ran, run, set_params, task_states
+from tests.helpers import (
+    ALWAYS_RUN,
+    artifacts,
+    copy_project,
+    dvc,
+    ran,
+    run,
+    set_params,
+    task_states,
+    tunepipe,
+)
 from tunepipe import dvcrepo
 
 pytestmark = pytest.mark.e2e
@@ -132,3 +142,14 @@ def test_killed_train_task_is_retried_and_resumes(
     report = json.loads((project / "reports/train_run.json").read_text())
     assert int(report["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
     assert json.loads((project / "reports/metrics.json").read_text()) == expected
+
+
+def test_the_command_runs_the_projects_flow_with_its_exit_code(project: Path) -> None:
+    """`tunepipe run` (the library's CLI) starts the project's flows/pipeline.py from the project
+    root: the stages run, and a failed one ends the command with its error line and exit code."""
+    set_params(project, **{"load.labels": ["fresh", "stale"]})
+    result = tunepipe(project, "run", "--no-register", check=False)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: validate: "), result.stderr[-2000:]
+    assert "expectation(s) failed (report: reports/validation.json)" in errors[0]

@@ -61,7 +61,7 @@ def test_real_model_on_real_snippets(tmp_path: Path, minilm_2_layers: Path) -> N
     assert report["parameters"]["total"] < 20_000_000  # 2 of 6 layers: the full model has 22.7M
 
     # The whole chain to a registered version that predicts unlabelled real text.
-    run([sys.executable, "-m", "cli.main", "register"], project)
+    run([sys.executable, "-m", "tunepipe.cli", "register"], project)
     unlabelled = tmp_path / "new.csv"
     test[["text"]].head(20).to_csv(unlabelled, index=False)
     out = tmp_path / "pred.csv"
@@ -69,7 +69,7 @@ def test_real_model_on_real_snippets(tmp_path: Path, minilm_2_layers: Path) -> N
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "tunepipe.cli",
             "predict",
             "--model",
             "v0.1.0",

@@ -1,5 +1,9 @@
-"""The house rule, checked: imports point one way (cli -> flows -> tasks -> tunepipe) and never
-in a circle, counting imports inside functions too (they hide circles, not remove them)."""
+"""The house rule, checked: imports point one way (flows -> tunepipe, tasks -> tunepipe) and never
+in a circle, counting imports inside functions too (they hide circles, not remove them).
+
+The command line is tunepipe.cli, the top of the library: no other library module imports it, and
+it never imports flows/ or tasks/ (project code, run from the project root, never installed); it
+starts a flow by loading the project's flows/<name>.py by name at call time (`_flow_main`)."""
 
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ from tests.helpers import REPO
 
 pytestmark = pytest.mark.unit
 
-PACKAGES = ("tunepipe", "tasks", "flows", "cli")
+PACKAGES = ("tunepipe", "tasks", "flows")
+CLI = "tunepipe.cli"
 # What each layer may import from the project (besides itself where allowed).
 ALLOWED = {
     "tunepipe": {"tunepipe"},
     "tasks": {"tunepipe"},
     "flows": {"tunepipe", "flows"},
-    "cli": {"tunepipe", "flows", "cli"},
 }
 
 
@@ -64,6 +68,7 @@ def layer_violations(edges: dict[str, set[str]]) -> list[str]:
         for dst in sorted(targets)
         if dst.split(".")[0] not in ALLOWED[src.split(".")[0]]
         or (src.startswith("tasks.") and dst.startswith("tasks"))
+        or (dst == CLI and src != CLI)
     ]
 
 
@@ -99,6 +104,27 @@ def test_no_import_circles() -> None:
 def test_the_checks_catch_a_violation_and_a_circle() -> None:
     edges = {"tunepipe.a": {"tasks.load"}, "tasks.load": {"tasks.tokenize"}, "tasks.tokenize": set()}
     assert layer_violations(edges) == ["tasks.load imports tasks.tokenize", "tunepipe.a imports tasks.load"]
+    edges = {
+        "tunepipe.cli": {"flows.pipeline"},
+        "flows.pipeline": {"tunepipe.cli"},
+        "tunepipe.b": {"tunepipe.cli"},
+    }
+    assert layer_violations(edges) == [
+        "flows.pipeline imports tunepipe.cli",
+        "tunepipe.b imports tunepipe.cli",
+        "tunepipe.cli imports flows.pipeline",
+    ]
     assert cycles({"tunepipe.a": {"tunepipe.b"}, "tunepipe.b": {"tunepipe.a"}}) == [
         ["tunepipe.a", "tunepipe.b", "tunepipe.a"]
     ]
+
+
+def test_only_the_library_is_installed() -> None:
+    """pyproject installs tunepipe alone: tasks/ and flows/ are generic names that would collide
+    with other distributions in site-packages, and they run from the project root anyway."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["tunepipe*"]
+    assert project["project"]["scripts"] == {"tunepipe": f"{CLI}:main"}
+    assert not (REPO / "cli").exists()

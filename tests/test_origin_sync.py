@@ -256,8 +256,7 @@ def test_status_lists_versions_origin_lacks_and_the_command_that_pushes_them(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
-    from tunepipe import staleness
+    from tunepipe import cli, staleness
 
     bare, _ = team
     worker = clone(bare, tmp_path / "worker")
@@ -310,8 +309,7 @@ def test_status_without_a_reachable_origin_says_so(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
-    from tunepipe import staleness
+    from tunepipe import cli, staleness
 
     bare, _ = team
     worker = clone(bare, tmp_path / "worker")
@@ -331,8 +329,7 @@ def test_register_says_what_origin_lacks_and_how_to_push_it(
 ) -> None:
     from types import SimpleNamespace
 
-    from cli import main as cli
-    from tunepipe import params, registry
+    from tunepipe import cli, params, registry
 
     bare, _ = team
     worker = clone(bare, tmp_path / "worker")

@@ -22,6 +22,44 @@ def test_unknown_field_is_named() -> None:
         params.parse({"train": {"learnig_rate": 0.1}})
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"train": {"learnin_rate": 0.1}},
+            "params.yaml: train: unknown field(s) learnin_rate (did you mean learning_rate?)",
+        ),
+        (
+            {"load": {"split": {"tset": 0.2}}},
+            "params.yaml: load.split: unknown field(s) tset (did you mean test?)",
+        ),
+        ({"trian": {}}, "params.yaml: unknown field(s) trian (did you mean train?)"),
+        (
+            {"promote": {"zzz": 1, "sede": 3}},
+            "params.yaml: promote: unknown field(s) sede (did you mean seed?), zzz; expected one of "
+            "confidence, metric, min_delta, require_significant, resamples, seed, stage",
+        ),
+    ],
+)
+def test_unknown_field_says_the_closest_known_one(data: dict, message: str) -> None:
+    with pytest.raises(PipelineError) as info:
+        params.parse(data)
+    assert str(info.value) == message
+
+
+def test_number_fields_take_yaml_1_1_strings_in_code_too() -> None:
+    assert params.TrainParams(learning_rate="1e-4").learning_rate == pytest.approx(1e-4)
+
+
+def test_an_empty_section_takes_the_defaults() -> None:
+    assert params.parse({"train": None}).train == params.TrainParams()
+
+
+def test_a_section_that_is_not_a_mapping_is_named() -> None:
+    with pytest.raises(PipelineError, match=r"^params.yaml: train: expected a mapping, got list$"):
+        params.parse({"train": [1]})
+
+
 def test_wrong_type_names_the_field() -> None:
     with pytest.raises(PipelineError, match=r"train.batch_size: expected an integer, got 'big'"):
         params.parse({"train": {"batch_size": "big"}})

@@ -54,6 +54,19 @@ BAD = [
         "train: {rdzv_endpoint: 'node0:29400', master_addr: node0, master_port: 29500}",
         "train.rdzv_endpoint and train.master_addr/master_port are two ways to meet; set one of them",
     ),
+    ("load: {encoding: klingon}", "load.encoding: expected a text encoding Python knows (e.g. utf-8"),
+    ("load: {overlap: ignore}", "load.overlap: expected one of fail, drop, got 'ignore'"),
+    ("train: {batch_size: 0}", "train.batch_size: expected 1 or more, got 0"),
+    ("train: {eval_batch_size: 0}", "train.eval_batch_size: expected 1 or more, got 0"),
+    ("train: {evaluations_per_epoch: 0}", "train.evaluations_per_epoch: expected 1 or more, got 0"),
+    ("train: {early_stopping_patience: 0}", "train.early_stopping_patience: expected 1 or more, got 0"),
+    ("train: {freeze_layers: -1}", "train.freeze_layers: expected 0 or more, got -1"),
+    ("train: {max_train_samples: 0}", "train.max_train_samples: expected 1 or more, or null, got 0"),
+    ("train: {logging_steps: 0}", "train.logging_steps: expected 1 or more, got 0"),
+    (
+        "train: {master_addr: '-oProxyCommand=x', master_port: 29500}",
+        "train.master_addr: expected a host name or IP address (e.g. node0, 10.0.0.1), or null, got '-o",
+    ),
     ("load: {format: xlsx}", "load.format: expected one of csv, tsv, json, jsonl, parquet, conll, tagged"),
     ("load: {tag_scheme: bio}", "load.tag_scheme: expected one of auto, iob2, iob1, none, got 'bio'"),
     ("load: {split: {validation: 0}}", "load.split.validation: expected above 0 and below 1, got 0.0"),
@@ -168,11 +181,10 @@ def test_bad_value_fails_on_read_naming_the_field(fragment: str, message: str) -
     assert message in str(info.value)
 
 
-def test_every_choice_and_non_train_bound_has_a_row() -> None:
-    """A new entry in params.CHOICES or params.BOUNDS gets a row here (train.* bounds: test_params)."""
+def test_every_checked_field_has_a_row() -> None:
+    """A new choice, range or check on a params field gets a row here."""
     fields = {message.split(":")[0] for _, message in BAD}
-    checked = [*params.CHOICES, *(n for n in params.BOUNDS if not n.startswith("train."))]
-    assert [n for n in checked if n not in fields] == []
+    assert [n for n in params.checked_fields() if n not in fields] == []
 
 
 @pytest.mark.parametrize(

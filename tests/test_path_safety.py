@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
 from tests.helpers import FAKE_MODEL_FILES, fake_registered_model, run
-from tunepipe import audit, io, params, registry
+from tunepipe import audit, dvcstore, io, params, registry
+from tunepipe.cli import main
 from tunepipe.errors import PipelineError
 
 
@@ -106,9 +106,9 @@ def test_the_marker_is_not_a_model_file_to_verification(project: Path, tmp_path:
     fetched = registry.fetch_model(project, "model", "v0.1.0", tmp_path / "fetched")
     assert (fetched / io.OUTPUT_MARKER).is_file()
     registered = run(["git", "show", "model@v0.1.0:dvc.lock"], project).stdout
-    got, _ = io.tree_md5(fetched, skip=(io.OUTPUT_MARKER,))
+    got, _ = dvcstore.tree_md5(fetched, skip=(io.OUTPUT_MARKER,))
     assert f"md5: {got}" in registered  # the files are exactly the registered model's
-    manifest = {name: io.md5_file(fetched / name) for name in FAKE_MODEL_FILES}
+    manifest = {name: dvcstore.md5_file(fetched / name) for name in FAKE_MODEL_FILES}
     checks = audit.compare_folder(fetched, manifest)
     assert all(c.ok for c in checks) and {Path(c.item).name for c in checks} == set(FAKE_MODEL_FILES)
 

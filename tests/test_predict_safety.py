@@ -158,7 +158,7 @@ def test_predict_refuses_an_encoder_without_a_trained_head(tmp_path: Path, tiny_
 def test_predict_with_a_model_folder_outside_any_project(
     tmp_path: Path, classifier: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cli.main import main
+    from tunepipe.cli import main
 
     shipped = Path(shutil.copytree(classifier, tmp_path / "shipped"))
     config = json.loads((shipped / "config.json").read_text())
@@ -198,7 +198,7 @@ def test_a_killed_predict_leaves_no_model_copy(tmp_path: Path, tiny_bert: Path, 
     labelled(project / "in.csv")
     before = system_copies()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "predict", "--model", "v0.1.0", "in.csv", "-o", "out.csv"],
+        [sys.executable, "-m", "tunepipe.cli", "predict", "--model", "v0.1.0", "in.csv", "-o", "out.csv"],
         cwd=project,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -36,11 +36,23 @@ def test_reregistration_after_a_param_change_records_a_clean_tree(
     project = copy_project(reproduced[0], tmp_path / "p")
     first = registry.register(project, "model")
     assert registry.read_lineage(project, "model", first["version"])["uncommitted_changes"] == []
+    # Registration renders no HTML: without a page (the register commands give one), none is committed.
+    first_page = registry.report_path("model", first["version"]).as_posix()
+    assert git(project, "ls-tree", "--name-only", first["tag"], "--", first_page) == ""
 
     set_params(project, **{"train.seed": 7})
     dvc(project, "repro")
-    second = registry.register(project, "model")
+    asked = []
+
+    def page(root: Path, record: dict, tag: str) -> str:
+        asked.append((Path(root), record["version"], tag))
+        return "<html>the page</html>\n"
+
+    second = registry.register(project, "model", page=page)
     assert second["new"] and second["version"] == "v0.1.1"
+    assert asked == [(project.resolve(), "v0.1.1", "model@v0.1.1")]
+    committed = git(project, "show", f"model@v0.1.1:{registry.report_path('model', 'v0.1.1').as_posix()}")
+    assert committed == "<html>the page</html>"
     assert registry.read_lineage(project, "model", "v0.1.1")["uncommitted_changes"] == []
 
     # A tracked file really left dirty is recorded, by its full name.

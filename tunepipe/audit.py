@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -20,12 +19,15 @@ from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo, model_card, registry
+from tunepipe import catalog, dvcrepo, dvcstore, model_card, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.dvcstore import md5_bytes, md5_file, tree_md5
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import blob as git_blob
 from tunepipe.gitrepo import git
-from tunepipe.io import OUTPUT_MARKER, md5_file, tree_md5
+from tunepipe.io import OUTPUT_MARKER
+from tunepipe.metrics import flatten, format_value
+from tunepipe.version import Tag
 
 OK, MISMATCH, MISSING, SKIPPED = "ok", "MISMATCH", "NOT AVAILABLE", "skipped"
 
@@ -129,30 +131,8 @@ def compare_folder(
     return checks
 
 
-def _cache_path(repo: Any, md5: str) -> Path:
-    return Path(repo.cache.local.oid_to_path(md5))
-
-
-def _shown(repo: Any, path: Path) -> str:
-    try:
-        return path.relative_to(Path(repo.root_dir)).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _manifest(repo: Any, dir_md5: str) -> tuple[dict[str, str] | None, str | None]:
-    """(relpath -> md5, None) from a cached `.dir` object whose bytes still hash to its name;
-    (None, why) when it is missing, edited or unreadable."""
-    path = _cache_path(repo, dir_md5)
-    if not path.is_file():
-        return None, MISSING
-    raw = path.read_bytes()
-    if hashlib.md5(raw).hexdigest() + ".dir" != dir_md5:
-        return None, f"md5 {hashlib.md5(raw).hexdigest()}.dir"
-    try:
-        return {e["relpath"]: e["md5"] for e in json.loads(raw)}, None
-    except (ValueError, KeyError, TypeError):
-        return None, "unreadable"
+    return dvcstore.read_manifest(dvcstore.cache_path(repo, dir_md5), dir_md5)
 
 
 def _rebuild(tag: str) -> str:
@@ -162,11 +142,11 @@ def _rebuild(tag: str) -> str:
 def _cached_checks(repo: Any, tag: str, kind: str, out: str, md5: str) -> list[Check]:
     """An output re-hashed from the DVC cache: each file of a directory, or the file itself."""
     missing_hint = registry._what_to_do(repo, tag)
-    if not md5.endswith(".dir"):
+    if not dvcstore.is_dir_hash(md5):
         return [_cached_file(repo, tag, kind, out, md5, missing_hint)]
     manifest, why = _manifest(repo, md5)
-    listing = _shown(repo, _cache_path(repo, md5))
-    if why == MISSING:
+    listing = dvcstore.shown(repo, md5)
+    if why == dvcstore.MISSING:
         problem = f"{out} ({md5}): not in the DVC cache nor a DVC remote"
         return [_bad(kind, out, md5, "not in the DVC cache", problem, missing_hint, MISSING)]
     if manifest is None:
@@ -178,14 +158,14 @@ def _cached_checks(repo: Any, tag: str, kind: str, out: str, md5: str) -> list[C
 
 
 def _cached_file(repo: Any, tag: str, kind: str, item: str, md5: str, missing_hint: str) -> Check:
-    path = _cache_path(repo, md5)
+    path = dvcstore.cache_path(repo, md5)
     if not path.is_file():
         problem = f"{item} (md5 {md5}): not in the DVC cache nor a DVC remote"
         return _bad(kind, item, md5, "not in the DVC cache", problem, missing_hint, MISSING)
     got = md5_file(path)
     if got == md5:
         return _ok(kind, item, md5, got)
-    problem = f"{item}: its cache file {_shown(repo, path)} hashes to {got}, registered {md5}"
+    problem = f"{item}: its cache file {dvcstore.shown(repo, md5)} hashes to {got}, registered {md5}"
     return _bad(kind, item, md5, got, problem, _rebuild(tag))
 
 
@@ -230,7 +210,7 @@ def _uncached_check(root: Path, tag: str, out: str, md5: str) -> Check:
         if out in {str(p) for p in COPIED.values()}:
             kept += "; its copy in the lineage record is checked below"
         return Check(kind, out, md5, kept, SKIPPED)
-    got = hashlib.md5(blob).hexdigest()
+    got = md5_bytes(blob)
     if got == md5:
         return _ok(kind, f"{out} (in git)", md5, got)
     problem = (
@@ -242,10 +222,10 @@ def _uncached_check(root: Path, tag: str, out: str, md5: str) -> Check:
 
 def _in_cache(repo: Any, md5: str) -> bool:
     """The object and, for a directory, its file list and every file in it are in the cache."""
-    if not md5.endswith(".dir"):
-        return _cache_path(repo, md5).is_file()
+    if not dvcstore.is_dir_hash(md5):
+        return dvcstore.cache_path(repo, md5).is_file()
     manifest, _ = _manifest(repo, md5)
-    return manifest is not None and all(_cache_path(repo, m).is_file() for m in manifest.values())
+    return manifest is not None and all(dvcstore.cache_path(repo, m).is_file() for m in manifest.values())
 
 
 def tracked_inputs(root: Path, tag: str) -> dict[str, dict[str, Any]]:
@@ -319,21 +299,12 @@ def _short(value: Any) -> str:
     return "none" if value is None else str(value)
 
 
+def _shown_value(value: Any) -> str:
+    return format_value(value, missing="none")
+
+
 def _md5(entry: Any) -> str | None:
     return entry.get("md5") if isinstance(entry, dict) else None
-
-
-def _number(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else _short(value)
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix: data}
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        out |= _flat(value, f"{prefix}.{key}" if prefix else str(key))
-    return out
 
 
 METRIC_IN_MESSAGE = re.compile(r"(\w+) (-?\d+(?:\.\d+)?(?:e-?\d+)?)")
@@ -355,7 +326,7 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     params.yaml and the tag's own message, and against its git history (written once, at
     registration)."""
     root = Path(root).resolve()
-    version = tag.split("@", 1)[1]
+    version = Tag.parse(tag).version
     rel = registry.lineage_path(name, version).as_posix()
     commit = git(root, "rev-list", "-n", "1", tag)
     blob = git_blob(root, tag, rel)
@@ -405,7 +376,7 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     for key, out in COPIED.items():
         if key in record and str(out) in outs:
             text = json.dumps(record[key], indent=2, sort_keys=False, default=str) + "\n"
-            says = hashlib.md5(text.encode()).hexdigest() if record[key] is not None else None
+            says = md5_bytes(text.encode()) if record[key] is not None else None
             claim(LINEAGE, f"{key} (as {out}) md5", says, _md5(outs[str(out)]), pins)
 
     said = record.get("metrics") or {}
@@ -415,7 +386,7 @@ def record_checks(root: Path, name: str, tag: str, lock: dict[str, Any]) -> list
     if params_blob is not None and "params" in record:
         # Through JSON, as the record stored them (integer keys become text, dates strings).
         as_stored = json.loads(json.dumps(yaml.safe_load(params_blob) or {}, default=str))
-        truth, says = _flat(as_stored), _flat(record.get("params") or {})
+        truth, says = flatten(as_stored), flatten(record.get("params") or {})
         differ = sorted(k for k in set(truth) | set(says) if truth.get(k) != says.get(k))
         if not differ:
             checks.append(_ok(LINEAGE, "params", f"the tag's {catalog.PARAMS}", "same"))
@@ -450,7 +421,7 @@ def _metrics_checks(root: Path, rel: str, tag: str, said: dict[str, Any]) -> lis
     truth = json.loads(blob)
     checks = []
     for key in sorted(set(said) | set(truth)):
-        says, real = _number(said.get(key)), _number(truth.get(key))
+        says, real = _shown_value(said.get(key)), _shown_value(truth.get(key))
         if said.get(key) == truth.get(key):
             checks.append(_ok(METRICS, f"metric {key}", real, says))
         else:
@@ -471,10 +442,10 @@ def _message_checks(root: Path, rel: str, tag: str, said: dict[str, Any]) -> lis
         value = said.get(key)
         tolerance = 0.5 * 10 ** -_decimals(text)
         if isinstance(value, int | float) and abs(float(value) - float(text)) <= tolerance:
-            checks.append(_ok(TAG, f"tag {key}", text, _number(value)))
+            checks.append(_ok(TAG, f"tag {key}", text, _shown_value(value)))
         else:
-            problem = f"{rel} says {key} {_number(value)} but the tag's message ({message}) has {text}"
-            checks.append(_bad(TAG, f"tag {key}", text, _number(value), problem))
+            problem = f"{rel} says {key} {_shown_value(value)} but the tag's message ({message}) has {text}"
+            checks.append(_bad(TAG, f"tag {key}", text, _shown_value(value), problem))
     return checks
 
 
@@ -511,35 +482,3 @@ def _tag_lock(root: Path, tag: str) -> dict[str, Any]:
     if git_blob(root, tag, "dvc.lock") is None:
         raise PipelineError(f"{tag}: the tagged commit has no dvc.lock, so nothing it pins can be checked")
     return read_lock(root, tag)
-
-
-# --- a model folder of this workspace --------------------------------------------------------------
-
-
-def check_workspace_output(root: Path, folder: Path) -> None:
-    """A folder that is a DVC output of this project (models/model) must hold what dvc.lock pins:
-    DVC's own status (cheap: unchanged files are not re-hashed) names what changed."""
-    root, folder = Path(root).resolve(), Path(folder).resolve()
-    try:
-        rel = folder.relative_to(root).as_posix()
-    except ValueError:
-        return
-    if not (root / ".dvc").is_dir() or not (root / "dvc.lock").is_file():
-        return
-    if rel not in lock_outputs(read_lock(root)):
-        return
-    with dvcrepo.open_repo(root) as repo:
-        status = repo.data_status(targets=[rel], granular=True)
-    changed = [
-        f"{path} {what}"
-        for what, paths in sorted((status.get("uncommitted") or {}).items())
-        for path in sorted(paths)
-        if not path.endswith("/")
-    ]
-    if not changed:
-        changed = [f"{p} {w}" for w, ps in (status.get("uncommitted") or {}).items() for p in ps]
-    if changed:
-        raise PipelineError(
-            f"{rel}: its files differ from what dvc.lock pins ({', '.join(changed)}): restore them with "
-            f"`dvc checkout {rel}` (or `dvc repro` to retrain), or pass --no-verify to use them as they are"
-        )

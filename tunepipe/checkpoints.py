@@ -9,7 +9,6 @@ import json
 import shutil
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 from tunepipe import catalog
@@ -52,9 +51,10 @@ def with_world_size(base: str, world_size: int) -> str:
 
 def base_fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED) -> str:
     """The fingerprint of data and params alone, whatever the world size."""
-    train = {k: v for k, v in asdict(p.train).items() if k not in LAUNCH_FIELDS}
+    train = {k: v for k, v in p.train.model_dump().items() if k not in LAUNCH_FIELDS}
     h = hashlib.sha256()
-    h.update(json.dumps([p.task, asdict(p.model), train, asdict(p.tokenize)], sort_keys=True).encode())
+    model, tokenize = p.model.model_dump(), p.tokenize.model_dump()
+    h.update(json.dumps([p.task, model, train, tokenize], sort_keys=True).encode())
     paths = [catalog.tokenized_split(s, data_dir) for s in catalog.TRAINING_SPLITS]
     paths += [catalog.tokenized_info(data_dir), Path(pretrained)]
     for path in paths:

@@ -13,6 +13,8 @@ from typing import Any
 from tunepipe import catalog, dvcrepo, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
+from tunepipe.metrics import is_number
+from tunepipe.version import Tag
 
 
 def compare(root: Path, name: str, a: str, b: str) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def _param(value: Any) -> str:
 
 def _change(entry: dict[str, Any]) -> str:
     diff = entry.get("diff")
-    if isinstance(diff, int | float) and not isinstance(diff, bool):
+    if is_number(diff):
         return f"{diff:+.4f}" if isinstance(diff, float) else f"{diff:+d}"
     return "" if entry.get("old") == entry.get("new") else "changed"
 
@@ -66,7 +68,7 @@ def _table(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
 def render(result: dict[str, Any]) -> str:
     """The comparison as a text report: params, metrics, then data and model hashes."""
     a, b = result["a"], result["b"]
-    va, vb = a.split("@", 1)[1], b.split("@", 1)[1]
+    va, vb = Tag.parse(a).version, Tag.parse(b).version
     lines = [f"{a} vs {b}", ""]
     changed = [(f, k, e) for f, keys in result["params"].items() for k, e in sorted(keys.items())]
     if changed:

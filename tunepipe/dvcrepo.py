@@ -179,3 +179,32 @@ def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def read_lock(root: Path, rev: str | None = None) -> dict[str, Any]:
     text = git(root, "show", f"{rev}:dvc.lock") if rev else (root / "dvc.lock").read_text()
     return yaml.safe_load(text) or {}
+
+
+def check_workspace_output(root: Path, folder: Path) -> None:
+    """A folder that is a DVC output of this project (models/model) must hold what dvc.lock pins:
+    DVC's own status (cheap: unchanged files are not re-hashed) names what changed."""
+    root, folder = Path(root).resolve(), Path(folder).resolve()
+    try:
+        rel = folder.relative_to(root).as_posix()
+    except ValueError:
+        return
+    if not (root / ".dvc").is_dir() or not (root / "dvc.lock").is_file():
+        return
+    if rel not in lock_outputs(read_lock(root)):
+        return
+    with open_repo(root) as repo:
+        status = repo.data_status(targets=[rel], granular=True)
+    changed = [
+        f"{path} {what}"
+        for what, paths in sorted((status.get("uncommitted") or {}).items())
+        for path in sorted(paths)
+        if not path.endswith("/")
+    ]
+    if not changed:
+        changed = [f"{p} {w}" for w, ps in (status.get("uncommitted") or {}).items() for p in ps]
+    if changed:
+        raise PipelineError(
+            f"{rel}: its files differ from what dvc.lock pins ({', '.join(changed)}): restore them with "
+            f"`dvc checkout {rel}` (or `dvc repro` to retrain), or pass --no-verify to use them as they are"
+        )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tunepipe import progress
-from tunepipe.assets import check_model_dir
+from tunepipe.assets import check_model_dir, quiet_load_report
 from tunepipe.devices import choose
 from tunepipe.errors import PipelineError
 
@@ -37,9 +37,13 @@ def load_model(
     config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     tok = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     cls = AutoModelForTokenClassification if task_of(config) == "token_classification" else None
-    model, info = (cls or AutoModelForSequenceClassification).from_pretrained(
-        str(model_dir), use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
-    )
+    with quiet_load_report():  # check_trained reports missing weights in one line
+        model, info = (cls or AutoModelForSequenceClassification).from_pretrained(
+            str(model_dir),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
     check_trained(model_dir, info)
     model.eval()
     where = choose(device, precision, task_of(config))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
-import hashlib
 import json
 import lzma
 import os
@@ -285,29 +284,3 @@ def decode_error(path: Path, encoding: str, setting: str = "load.encoding") -> s
         f"{path}{where}: {what}; re-save the file as UTF-8, or set {setting} to the file's encoding "
         "(e.g. latin-1, cp1252)"
     )
-
-
-def md5_file(path: Path) -> str:
-    with Path(path).open("rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
-
-
-def tree_md5(folder: Path, skip: tuple[str, ...] = ()) -> tuple[str, dict[str, str]]:
-    """DVC's hash of a directory (`<md5>.dir`, the md5 of its file list) and each file's md5, as
-    dvc.lock records them; `skip`: relative paths left out (a fetched folder's OUTPUT_MARKER)."""
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.tree import Tree
-
-    folder = Path(folder)
-    paths = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
-    files = {rel: md5_file(p) for rel, p in paths.items() if rel not in skip}
-    tree = Tree()
-    for rel, md5 in files.items():
-        tree.add(tuple(rel.split("/")), None, HashInfo("md5", md5))
-    tree.digest()
-    return str(tree.hash_info.value), files
-
-
-def dvc_md5(path: Path) -> str:
-    """The hash dvc.lock records for a file (its md5) or a directory (`<md5>.dir`)."""
-    return md5_file(path) if Path(path).is_file() else tree_md5(path)[0]

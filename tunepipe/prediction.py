@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from tunepipe import audit, registry
+from tunepipe import dvcrepo, registry
 from tunepipe.conll import read_lines, write_conll
 from tunepipe.errors import PipelineError
 from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
@@ -209,7 +209,7 @@ def resolve_model(
     path = Path(model)
     if path.is_dir():
         if verify:
-            audit.check_workspace_output(root, path)
+            dvcrepo.check_workspace_output(root, path)
         return path
     return registry.fetch_model(root, name, model, workdir / "model", verify=verify, warn=warn)
 

@@ -264,7 +264,7 @@ def compared_metric(root: Path, policy: PromoteParams, p: Any) -> str:
 def champion_predictions(root: Path, name: str, version: str, task: str) -> tuple[pd.DataFrame, str]:
     """The champion's test predictions: reused from its evaluate run when its tokenized test split
     is today's, else its model re-scored on today's test split."""
-    from tunepipe import dvcrepo, registry
+    from tunepipe import dvcrepo, dvcstore, registry
 
     tag = registry.registered_tag(root, name, version)
     then = dvcrepo.lock_outputs(dvcrepo.read_lock(root, tag))
@@ -273,7 +273,7 @@ def champion_predictions(root: Path, name: str, version: str, task: str) -> tupl
     entry = then.get(str(catalog.TEST_PREDICTIONS))
     if entry and then.get(test, {}).get("md5") == now.get(test, {}).get("md5"):
         with dvcrepo.open_repo(root) as repo:
-            cached = Path(repo.cache.local.oid_to_path(entry["md5"]))
+            cached = dvcstore.cache_path(repo, entry["md5"])
             if not cached.is_file() and repo.config["core"].get("remote"):
                 # A worker's fresh clone pulled today's outputs only: fetch the champion's file
                 # from the DVC remote (a failure leaves re-scoring, which needs only its model).

@@ -8,16 +8,14 @@ latest assignment of a stage wins, and a stage name works wherever a version is 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunepipe import catalog, dvcrepo, model_card, report
+from tunepipe import catalog, dvcrepo, dvcstore, model_card, report
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import FALLBACK_EMAIL, FALLBACK_NAME, blob, git, identity_args
@@ -26,26 +24,21 @@ from tunepipe.io import (
     check_path_name,
     check_replaceable,
     read_json,
-    tree_md5,
     write_json,
     write_text,
 )
 from tunepipe.lineage import REGISTERED_FILES, build_lineage
 from tunepipe.metrics import format_metrics
+from tunepipe.version import Tag, Version, format_tag, next_version, version_of
 
 STAGING = "staging"  # every new version the flow registers; the promotion stage (prod) when it wins
-
-
-def full_name(name: str, version: str) -> str:
-    version = version.split("@", 1)[-1]
-    return f"{name}@{version if version.startswith('v') else 'v' + version}"
 
 
 def _record_name(name: str, version: str) -> str:
     """`<name>@<version>`, checked to stay one file name inside lineage/."""
     check_path_name(name, "artifact name")
-    check_path_name(version.split("@", 1)[-1], "version")
-    return full_name(name, version)
+    check_path_name(version_of(version), "version")
+    return format_tag(name, version)
 
 
 def lineage_path(name: str, version: str) -> Path:
@@ -60,10 +53,7 @@ def report_path(name: str, version: str) -> Path:
 def versions(root: Path, name: str) -> list[str]:
     """Registered versions, oldest first (GTO tags `<name>@vX.Y.Z`, sorted as versions)."""
     listed = git(root, "tag", "--list", "--sort=v:refname", "--", f"{name}@v*")
-    return [t.split("@", 1)[1] for t in listed.splitlines()]
-
-
-VERSION = re.compile(r"v?\d+\.\d+\.\d+")
+    return [Tag.parse(t).version for t in listed.splitlines()]
 
 
 def version_in_stage(root: Path, name: str, stage: str) -> str | None:
@@ -95,8 +85,8 @@ def stages(root: Path, name: str) -> dict[str, list[str]]:
 
 def resolve(root: Path, name: str, version: str) -> str:
     """A version as given (v0.1.0, 0.1.0, model@v0.1.0), or the version now in stage `version`."""
-    bare = version.split("@", 1)[-1]
-    if VERSION.fullmatch(bare):
+    bare = version_of(version)
+    if Version.matches(bare):
         return bare
     holder = version_in_stage(root, name, bare)
     if holder is None:
@@ -129,7 +119,7 @@ def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
             str(root),
             name,
             stage,
-            version=tag.split("@", 1)[1],
+            version=Tag.parse(tag).version,
             message=f"{tag} -> {stage}",
             author=FALLBACK_NAME if ident else None,
             author_email=FALLBACK_EMAIL if ident else None,
@@ -140,21 +130,10 @@ def assign_stage(root: Path, name: str, version: str, stage: str) -> str:
     return new[-1] if new else f"{name}#{stage}"
 
 
-def bump(version: str | None, part: str) -> str:
-    if not version:
-        return "v0.1.0" if part != "major" else "v1.0.0"
-    major, minor, patch = (int(x) for x in version.lstrip("v").split("."))
-    if part == "major":
-        return f"v{major + 1}.0.0"
-    if part == "minor":
-        return f"v{major}.{minor + 1}.0"
-    return f"v{major}.{minor}.{patch + 1}"
-
-
 def find_registered_model(root: Path, name: str, model_md5: str) -> str | None:
     """The version already registered for exactly this model, if any (registration is idempotent)."""
     for version in reversed(versions(root, name)):
-        tag = full_name(name, version)
+        tag = format_tag(name, version)
         try:
             lock = read_lock(root, tag)
         except PipelineError:
@@ -179,15 +158,16 @@ def register(
     bump_part: str = "patch",
     flow_run_id: str | None = None,
     decide: Callable[[str], dict[str, Any]] | None = None,
+    page: Callable[[Path, dict[str, Any], str], str] | None = None,
 ) -> dict[str, Any]:
     """Register the current, evaluated model as a new version; returns {version, tag, commit, new}.
 
     `decide(version)`: the promotion decision for the new version (tunepipe.promotion), made before
     the commit so that the lineage record holds it; the version then gets stage `staging`, and the
     decision's stage when it says promote ({..., promotion, stages} in the result).
+    `page(root, record, tag)`: the version's run report (report.registration_page), committed
+    beside its lineage record; without it none is (`tunepipe report` then builds one from it).
     """
-    from gto.api import register as gto_register
-
     root = Path(root).resolve()
     check_path_name(name, "artifact name")
     check_declared(root, name)
@@ -205,7 +185,7 @@ def register(
     model_md5 = lock_outputs(read_lock(root))[str(catalog.MODEL)]["md5"]
     existing = find_registered_model(root, name, model_md5)
     if existing:
-        tag = full_name(name, existing)
+        tag = format_tag(name, existing)
         return {
             "version": existing,
             "tag": tag,
@@ -214,46 +194,23 @@ def register(
         }
 
     known = versions(root, name)
-    version = bump(known[-1] if known else None, bump_part)
+    version = next_version(known[-1] if known else None, bump_part)
     record = build_lineage(root, name, version, flow_run_id)
     decision = decide(version) if decide is not None else None
     if decision is not None:
         record["promotion"] = decision
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
-    # The stage's report plus what only registration knows: the production comparison, lineage.
-    page = report.render(report.gather(report.worktree(root), record, full_name(name, version)))
-    write_text(root / report_path(name, version), page)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.
-    tracked = [*REGISTERED_FILES, str(record_path), str(report_path(name, version))]
+    tracked = [*REGISTERED_FILES, str(record_path)]
+    if page is not None:
+        write_text(root / report_path(name, version), page(root, record, format_tag(name, version)))
+        tracked.append(str(report_path(name, version)))
     tracked += [
         g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
     ]
-    git(root, "add", "--", *tracked)
-    metrics = record["metrics"]
-    summary = format_metrics(metrics)
-    ident = identity_args(root)
-    git(
-        root,
-        *ident,
-        "commit",
-        "--quiet",
-        "-m",
-        f"Register {full_name(name, version)} ({summary})",
-        "--",
-        *tracked,
-    )
-    commit = git(root, "rev-parse", "HEAD")
-    gto_register(
-        str(root),
-        name,
-        commit,
-        version=version,
-        message=f"{full_name(name, version)}: {summary}",
-        author=FALLBACK_NAME if ident else None,
-        author_email=FALLBACK_EMAIL if ident else None,
-    )
-    result = {"version": version, "tag": full_name(name, version), "commit": commit, "new": True}
+    commit = commit_and_tag(root, name, version, tracked, format_metrics(record["metrics"]))
+    result = {"version": version, "tag": format_tag(name, version), "commit": commit, "new": True}
     if decision is not None:
         assigned = [assign_stage(root, name, version, STAGING)]
         if decision["promote"]:
@@ -262,10 +219,31 @@ def register(
     return result
 
 
+def commit_and_tag(root: Path, name: str, version: str, tracked: list[str], summary: str) -> str:
+    """Commit `tracked` and tag the commit as `name@version` with GTO; returns the commit."""
+    from gto.api import register as gto_register
+
+    tag = format_tag(name, version)
+    ident = identity_args(root)
+    git(root, "add", "--", *tracked)
+    git(root, *ident, "commit", "--quiet", "-m", f"Register {tag} ({summary})", "--", *tracked)
+    commit = git(root, "rev-parse", "HEAD")
+    gto_register(
+        str(root),
+        name,
+        commit,
+        version=version,
+        message=f"{tag}: {summary}",
+        author=FALLBACK_NAME if ident else None,
+        author_email=FALLBACK_EMAIL if ident else None,
+    )
+    return commit
+
+
 def registered_tag(root: Path, name: str, version: str) -> str:
     """The tag of a registered version (or of the one in a stage), or an error listing the versions."""
     check_path_name(name, "artifact name")  # also a `git tag --list` pattern: no wildcards
-    tag = full_name(name, resolve(root, name, version))
+    tag = format_tag(name, resolve(root, name, version))
     if not git(root, "tag", "--list", "--", tag):  # `--`: a name like `--format=x` lists nothing
         known = ", ".join(versions(root, name)) or "none"
         raise PipelineError(f"no registered version {tag} (registered versions of {name}: {known})")
@@ -274,7 +252,7 @@ def registered_tag(root: Path, name: str, version: str) -> str:
 
 def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
     tag = registered_tag(root, name, version)
-    version = tag.split("@", 1)[1]
+    version = Tag.parse(tag).version
     record = json.loads(git(root, "show", f"{tag}:{lineage_path(name, version).as_posix()}"))
     record["registered_commit"] = git(root, "rev-list", "-n", "1", tag)
     return record
@@ -282,8 +260,8 @@ def read_lineage(root: Path, name: str, version: str) -> dict[str, Any]:
 
 def has_lineage(root: Path, tag: str) -> bool:
     """Whether a version's commit holds its lineage record (a tag made by hand with GTO has none)."""
-    name, version = tag.split("@", 1)
-    record = lineage_path(name, version).as_posix()
+    parsed = Tag.parse(tag)
+    record = lineage_path(parsed.name, parsed.version).as_posix()
     return bool(git(root, "ls-tree", "--name-only", tag, "--", record, check=False))
 
 
@@ -293,7 +271,7 @@ def version_card(root: Path, name: str, version: str) -> str:
     tag = registered_tag(root, name, version)
     if not has_lineage(root, tag):
         raise PipelineError(
-            f"{tag}: its commit holds no lineage record ({lineage_path(*tag.split('@', 1)).as_posix()}); "
+            f"{tag}: its commit holds no lineage record ({lineage_path(name, tag).as_posix()}); "
             "it was not registered by `tunepipe register`, so there is no card to render"
         )
     return model_card.version_card(read_lineage(root, name, tag), name, tag, tag_reader(root, tag))
@@ -304,7 +282,7 @@ def version_report(root: Path, name: str, version: str) -> str:
     registered before reports existed, one built from its lineage record and the outputs its
     dvc.lock pins (read from the DVC cache; a section whose file is not there says so)."""
     tag = registered_tag(root, name, version)
-    version = tag.split("@", 1)[1]
+    version = Tag.parse(tag).version
     committed = git(root, "show", f"{tag}:{report_path(name, version).as_posix()}", check=False)
     if committed:
         return committed + "\n"
@@ -317,10 +295,9 @@ def tag_reader(root: Path, tag: str) -> report.Reader:
     its dvc.lock pins (a file inside an output directory through the directory's manifest)."""
     outs = lock_outputs(read_lock(root, tag))
     with dvcrepo.open_repo(root) as repo:
-        cache = repo.cache.local
 
         def cached(md5: str) -> bytes | None:
-            path = Path(cache.oid_to_path(md5))
+            path = dvcstore.cache_path(repo, md5)
             return path.read_bytes() if path.is_file() else None
 
         def read(path: str) -> bytes | None:
@@ -330,8 +307,8 @@ def tag_reader(root: Path, tag: str) -> report.Reader:
             if path in outs:
                 return cached(outs[path]["md5"])
             for out, entry in outs.items():
-                if path.startswith(out + "/") and entry["md5"].endswith(".dir"):
-                    md5 = _manifest(repo, entry["md5"]).get(path.removeprefix(out + "/"))
+                if path.startswith(out + "/") and dvcstore.is_dir_hash(entry["md5"]):
+                    md5 = dvcstore.cached_manifest(repo, entry["md5"]).get(path.removeprefix(out + "/"))
                     return cached(md5) if md5 else None
             return None
 
@@ -372,7 +349,7 @@ def fetch_model(
     with dvcrepo.open_repo(root) as repo, atomic_dir(out, force=force) as tmp:
         staged = tmp / ".download"  # DVC writes into a folder that does not exist yet
         try:
-            repo.artifacts.download(name, version=tag.split("@", 1)[1], out=str(staged), force=True)
+            repo.artifacts.download(name, version=Tag.parse(tag).version, out=str(staged), force=True)
         except (DvcException, DataIndexDirError, FileNotFoundError) as exc:
             raise not_in_cache(repo, tag, entry["md5"], exc) from None
         try:
@@ -393,22 +370,6 @@ def fetch_model(
     return out
 
 
-def _cached(repo: Any, md5: str) -> Path:
-    path = Path(repo.cache.local.oid_to_path(md5))
-    with contextlib.suppress(ValueError):
-        return path.relative_to(Path(repo.root_dir))
-    return path
-
-
-def _manifest(repo: Any, dir_md5: str) -> dict[str, str]:
-    """relpath -> md5 from the cached `.dir` object, or {} when it is missing or unreadable."""
-    try:
-        entries = json.loads(Path(repo.cache.local.oid_to_path(dir_md5)).read_text())
-        return {e["relpath"]: e["md5"] for e in entries}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
 def _what_to_do(repo: Any, tag: str) -> str:
     remote = repo.config["core"].get("remote")
     rebuild = f"or rebuild it: `git checkout {tag}` and `dvc repro`"
@@ -426,8 +387,8 @@ def not_in_cache(repo: Any, tag: str, dir_md5: str, exc: Exception) -> PipelineE
     remote = repo.config["core"].get("remote")
     where = "the DVC cache (.dvc/cache)" + (f" nor in DVC remote {remote!r}" if remote else "")
     if isinstance(missing, str) and missing.startswith(f"{catalog.MODEL}/"):
-        md5 = _manifest(repo, dir_md5).get(missing.removeprefix(f"{catalog.MODEL}/"))
-        cached = f" (its cache file {_cached(repo, md5)})" if md5 else ""
+        md5 = dvcstore.cached_manifest(repo, dir_md5).get(missing.removeprefix(f"{catalog.MODEL}/"))
+        cached = f" (its cache file {dvcstore.shown(repo, md5)})" if md5 else ""
         return PipelineError(f"{tag}: {missing}{cached} is not in {where}: {_what_to_do(repo, tag)}")
     return PipelineError(
         f"{tag}: the model ({catalog.MODEL}, {dir_md5}) is not in {where}"
@@ -441,19 +402,19 @@ NO_VERIFY = " (--no-verify uses the files as they are)"
 
 def check_fetched(repo: Any, tag: str, dir_md5: str, folder: Path) -> None:
     """The fetched folder hashes to the registered model; otherwise name the corrupted cache files."""
-    got, files = tree_md5(folder)
+    got, files = dvcstore.tree_md5(folder)
     if got == dir_md5:
         return
     remedy = f"and run `dvc pull` to get it again, or rebuild it: `git checkout {tag}` and `dvc repro`"
-    manifest = _manifest(repo, dir_md5)
+    manifest = dvcstore.cached_manifest(repo, dir_md5)
     bad = [rel for rel, md5 in manifest.items() if files.get(rel) != md5]
     if manifest and bad:
-        shown = ", ".join(f"{_cached(repo, manifest[rel])} ({catalog.MODEL}/{rel})" for rel in bad)
+        shown = ", ".join(f"{dvcstore.shown(repo, manifest[rel])} ({catalog.MODEL}/{rel})" for rel in bad)
         raise PipelineError(
             f"{tag}: the DVC cache is corrupted: {shown} no longer holds what was registered: "
             f"delete {'it' if len(bad) == 1 else 'them'} {remedy}{NO_VERIFY}"
         )
     raise PipelineError(
-        f"{tag}: the DVC cache is corrupted: {_cached(repo, dir_md5)} (the file list of "
+        f"{tag}: the DVC cache is corrupted: {dvcstore.shown(repo, dir_md5)} (the file list of "
         f"{catalog.MODEL}) does not match the registered model {dir_md5}: delete it {remedy}{NO_VERIFY}"
     )

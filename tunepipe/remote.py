@@ -18,6 +18,7 @@ from typing import Any
 from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git, identity_args
+from tunepipe.version import SEPARATOR
 
 ORIGIN = "origin"
 TAIL_LINES = 15
@@ -131,7 +132,7 @@ RETRYABLE = ("non-fast-forward", "fetch first", "already exists", "stale info")
 def is_registry_tag(tag: str) -> bool:
     """GTO's tags: versions `<name>@vX.Y.Z` and stage assignments `<name>#<stage>#N` (and their
     deprecation forms); other tags (release tags) are the user's and never pushed by a run."""
-    return "@" in tag or "#" in tag
+    return SEPARATOR in tag or "#" in tag
 
 
 @dataclass(frozen=True)

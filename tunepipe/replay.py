@@ -22,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunepipe import catalog, lineage, registry, remote
+from tunepipe import catalog, dvcstore, lineage, registry, remote
 from tunepipe.argcheck import check_remote, first_line
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
-from tunepipe.io import md5_file
+from tunepipe.metrics import flatten, format_value, is_number
 
 REMOTE_NAME = "replay-source"  # the scratch clone's DVC remote (in its .dvc/config.local)
 LOG = "replay.log"  # the rebuild's output, inside the scratch directory
@@ -266,22 +266,11 @@ def pinned_inputs(lock: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def _object(base: str | Path, md5: str) -> str:
-    """Where DVC 3 keeps an object in a cache or a directory remote."""
-    return f"{str(base).rstrip('/')}/files/md5/{md5[:2]}/{md5[2:]}"
-
-
 def _manifest(clone: Path, dir_md5: str, source: str | None = None) -> dict[str, str]:
     """relpath -> md5 of a pinned folder: from the clone's cache, else from a directory remote
     (a failed pull leaves no `.dir` object behind); {} when neither has it."""
     places = [clone / ".dvc" / "cache"] + ([Path(source)] if source and "://" not in source else [])
-    for place in places:
-        try:
-            entries = json.loads(Path(_object(place, dir_md5)).read_text())
-            return {e["relpath"]: e["md5"] for e in entries}
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return {}
+    return dvcstore.find_manifest(places, dir_md5)
 
 
 def check_input(clone: Path, path: str, md5: str, source: str) -> dict[str, Any]:
@@ -292,19 +281,19 @@ def check_input(clone: Path, path: str, md5: str, source: str) -> dict[str, Any]
     if not target.exists():
         row["problem"] = f"{path} is missing from the scratch clone (neither in git nor pulled)"
         return row
-    if not md5.endswith(".dir"):
-        row["found"] = md5_file(target)
+    if not dvcstore.is_dir_hash(md5):
+        row["found"] = dvcstore.md5_file(target)
         row["same"] = row["found"] == md5
         row["problem"] = f"{path}: md5 {row['found']}, pinned {md5}"
         return row
-    row["found"], files = registry.tree_md5(target)
+    row["found"], files = dvcstore.tree_md5(target)
     row["same"] = row["found"] == md5
     manifest = _manifest(clone, md5, source)
     wrong = [rel for rel, want in manifest.items() if files.get(rel) != want]
     extra = sorted(set(files) - set(manifest)) if manifest else []
     details = [
         f"{path}/{rel}: md5 {files.get(rel) or 'missing'}, pinned {manifest[rel]} "
-        f"(DVC object {_object(source, manifest[rel])})"
+        f"(DVC object {dvcstore.object_url(source, manifest[rel])})"
         for rel in wrong
     ]
     details += [f"{path}/{rel}: not in the pinned folder" for rel in extra]
@@ -384,7 +373,7 @@ def _missing_files(clone: Path, lock: dict[str, Any], text: str, source: str) ->
     """The files a failed pull names by md5 (DVC names objects, not paths)."""
     found = []
     for path, md5 in pinned_inputs(lock).items():
-        if md5.endswith(".dir"):
+        if dvcstore.is_dir_hash(md5):
             if md5 in text:
                 found.append(f"{path} (its file list {md5})")
             found += [f"{path}/{rel}" for rel, m in _manifest(clone, md5, source).items() if m in text]
@@ -422,20 +411,6 @@ def read_metrics(clone: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out |= _flat(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def compare(
     recorded_lock: dict[str, Any],
     rebuilt_lock: dict[str, Any],
@@ -455,11 +430,11 @@ def compare(
         }
         for path, entry in before.items()
     ]
-    old, new = _flat(record.get("metrics") or {}), _flat(rebuilt_metrics)
+    old, new = flatten(record.get("metrics") or {}), flatten(rebuilt_metrics)
     metrics = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        diff = b - a if _number(a) and _number(b) else None
+        diff = b - a if is_number(a) and is_number(b) else None
         within = (abs(diff) <= tolerance) if diff is not None else a == b
         metrics.append({"name": key, "recorded": a, "rebuilt": b, "difference": diff, "within": within})
     model_path = str(catalog.MODEL)
@@ -501,8 +476,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"{'metric':<{width}}  {'recorded':>12}  {'rebuilt':>12}  {'difference':>12}")
         for m in report["metrics"]:
             diff = f"{m['difference']:+.3g}" if m["difference"] is not None else "-"
+            recorded, rebuilt = format_value(m["recorded"]), format_value(m["rebuilt"])
             lines.append(
-                f"{m['name']:<{width}}  {_value(m['recorded']):>12}  {_value(m['rebuilt']):>12}  {diff:>12}  "
+                f"{m['name']:<{width}}  {recorded:>12}  {rebuilt:>12}  {diff:>12}  "
                 + ("within tolerance" if m["within"] else f"OUTSIDE tolerance {report['tolerance']:g}")
             )
     lines += [f"note: {n}" for n in report.get("notes", [])]
@@ -511,12 +487,6 @@ def render(report: dict[str, Any]) -> str:
 
 def _short(md5: str | None) -> str:
     return md5 or "missing"
-
-
-def _value(value: Any) -> str:
-    if _number(value):
-        return f"{value:.6g}"
-    return "-" if value is None else str(value)
 
 
 def verdict(report: dict[str, Any]) -> str:

@@ -171,6 +171,12 @@ def gather(read: Reader, record: dict[str, Any] | None = None, title: str | None
     return facts
 
 
+def registration_page(root: Path, record: dict[str, Any], tag: str) -> str:
+    """A new version's page: the stage's report plus what only registration knows (the
+    production comparison, the lineage record); registry.register commits it."""
+    return render(gather(worktree(root), record, tag))
+
+
 def _hash(entry: Any) -> str:
     return str(entry.get("md5", "")) if isinstance(entry, dict) else ""
 

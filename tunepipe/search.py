@@ -9,7 +9,6 @@ it is the study's best so far, which replaces search/best-model, so the disk hol
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import os
 import shutil
@@ -160,8 +159,8 @@ def pruning_callback(trial: optuna.Trial, metric: str) -> Any:
 def trial_params(p: Params, values: Mapping[str, Any], metric: str) -> Params:
     """Params with the trial's train.* values; checkpoints are picked by the searched metric,
     so a trial's model is the one its value describes."""
-    train = dataclasses.replace(p.train, **{**values, "metric_for_best_model": metric})
-    return dataclasses.replace(p, train=train)
+    train = p.train.model_copy(update={**values, "metric_for_best_model": metric})
+    return p.model_copy(update={"train": train})
 
 
 def make_objective(p: Params, root: Path, metric: str) -> Callable[[optuna.Trial], float]:

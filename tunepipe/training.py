@@ -103,14 +103,15 @@ def build_model(p: Params, labels: list[str]) -> Any:
         if p.task == "token_classification"
         else AutoModelForSequenceClassification
     )
-    model = cls.from_pretrained(
-        assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision),
-        revision=p.model.revision,
-        trust_remote_code=p.model.trust_remote_code,
-        use_safetensors=True,
-        ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
-        **head,
-    )
+    with assets.quiet_load_report():  # it would list the fresh head as newly initialised
+        model = cls.from_pretrained(
+            assets.resolve_model(p.model.name, p.model.trust_remote_code, p.model.revision),
+            revision=p.model.revision,
+            trust_remote_code=p.model.trust_remote_code,
+            use_safetensors=True,
+            ignore_mismatched_sizes=True,  # a checkpoint with another head size gets a fresh head
+            **head,
+        )
     # The input columns it learns from: `tunepipe predict --model <folder>` reads its default
     # text column here, so a shipped model folder needs no params.yaml.
     columns = p.load.columns

@@ -3,12 +3,17 @@
 Heavy libraries (torch, transformers, DVC, Prefect) are imported inside each command so that
 `tunepipe --help` and `tunepipe --version` stay instant. `--root` is accepted before the
 subcommand and after it; after wins.
+
+`run` and `search` start the project's own flows/ (project code, like tasks/, never installed):
+the library does not import them; `_flow_main` loads them from the project root at call time.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,13 +86,37 @@ def _artifact_name(root: str, name: str | None) -> str:
 
 def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     """`model@v0.1.0` names the artifact too; an explicit --name wins."""
-    if "@" in version:
-        artifact, _, version = version.partition("@")
-        if not name:
-            from tunepipe.io import check_path_name
+    from tunepipe.version import Tag
 
-            name = check_path_name(artifact, "artifact name")
+    artifact, version = Tag.split(version)
+    if artifact is not None and not name:
+        from tunepipe.io import check_path_name
+
+        name = check_path_name(artifact, "artifact name")
     return version, name
+
+
+def _flow_main(root: str, flow: str, command: str) -> Callable[[list[str]], None]:
+    """main() of the project's flows/<flow>.py, imported with the project root first on sys.path.
+
+    In process, as `python -m flows.<flow>` from the root would run it: its exit code and error
+    line are the command's, Ctrl-C reaches the flow's own handling, and the flows/ that runs is the
+    one the project's dvc.yaml and prefect.yaml run, not an installed copy. A process imports one
+    flows/ (the first one loaded stays in sys.modules); the CLI runs one command per process.
+    """
+    base = str(Path(root).resolve())
+    if base not in sys.path:
+        sys.path.insert(0, base)
+    try:
+        module = importlib.import_module(f"flows.{flow}")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("flows", f"flows.{flow}"):
+            raise  # a missing dependency of the flow: its own traceback says which
+        raise PipelineError(
+            f"{Path(base) / 'flows' / f'{flow}.py'}: not found; `tunepipe {command}` runs the project's "
+            "flows/ (run it in a project root, or name one with --root)"
+        ) from None
+    return module.main
 
 
 def _versioned(ctx: typer.Context, root: str | None, version: str, name: str | None) -> tuple[Path, str, str]:
@@ -104,9 +133,8 @@ def run(
     root: Root = None,
 ) -> None:
     """Run the whole pipeline as a Prefect flow, then register the model."""
-    from flows.pipeline import main as flow_main
-
-    flow_main(["--root", _root(ctx, root)] + (["--no-register"] if no_register else []))
+    base = _root(ctx, root)
+    _flow_main(base, "pipeline", "run")(["--root", base] + (["--no-register"] if no_register else []))
 
 
 @app.command()
@@ -175,10 +203,9 @@ def search(
     root: Root = None,
 ) -> None:
     """Hyperparameter search: an Optuna study (search: in params.yaml)."""
-    from flows.search import main as search_main
-
-    search_main(
-        ["--root", _root(ctx, root)]
+    base = _root(ctx, root)
+    _flow_main(base, "search", "search")(
+        ["--root", base]
         + (["--trials", str(trials)] if trials is not None else [])
         + (["--apply"] if apply else [])
     )
@@ -187,11 +214,13 @@ def search(
 @app.command()
 def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     """Register the evaluated model as a new version (after `dvc repro`)."""
-    from tunepipe import params, registry, remote
+    from tunepipe import params, registry, remote, report
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
-    result = registry.register(base, name or p.register.name, p.register.bump)  # checks the name
+    result = registry.register(  # checks the name
+        base, name or p.register.name, p.register.bump, page=report.registration_page
+    )
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
     for line in unpushed_lines(remote.unpushed(base)):  # the team sees it once it is on origin
@@ -587,9 +616,6 @@ def replay(
         raise typer.Exit(1)
 
 
-PREFECT_FILE = "prefect.yaml"
-
-
 @app.command()
 def deploy(
     ctx: typer.Context,
@@ -613,66 +639,45 @@ def deploy(
     root: Root = None,
 ) -> None:
     """Create or update the Prefect deployments of prefect.yaml (`prefect deploy`)."""
-    import os
-    import subprocess
+    from tunepipe import deploy as deployments
 
-    from prefect.settings import get_current_settings
+    deployments.deploy(Path(_root(ctx, root)), names or (), pool=pool, branch=branch, remote_url=remote_url)
 
-    from tunepipe import remote
-    from tunepipe.argcheck import check_prefect_name, check_ref, check_remote, first_line
 
-    # Options reach git and `prefect deploy` as arguments: checked before any command runs.
-    for name in names or ():
-        check_prefect_name(name, "deployment name", flow_prefix=True)
-    check_prefect_name(pool, "--pool")
-    if branch is not None:
-        check_ref(branch, "--branch")
-    if remote_url is not None:
-        check_remote(remote_url, "--remote")
+params_app = typer.Typer(
+    help="params.yaml's JSON Schema and reference page, generated from its models (tunepipe/params.py).",
+    no_args_is_help=True,
+)
+app.add_typer(params_app, name="params")
+Output = Annotated[
+    Path | None,
+    typer.Option(
+        "--output", "-o", help="file to write (default: its place in the project)", show_default=False
+    ),
+]
 
-    base = Path(_root(ctx, root)).resolve()
-    if not (base / PREFECT_FILE).is_file():
-        raise PipelineError(f"{base / PREFECT_FILE}: not found; the deployments are defined there")
-    url = remote_url or remote.git_origin(base)
-    if not url:
-        raise PipelineError(
-            f"{base}: no git remote `origin`, so workers would have nothing to clone; "
-            "`git remote add origin URL && git push origin HEAD`, or --remote URL"
-        )
-    ref = branch or remote.current_branch(base)
-    if not ref:
-        raise PipelineError(f"{base}: HEAD is detached; name the branch workers clone with --branch")
-    heads = subprocess.run(
-        ["git", "ls-remote", "--heads", "--", url, ref],
-        cwd=base,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if heads.returncode != 0:
-        raise PipelineError(f"cannot read git remote {url}: {first_line(heads.stderr)}")
-    if not heads.stdout.strip():
-        raise PipelineError(
-            f"branch {ref!r} is not on {url}, where workers clone it: `git push origin {ref}`"
-        )
-    if not get_current_settings().api.url:
-        # Without a server, `prefect deploy` would register with a temporary one that then vanishes.
-        raise PipelineError(
-            "no Prefect server configured: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api "
-            "after `prefect server start`) or `prefect cloud login`"
-        )
-    env = {**os.environ, "TUNEPIPE_GIT_REMOTE": url, "TUNEPIPE_GIT_BRANCH": ref, "TUNEPIPE_WORK_POOL": pool}
-    selection = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
-    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", *selection]
-    cmd += ["--prefect-file", PREFECT_FILE]
-    print(f"deploying {', '.join(names) if names else 'all deployments'}: {url} ({ref}) on pool {pool!r}")
-    proc = subprocess.run(cmd, cwd=base, env=env, check=False)
-    if proc.returncode != 0:
-        raise PipelineError(f"`prefect deploy` failed (exit {proc.returncode}); its message is above")
+
+def _generate(ctx: typer.Context, root: str | None, what: str, output: Path | None) -> None:
+    from tunepipe import params_schema
+
+    path, changed = params_schema.generate(Path(_root(ctx, root)), what, output)
+    print(f"wrote {path}" if changed else f"{path} is up to date")
+
+
+@params_app.command("schema")
+def params_schema_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write params.schema.json, which editors read through params.yaml's first line."""
+    _generate(ctx, root, "schema", output)
+
+
+@params_app.command("docs")
+def params_docs_command(ctx: typer.Context, output: Output = None, root: Root = None) -> None:
+    """Write the params reference page, docs/reference/params.md."""
+    _generate(ctx, root, "docs", output)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: `tunepipe ...`, `python -m cli.main ...`, or tests' `main([...])`.
+    """Entry point: `tunepipe ...`, `python -m tunepipe.cli ...`, or tests' `main([...])`.
 
     Returns normally on success (tests call it twice in one process); a PipelineError is a user
     error: one `error: ...` line and exit 1, no traceback.

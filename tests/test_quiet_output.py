@@ -1,0 +1,83 @@
+"""Normal output says what happened, not library noise: no DVC "'X' is empty." warning for a
+dependency, no transformers LOAD REPORT table from `tunepipe predict` or training's fresh head;
+a load that fails still shows the report its error points to."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.helpers import REPO, build_classifier, dvc
+from tunepipe import assets, params, training
+from tunepipe.errors import PipelineError
+from tunepipe.prediction import predict_file
+
+REPORT = "LOAD REPORT"
+
+
+@pytest.fixture
+def reports() -> Iterator[list[str]]:
+    """transformers' load reports as they reach its own stderr handler (on the `transformers`
+    logger, bound to the stderr of the moment it was set up: capfd does not see it)."""
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    yield seen
+    logger.removeHandler(handler)
+
+
+@pytest.mark.unit
+def test_no_stage_dependency_is_an_empty_file() -> None:
+    """DVC warns "'tasks/__init__.py' is empty." each time it saves an empty dependency."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    code = {dep for body in stages.values() for dep in body.get("deps", []) if (REPO / dep).is_file()}
+    assert "tasks/__init__.py" in code
+    assert sorted(dep for dep in code if (REPO / dep).stat().st_size == 0) == []
+    assert (REPO / "flows" / "__init__.py").stat().st_size > 0  # flows/ code, hashed by the flow's callers
+
+
+@pytest.mark.stage
+def test_a_repro_prints_no_empty_file_warning(project: Path) -> None:
+    result = dvc(project, "repro", "--single-item", "load")
+    assert "Running stage 'load'" in result.stdout
+    assert "is empty" not in result.stdout + result.stderr
+
+
+@pytest.mark.unit
+def test_predict_with_a_bare_encoder_says_one_line_and_no_load_report(
+    tmp_path: Path, tiny_bert: Path, reports: list[str]
+) -> None:
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": ["a wonderful film"]}).to_csv(source, index=False)
+    with pytest.raises(PipelineError, match="not a trained classifier"):
+        predict_file(str(tiny_bert), source, tmp_path / "out.csv", "text")
+    assert not [r for r in reports if REPORT in r]
+
+
+@pytest.mark.unit
+def test_a_fresh_head_on_the_encoder_is_built_without_a_load_report(
+    project: Path, reports: list[str]
+) -> None:
+    model = training.build_model(params.read(project / "params.yaml"), ["neg", "pos"])
+    assert model.config.num_labels == 2
+    assert not [r for r in reports if REPORT in r]
+
+
+@pytest.mark.unit
+def test_a_failed_load_still_shows_the_report_its_error_points_to(
+    tmp_path: Path, tiny_bert: Path, reports: list[str]
+) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    two = build_classifier(tiny_bert, tmp_path / "two", ["a", "b"])
+    reports.clear()
+    with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"), assets.quiet_load_report():
+        AutoModelForSequenceClassification.from_pretrained(two, num_labels=3)
+    assert [r for r in reports if REPORT in r and "MISMATCH" in r]
