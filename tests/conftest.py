@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import types
 from collections.abc import Generator
 from pathlib import Path
 
@@ -82,3 +84,23 @@ def prefect_backend():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def prefect_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict]]:
+    """`prefect ...` commands recorded instead of run (git still runs); a server is configured."""
+    import prefect.settings
+
+    calls: list[tuple[list[str], dict]] = []
+    real = subprocess.run
+
+    def fake(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        if cmd[:3] == [sys.executable, "-m", "prefect"]:
+            calls.append((cmd, kwargs))
+            return subprocess.CompletedProcess(cmd, 0)
+        return real(cmd, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", fake)
+    settings = types.SimpleNamespace(api=types.SimpleNamespace(url="http://127.0.0.1:4200/api"))
+    monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: settings)
+    return calls

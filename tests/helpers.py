@@ -362,3 +362,33 @@ def fake_registered_model(root: Path, name: str = "model", version: str = "v0.1.
     message = f"Registering artifact {name} version {version}"
     run(["git", "tag", "-a", f"{name}@{version}", "-m", message], root)
     return root
+
+
+def deploy_project(tmp_path: Path, origin: bool = True, pushed: bool = True) -> Path:
+    """A project with prefect.yaml on branch main, pushed (or not) to a bare `origin`."""
+    root, bare = tmp_path / "project", tmp_path / "origin.git"
+    root.mkdir()
+    (root / "prefect.yaml").write_text("deployments: []\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
+        subprocess.run([*git, *cmd], cwd=root, check=True)
+    if origin:
+        subprocess.run(["git", "init", "-q", "--bare", str(bare)], cwd=tmp_path, check=True)
+        subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=root, check=True)
+    if origin and pushed:
+        subprocess.run(["git", "push", "-q", "origin", "main", "main:release"], cwd=root, check=True)
+    return root
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`tunepipe <args>` in this process: (exit code, stdout, stderr)."""
+    from tunepipe.cli import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

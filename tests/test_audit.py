@@ -13,23 +13,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import copy_project, dvc, make_reviews, run
+from tests.helpers import cli, copy_project, dvc, make_reviews, run
 from tunepipe import audit, registry
-from tunepipe.cli import main
 
 pytestmark = pytest.mark.stage
 
 
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`tunepipe <args>` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+
 
 
 def lock_md5(root: Path, rev: str, path: str) -> str:

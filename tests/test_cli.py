@@ -11,7 +11,7 @@ import pytest
 import typer
 
 import tunepipe
-from tests.helpers import REPO
+from tests.helpers import REPO, deploy_project
 from tunepipe import cli, staleness
 from tunepipe.errors import PipelineError
 from tunepipe.staleness import StageState
@@ -138,42 +138,7 @@ def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 # --- tunepipe deploy: thin over `prefect deploy`; a real server and worker in test_deployments ---
 
 
-def deploy_project(tmp_path: Path, origin: bool = True, pushed: bool = True) -> Path:
-    """A project with prefect.yaml on branch main, pushed (or not) to a bare `origin`."""
-    root, bare = tmp_path / "project", tmp_path / "origin.git"
-    root.mkdir()
-    (root / "prefect.yaml").write_text("deployments: []\n")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "project"]):
-        subprocess.run([*git, *cmd], cwd=root, check=True)
-    if origin:
-        subprocess.run(["git", "init", "-q", "--bare", str(bare)], cwd=tmp_path, check=True)
-        subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=root, check=True)
-    if origin and pushed:
-        subprocess.run(["git", "push", "-q", "origin", "main", "main:release"], cwd=root, check=True)
-    return root
 
-
-@pytest.fixture
-def prefect_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict]]:
-    """`prefect ...` commands recorded instead of run (git still runs); a server is configured."""
-    import types
-
-    import prefect.settings
-
-    calls: list[tuple[list[str], dict]] = []
-    real = subprocess.run
-
-    def fake(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        if cmd[:3] == [sys.executable, "-m", "prefect"]:
-            calls.append((cmd, kwargs))
-            return subprocess.CompletedProcess(cmd, 0)
-        return real(cmd, **kwargs)
-
-    monkeypatch.setattr(subprocess, "run", fake)
-    settings = types.SimpleNamespace(api=types.SimpleNamespace(url="http://127.0.0.1:4200/api"))
-    monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: settings)
-    return calls
 
 
 def test_deploy_gives_prefect_the_remote_branch_and_pool(tmp_path: Path, prefect_calls: list) -> None:

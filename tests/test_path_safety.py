@@ -10,22 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAKE_MODEL_FILES, fake_registered_model, run
+from tests.helpers import FAKE_MODEL_FILES, cli, fake_registered_model, run
 from tunepipe import audit, dvcstore, io, params, registry
-from tunepipe.cli import main
 from tunepipe.errors import PipelineError
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """`tunepipe <args>` in this process: (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def listing(folder: Path) -> dict[str, bytes | None]:

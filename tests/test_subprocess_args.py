@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, set_params
-from tunepipe import argcheck, params, remote
+from tests.helpers import REPO
+from tunepipe import argcheck, remote
 from tunepipe.errors import PipelineError
 
 pytestmark = pytest.mark.unit
@@ -164,69 +162,7 @@ def test_replay_refuses_option_like_remotes(
 # --- tunepipe deploy: --remote, --branch, --pool, deployment names ----------------------------
 
 
-@pytest.fixture
-def prefect_calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """`prefect ...` commands recorded instead of run (git still runs); a server is configured."""
-    import prefect.settings
 
-    calls: list[list[str]] = []
-    real = subprocess.run
-
-    def fake(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        if cmd[:3] == [sys.executable, "-m", "prefect"]:
-            calls.append(cmd)
-            return subprocess.CompletedProcess(cmd, 0)
-        return real(cmd, **kwargs)
-
-    monkeypatch.setattr(subprocess, "run", fake)
-    settings = types.SimpleNamespace(api=types.SimpleNamespace(url="http://127.0.0.1:4200/api"))
-    monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: settings)
-    return calls
-
-
-@pytest.mark.parametrize("kind", ATTACKS)
-@pytest.mark.parametrize("option", ["--remote", "--branch", "--pool", "name"])
-def test_deploy_refuses_option_like_values(
-    kind: str,
-    option: str,
-    marker: Path,
-    tmp_path: Path,
-    prefect_calls: list[list[str]],
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from tunepipe import cli
-
-    root, _ = git_project(tmp_path)
-    value = attack(kind, marker)
-    given = ["--", value] if option == "name" else [f"{option}={value}"]
-    code = exit_code(cli.main, ["deploy", "--root", str(root), *given])
-    assert code == 1
-    line = one_error_line(capsys)
-    if not (option == "--remote" and kind == "traversal"):  # a path: git says it is no repository
-        assert f"error: {'deployment name' if option == 'name' else option} '" in line
-    assert prefect_calls == []
-    assert not marker.exists()
-
-
-# --- params.yaml: the rendezvous address torchrun gets -----------------------------------------
-
-
-@pytest.mark.parametrize("kind", ATTACKS)
-@pytest.mark.parametrize("field", ["train.master_addr", "train.rdzv_endpoint"])
-def test_params_refuse_a_rendezvous_host_that_is_no_host(
-    kind: str, field: str, marker: Path, tmp_path: Path
-) -> None:
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    value = attack(kind, marker)
-    if field == "train.master_addr":
-        set_params(tmp_path, **{"train.master_addr": value, "train.master_port": 29500})
-    else:
-        set_params(tmp_path, **{"train.rdzv_endpoint": f"{value}:29400"})
-    with pytest.raises(PipelineError, match=rf"params.yaml: {field}: expected"):
-        params.read(tmp_path / "params.yaml")
-
-
-# --- the checks themselves: what they let through ---------------------------------------------
 
 
 def test_the_checks_accept_ordinary_values() -> None:
