@@ -23,6 +23,7 @@ import typer
 from tunepipe import __version__, catalog
 from tunepipe.errors import PipelineError
 from tunepipe.stage import set_env_defaults
+from tunepipe.version import format_tag
 
 app = typer.Typer(
     name="tunepipe",
@@ -355,7 +356,7 @@ def lineage(
         return
     data, model = record["data"], record["model"]
     lines = [
-        f"{record['artifact']}@{record['version']}  registered {record['registered_at']}",
+        f"{format_tag(record['artifact'], record['version'])}  registered {record['registered_at']}",
         f"  registered commit   {record['registered_commit']}",
         f"  code commit         {record['code_commit']}"
         + (" (with uncommitted changes)" if record["uncommitted_changes"] else ""),
@@ -423,7 +424,7 @@ def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
         stages = ", ".join(held.get(version, ["-"]))
         disagreements = audit.cross_check(Path(base), artifact, version)
         print(
-            f"{artifact}@{version}  {stages:<{width}}  {record['registered_commit'][:10]}  "
+            f"{format_tag(artifact, version)}  {stages:<{width}}  {record['registered_commit'][:10]}  "
             f"{format_metrics(record['metrics'])}"
             + (f"  [!] lineage disagrees with the tag ({len(disagreements)})" if disagreements else "")
         )
@@ -450,10 +451,10 @@ def promote(
     resolved = registry.resolve(base, artifact, version)
     before = registry.version_in_stage(base, artifact, stage)
     if before == resolved:
-        print(f"{artifact}@{resolved} is already in {stage}")
+        print(f"{format_tag(artifact, resolved)} is already in {stage}")
         return
     tag = registry.assign_stage(base, artifact, resolved, stage)
-    print(f"{artifact}@{resolved} -> {stage} ({tag}" + (f"; was {before})" if before else ")"))
+    print(f"{format_tag(artifact, resolved)} -> {stage} ({tag}" + (f"; was {before})" if before else ")"))
 
 
 @app.command()

@@ -23,6 +23,7 @@ import pandas as pd
 from tunepipe import catalog
 from tunepipe.io import atomic_dir, write_text
 from tunepipe.markup import html
+from tunepipe.version import format_tag
 
 Reader = Callable[[str], bytes | None]
 MISTAKES = 10
@@ -187,7 +188,7 @@ def lineage_facts(record: dict[str, Any]) -> list[list[str]]:
     pretrained = record.get("pretrained") or {}
     training = record.get("training") or {}
     rows = [
-        ["version", f"{record.get('artifact')}@{record.get('version')}"],
+        ["version", format_tag(str(record.get("artifact")), str(record.get("version")))],
         ["registered at (UTC)", str(record.get("registered_at"))],
         ["code commit", str(record.get("code_commit"))],
         ["uncommitted changes", ", ".join(record.get("uncommitted_changes") or []) or "none"],
