@@ -37,7 +37,14 @@ from pydantic_core import PydanticCustomError, core_schema
 from tunepipe.argcheck import is_host
 from tunepipe.errors import PipelineError
 from tunepipe.io import PATH_NAME, PATH_NAME_RULE, is_path_name
-from tunepipe.metrics import EXTRA_METRICS, describe_range, greater_is_better, metric_range, reportable
+from tunepipe.metrics import (
+    EXTRA_METRICS,
+    describe_range,
+    greater_is_better,
+    is_number,
+    metric_range,
+    reportable,
+)
 
 TaskType = Literal["sequence_classification", "regression", "token_classification"]
 TagScheme = Literal["auto", "iob2", "iob1", "none"]
@@ -957,10 +964,6 @@ def parse(data: dict[str, Any], where: str = "params.yaml") -> Params:
         return Params.model_validate(presets.apply(data))
     except ValidationError as exc:
         raise PipelineError(_one_line(exc, where)) from None
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def same_value(a: Any, b: Any) -> bool:
