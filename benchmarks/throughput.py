@@ -7,7 +7,12 @@ runs, interleaved (A, B, A, B, ...):
 - train: the project's train stage (`dvc repro --force --single-item train`, then evaluate for
   test accuracy) against a plain Trainer script written below (DataCollatorWithPadding, or
   DataCollatorForTokenClassification; the same model, split rows, seed, epochs, batch size,
-  learning rate, weight decay and warm-up; fp32, as such a script runs on a CPU by default);
+  learning rate, weight decay and warm-up), in up to three variants (`--plain`): `fp32` (Trainer's
+  defaults on a CPU), `bf16` (`bf16=True`, the tuned script a user with bf16 units would write)
+  and `bf16-grouped` (plus length grouping); the bf16 variants run where the CPU has bf16 units
+  (or on CUDA). The headline compares tunepipe with the fastest plain variant whose test accuracy
+  is within one point of the plain fp32 script's; `--target-accuracy` also prints, per arm, the
+  train time when its test accuracy reached the target at this budget (time to accuracy).
   `--precisions auto fp32` adds a tunepipe arm per train.precision;
 - predict: `tunepipe predict` on N rows against a plain script's `Trainer.predict` on the same
   rows and the same trained model, each in a process of its own (start-up and model load
@@ -23,6 +28,7 @@ CUDA machine the same script runs unchanged (tunepipe in bf16 with the fused Ada
 script in Trainer's defaults there) and MFU is against the GPU's measured peaks.
 
     python benchmarks/throughput.py [--task sequence|token] [--rows 3000] [--repeats 2]
+        [--plain fp32 bf16 bf16-grouped] [--target-accuracy 0.76]
 """
 
 from __future__ import annotations
@@ -210,7 +216,31 @@ def head_and_collator(token_task: bool, tok: Any) -> tuple[Any, Any]:
     return AutoModelForSequenceClassification, DataCollatorWithPadding(tok)
 
 
-def plain_train(root: Path, out: Path) -> dict[str, Any]:
+PLAIN_VARIANTS = ("fp32", "bf16", "bf16-grouped")
+
+
+def plain_variants(asked: list[str] | None) -> list[str]:
+    """The plain arms to run: those asked, else fp32 and, where bf16 has units here, the tuned two."""
+    import torch
+
+    from tunepipe import devices
+
+    if asked:
+        return asked
+    has_bf16 = torch.cuda.is_available() or bool(devices.bf16_units(devices.cpu_flags()))
+    return list(PLAIN_VARIANTS) if has_bf16 else ["fp32"]
+
+
+def precision_arguments(variant: str) -> dict[str, bool]:
+    """TrainingArguments for a variant's precision: bf16 autocast for a bf16 variant, which Trainer
+    runs on a CPU only when told use_cpu."""
+    import torch
+
+    bf16 = variant.startswith("bf16")
+    return {"bf16": bf16, "use_cpu": bf16 and not torch.cuda.is_available()}
+
+
+def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
     import pandas as pd
     from transformers import Trainer, TrainingArguments
 
@@ -242,6 +272,8 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if variant.endswith("grouped") else "random",
+        **precision_arguments(variant),
     )
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, processing_class=tok, data_collator=collator
@@ -254,8 +286,9 @@ def plain_train(root: Path, out: Path) -> dict[str, Any]:
     }
 
 
-def plain_predict(root: Path, rows_file: Path) -> dict[str, Any]:
-    """Trainer.predict with the model the train stage saved, on the rows in `rows_file`."""
+def plain_predict(root: Path, rows_file: Path, variant: str = "fp32") -> dict[str, Any]:
+    """Trainer.predict with the model the train stage saved, on the rows in `rows_file`; in bf16
+    (autocast, as in training) for a bf16 variant."""
     import pandas as pd
     from transformers import Trainer, TrainingArguments
 
@@ -269,6 +302,7 @@ def plain_predict(root: Path, rows_file: Path) -> dict[str, Any]:
         per_device_eval_batch_size=64,
         report_to="none",
         disable_tqdm=True,
+        **precision_arguments(variant),
     )
     trainer = Trainer(model=model, args=args, processing_class=tok, data_collator=collator)
     start = time.perf_counter()
@@ -356,18 +390,34 @@ def main() -> None:
         default=["auto"],
         help="train.precision of each tunepipe arm (auto fp32 ...)",
     )
+    parser.add_argument(
+        "--plain",
+        nargs="+",
+        choices=PLAIN_VARIANTS,
+        default=None,
+        help="plain script variants (default: fp32, plus bf16 and bf16-grouped where bf16 has units)",
+    )
+    parser.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=None,
+        help="print each arm's train time when its test accuracy reaches this (time to accuracy)",
+    )
     parser.add_argument("--skip-pipeline", action="store_true", help="no whole-pipeline and flow timings")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--plain-train", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--plain-predict", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_train:  # the baselines, each in a process of its own (its own RSS and start-up)
-        args.report.write_text(json.dumps(plain_train(args.plain_train, args.report.parent / "out")))
+        out = args.report.parent / "out"
+        args.report.write_text(json.dumps(plain_train(args.plain_train, out, args.variant)))
         return
     if args.plain_predict:
-        args.report.write_text(json.dumps(plain_predict(args.plain_predict, args.rows_file)))
+        report = plain_predict(args.plain_predict, args.rows_file, args.variant)
+        args.report.write_text(json.dumps(report))
         return
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tunepipe-throughput-"))
@@ -410,22 +460,29 @@ def main() -> None:
         )
 
     arms = [f"tunepipe {p}" for p in args.precisions]
-    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in [*arms, "plain"]}
-    for i in range(args.repeats):
+    variants = plain_variants(args.plain)
+    plains = [f"plain {v}" for v in variants]
+    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in [*arms, *plains]}
+    for i in range(args.repeats):  # interleaved: a load change hits every arm alike
         for precision, arm in zip(args.precisions, arms, strict=True):
             r = run_tunepipe_train(root, precision)
             results[arm].append(r)
             report(f"{arm} ({r['precision']}) #{i + 1}", r)
-        r = run_plain(root, "train")
-        results["plain"].append(r)
-        report(f"plain #{i + 1}", r)
+        for variant, arm in zip(variants, plains, strict=True):
+            r = run_plain(root, "train", "--variant", variant)
+            results[arm].append(r)
+            report(f"{arm} #{i + 1}", r)
     # prediction uses the model the last tunepipe arm saved (models/model)
     table, given, lengths = prediction_rows(root, args.predict_rows, args.task == "token", facts["tokens"])
     predict_tokens = sum(lengths)
     predicted: dict[str, list[dict[str, Any]]] = {"tunepipe": [], "plain": []}
+    # the plain script predicts in bf16 where it trained in bf16: the same precision as tunepipe's auto
+    plain_precision = "bf16" if "bf16" in variants else "fp32"
+    print(f"predict: plain script in {plain_precision}")
     for i in range(args.repeats):
         predicted["tunepipe"].append(run_tunepipe_predict(root, given))
-        predicted["plain"].append(run_plain(root, "predict", "--rows-file", str(table)))
+        plain_args = ("--rows-file", str(table), "--variant", plain_precision)
+        predicted["plain"].append(run_plain(root, "predict", *plain_args))
         a, b = predicted["tunepipe"][-1], predicted["plain"][-1]
         plain_mfu = 2 * n * predict_tokens / b["predict_s"] / peaks["float32"]
         print(
@@ -458,8 +515,24 @@ def main() -> None:
         for key, value in pipeline.items():
             print(f"{key}: {value:.2f} {'MiB' if 'RSS' in key else 's'}")
 
-    print("\nmedians (tunepipe / plain):")
-    plain = results["plain"]
+    print("\nmedians per arm:")
+    for arm, rows_ in results.items():
+        print(
+            f"  {arm:22} {median(rows_, 'samples_s'):8.1f} samples/s, test accuracy "
+            f"{median(rows_, 'accuracy'):.4f}, peak RSS {median(rows_, 'rss_mib'):.0f} MiB"
+        )
+    if args.target_accuracy is not None:
+        print(f"\ntime to test accuracy {args.target_accuracy} at this budget:")
+        for arm, rows_ in results.items():
+            reached = [r["train_runtime_s"] for r in rows_ if r["accuracy"] >= args.target_accuracy]
+            shown = f"{statistics.median(reached):.1f} s" if reached else "not reached"
+            print(f"  {arm:22} {shown} ({len(reached)} of {len(rows_)} runs reached it)")
+    # The strongest plain script: the fastest whose accuracy is within a point of plain fp32's.
+    floor = median(results["plain fp32"], "accuracy") - 0.01 if "plain fp32" in results else 0.0
+    keeping = [a for a in plains if median(results[a], "accuracy") >= floor] or plains
+    best = max(keeping, key=lambda a: median(results[a], "samples_s"))
+    print(f"\nmedians (tunepipe / {best}, the fastest plain arm within a point of plain fp32's accuracy):")
+    plain = results[best]
     for arm in arms:
         mine = results[arm]
         print(f"  {arm} ({mine[0]['precision']}):")

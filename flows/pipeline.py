@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State, get_state_exception
 
-from tunepipe import catalog, dvcrepo, registry, remote, staleness
+from tunepipe import catalog, drift, dvcrepo, registry, remote, staleness
 from tunepipe import markup as md
 from tunepipe import params as params_mod
 from tunepipe import promotion as promotion_mod
@@ -46,6 +46,7 @@ STAGES = ("pretrained", "load", "validate", "tokenize", "train", "evaluate")
 # always_changed in dvc.yaml: the flow runs it and compares its output with dvc.lock's before.
 ALWAYS_RUN = (dvcrepo.PRETRAINED_STAGE,)
 TAIL_LINES = 40
+PROGRESS_SECONDS = 30  # progress bar updates in a log that is not a terminal
 EXIT_STATUS = re.compile(r"exited with (-?\d+)")  # DVC's line for a failed stage command
 
 
@@ -67,6 +68,10 @@ def stage_env(marker: Path | None = None) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if getattr(sys.stdout, "isatty", lambda: False)():
         env.setdefault("TTY_COMPATIBLE", "1")
+    else:
+        # A worker's log, not a terminal: tqdm bars (Trainer, datasets) redraw at most every
+        # PROGRESS_SECONDS instead of several times a second, one log line each time.
+        env.setdefault("TQDM_MININTERVAL", str(PROGRESS_SECONDS))
     if marker is not None:
         env[RAN_MARKER] = str(marker)
     return env
@@ -140,22 +145,71 @@ def stage_error(root: Path, stage: str, tail: list[str], returncode: int) -> Pip
     return StageFailed(f"stage {stage!r} failed (exit {code}){shown}", code)
 
 
-def failed(exc: BaseException) -> State:
-    """A task or flow that ends on a user-facing error: Failed with the message, no traceback logged."""
-    return Failed(message=str(exc), data=exc)
+def failed(exc: BaseException, root: Path | None = None) -> State:
+    """A task or flow that ends on a user-facing error: Failed with the message, no traceback logged.
+
+    `root`: the project checkout, shown as paths relative to it (a worker's clone is a temporary
+    folder whose name means nothing to the reader); the error itself too, as the engine logs it
+    and `state.result()` raises it."""
+    message = relative(str(exc), root)
+    if isinstance(exc, PipelineError) and message != str(exc):
+        exc.args = (message, *exc.args[1:])
+    return Failed(message=message, data=exc)
 
 
-class NoEmptyTraceback(logging.Filter):
-    """Prefect logs a task that returned a Failed state with exc_info=True outside any `except`,
-    which prints `NoneType: None` under the message: drop that empty exception info."""
+def relative(message: str, root: Path | None) -> str:
+    """`message` with the checkout's absolute path left out of the paths in it."""
+    if root is None:
+        return message
+    base = str(Path(root).resolve())
+    return message.replace(base + os.sep, "").replace(base, ".")
+
+
+class QuietFailures(logging.Filter):
+    """A failure the user can act on is logged once at ERROR, as one line with its cause.
+
+    Prefect logs a task that returned a Failed state with exc_info=True outside any `except`,
+    which prints `NoneType: None` under the message: that empty exception info is dropped. A flow
+    run that ends Failed on a PipelineError is logged by the engine as "Engine execution exited
+    with unexpected exception" and its own traceback (some 45 lines) at ERROR: that record becomes
+    one line naming the cause, and the traceback goes to DEBUG (shown when the logger lets DEBUG
+    through, e.g. PREFECT_LOGGING_LEVEL=DEBUG). Any other exception keeps its traceback.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[0] is None:
+        if not record.exc_info:
+            return True
+        if record.exc_info[0] is None:
             record.exc_info = None
+            return True
+        exc = record.exc_info[1]
+        if record.levelno >= logging.ERROR and isinstance(exc, PipelineError):
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(logging.DEBUG):  # passes this filter: below ERROR
+                logger.debug("%s", record.getMessage(), exc_info=record.exc_info)
+            record.msg, record.args = f"run failed: {one_line(str(exc))}", ()
+            record.exc_info, record.exc_text = None, None
         return True
 
 
-QUIET_FAILURES = NoEmptyTraceback()
+def one_line(message: str) -> str:
+    """A message's first line, and how many more the run's state message holds."""
+    lines = [line for line in message.strip().splitlines() if line.strip()] or [""]
+    more = len(lines) - 1
+    return lines[0] + (
+        f" (and {more} more line{'s' if more > 1 else ''} in the run's state message)" if more else ""
+    )
+
+
+QUIET_FAILURES = QuietFailures()
+# The run loggers (their records reach the Prefect API) and the engine's (the worker's output).
+QUIET_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine")
+
+
+def quiet_logs() -> None:
+    """A failed run logs its cause once, as one line (see QuietFailures)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).addFilter(QUIET_FAILURES)
 
 
 def retry_unless_busy(task: Any, task_run: Any, state: State) -> bool:
@@ -173,7 +227,7 @@ def dvc_stage(root: Path, stage: str, pull: bool = False) -> Any:
     try:
         return run_stage(root, stage, pull)
     except PipelineError as exc:
-        return failed(exc)
+        return failed(exc, root)
 
 
 def run_stage(root: Path, stage: str, pull: bool = False) -> Any:
@@ -197,8 +251,37 @@ def run_stage(root: Path, stage: str, pull: bool = False) -> Any:
     return stage
 
 
-@task(cache_policy=NO_CACHE, task_run_name="register")
-def register_model(root: Path, p: params_mod.Params) -> Any:
+@task(cache_policy=NO_CACHE, task_run_name="drift")
+def check_drift(root: Path, p: params_mod.Params) -> Any:
+    """The drift report against the version in promote.stage: logged, published as the `drift`
+    artifact, and Failed when a measure is above its `drift:` limit (before registration)."""
+    try:
+        found = drift.report(root, p)
+        get_run_logger().info(drift.headline(found))
+        create_markdown_artifact(
+            drift_markdown(found), key="drift", description="This run's data against the production version's"
+        )
+        drift.check(found, p.drift)
+    except PipelineError as exc:
+        return failed(exc, root)
+    if "labels" not in found:  # nothing measured: no version in the stage, or its data is this run's
+        return Completed(name="Cached", message=drift.headline(found), data=found)
+    return found
+
+
+def drift_markdown(found: dict[str, Any]) -> str:
+    rows = drift.lines(found)
+    text = f"**{md.text(drift.headline(found))}**"
+    if rows:
+        text += "\n\n" + md.table(["measure", "production", "this run", "limit"], [list(r) for r in rows])
+    return text
+
+
+# log_prints off: dill (datasets' fingerprints of the promotion's scoring) disassembles functions
+# with dis.dis into a captured sys.stdout, and a print logged instead of captured would put Python
+# bytecode in the run's log (and leave dill's capture empty).
+@task(cache_policy=NO_CACHE, task_run_name="register", log_prints=False)
+def register_model(root: Path, p: params_mod.Params, found: dict[str, Any] | None = None) -> Any:
     """Register a new model, deciding its promotion first (the lineage record holds the decision)."""
     name = p.register.name
 
@@ -213,9 +296,10 @@ def register_model(root: Path, p: params_mod.Params) -> Any:
             flow_run_id=str(flow_run.get_id() or "") or None,
             decide=decide,
             page=registration_page,
+            extra={"drift": found} if found is not None else None,
         )
     except PipelineError as exc:
-        return failed(exc)
+        return failed(exc, root)
     if not result["new"]:
         return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
     logger = get_run_logger()
@@ -249,7 +333,18 @@ def promotion_markdown(decision: dict[str, Any]) -> str:
         f"{md.text(decision['resamples'])} resamples of {md.text(decision['examples'])} test examples, "
         f"seed {md.text(decision['seed'])}); min_delta {md.text(decision['min_delta'])}, "
         f"require_significant {md.text(str(decision['require_significant']).lower())}.",
+        "",
+        f"Both scored on the same rows: {md.text(promotion_mod.rows_line(decision))}.",
     ]
+    guards = decision.get("guards") or []
+    if guards:
+        fmt4 = "{:.4f}".format
+        rows = [
+            [g["metric"], fmt4(g["challenger"]), fmt4(g["champion"]), fmt4(g["worse_by"]), g["limit"],
+             "pass" if g["passed"] else "BLOCKS"]
+            for g in guards
+        ]  # fmt: skip
+        lines += ["", md.table(["guard", "challenger", "champion", "worse by", "limit", ""], rows)]
     return "\n".join(lines)
 
 
@@ -351,7 +446,7 @@ def pipeline(
     A failure the user can act on (a stage's `error:`, a missed threshold, a busy project) ends
     the flow Failed with that message and without a traceback; `state.result()` raises it.
     """
-    logging.getLogger("prefect.task_runs").addFilter(QUIET_FAILURES)
+    quiet_logs()
     base = Path(root).resolve()
     try:
         p = params_mod.read(base / catalog.PARAMS, {"promote": promotion} if promotion else None)
@@ -364,29 +459,34 @@ def pipeline(
                 base, stage, pull, return_state=True
             )
             if state.is_failed():
-                return failed(get_state_exception(state))
+                return failed(get_state_exception(state), base)
             states[stage] = state.name or ""
             if stage == "validate":
                 publish_validation(base)
         evaluation = publish_metrics(base)
+        # The new data against the production version's, before anything is registered.
+        state = check_drift(base, p, return_state=True)
+        if state.is_failed():
+            return failed(get_state_exception(state))
         # stage -> Prefect state name: "Cached" when DVC found it up to date or restored it.
         result: dict[str, Any] = {
             "metrics": evaluation["metrics"],
             "registered": None,
             "promotion": None,
             "stages": states,
+            "drift": state.result(),
         }
         if registration:
             # A task returning a State (Cached) hands back that State: unwrap it.
-            state = register_model(base, p, return_state=True)
+            state = register_model(base, p, result["drift"], return_state=True)
             if state.is_failed():
-                return failed(get_state_exception(state))
+                return failed(get_state_exception(state), base)
             result["registered"] = state.result()
             # None when the model was registered before: its promotion was decided then.
             result["promotion"] = result["registered"].pop("promotion", None)
         result["report"] = str(publish_report(base, result["registered"]))
     except PipelineError as exc:
-        return failed(exc)
+        return failed(exc, base)
     return result
 
 

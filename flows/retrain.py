@@ -10,18 +10,18 @@ remote receive the registration commit and tags, so a pushed tag never names mis
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import get_state_exception
 
-from flows.pipeline import QUIET_FAILURES, failed, pipeline, run_from_command_line
+from flows.pipeline import failed, pipeline, quiet_logs, run_from_command_line
+from tunepipe import checkpoints, clones, pins, remote
 from tunepipe import promotion as promotion_mod
-from tunepipe import remote
 from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
+from tunepipe.gitrepo import git
 from tunepipe.metrics import format_metrics
 
 NO_DVC_REMOTE = (
@@ -30,6 +30,10 @@ NO_DVC_REMOTE = (
 )
 
 
+# No flow retries: Prefect's server retries every Failed flow run, a PipelineError returned as a
+# Failed state too, and the same input fails the same way. What is retried lives elsewhere, one
+# rule each: the train task's own retries (a killed trainer resumes from its checkpoint) and the
+# automation that runs a Crashed retrain again once (a lost host).
 @flow(name="retrain", log_prints=True)
 def retrain(
     ref: str | None = None,
@@ -37,19 +41,37 @@ def retrain(
     promotion: dict[str, Any] | None = None,
     train_retries: int = 1,
     root: str = ".",
+    after_crash: str | None = None,
+    branch: str | None = None,
 ) -> dict[str, Any]:
     """Pull, run the pipeline (registering and promoting per params.yaml), push DVC, then git.
 
     `ref`: a branch, tag or commit of git remote `origin` to check out first (None: as cloned).
+    `branch`: the branch registrations go on when `ref` (or the clone) is a tag or commit: it is
+    checked out there as that branch and the push merges origin's branch into it (a deployment
+    pins the commit it was deployed from; None: a tag or commit stays detached).
     `promotion`: overrides keys of params.yaml's `promote:` section for this run.
     `root`: the project checkout; "." is the clone a deployment's pull step made.
+    `after_crash`: the id of a Crashed run this run replaces (set by the project's automation,
+    tunepipe/automations.py); a re-run that crashed in turn is not run a third time.
     """
-    logging.getLogger("prefect.task_runs").addFilter(QUIET_FAILURES)
+    quiet_logs()
     logger = get_run_logger()
     base = Path(root).resolve()
     try:
-        check_parameters(ref)
+        check_parameters(ref, branch)
         origin = remote.git_origin(base)
+        # --- a run after a lost host: clean what the crashed run left, say what it resumes ---
+        swept = clones.sweep(base, origin)
+        if swept.folders:
+            logger.info("%s", swept.describe())
+        if after_crash:
+            check_rerun(after_crash)
+            logger.info(
+                "re-run of crashed flow run %s: training resumes from its last checkpoint (%s)",
+                after_crash,
+                checkpoints.folder(base),
+            )
         if origin:
             # Before the fetch: a forced tag fetch would overwrite a local tag origin holds otherwise.
             stranded = remote.check_taken(base)
@@ -59,12 +81,17 @@ def retrain(
                     ", ".join(stranded.tags),
                 )
             remote.fetch_tags(base)
+            if not ref and branch and remote.current_branch(base) is None:
+                ref = git(base, "rev-parse", "HEAD")  # the commit the pull step checked out
             if ref:
-                logger.info("git: checked out %s", remote.checkout(base, ref))
-        elif ref:
-            raise PipelineError(f"ref {ref!r} given, but {base} has no git remote `origin` to fetch it from")
+                logger.info("git: checked out %s", remote.checkout(base, ref, branch))
+        elif ref or branch:
+            raise PipelineError(
+                f"ref {ref or branch!r} given, but {base} has no git remote `origin` to fetch it from"
+            )
         else:
             logger.warning("no git remote `origin`: registrations stay in this checkout")
+        pins.check(base)  # the worker's packages are the ones this commit pins
         dvc_remote = remote.dvc_remote(base)
         if dvc_remote:
             try:
@@ -81,7 +108,7 @@ def retrain(
             return_state=True,
         )
         if not state.is_completed():
-            return failed(get_state_exception(state))
+            return failed(get_state_exception(state), base)
         result: dict[str, Any] = dict(state.result())
         result["pulled"] = bool(dvc_remote)
         result["pushed"] = []
@@ -101,15 +128,39 @@ def retrain(
         result["message"] = summary(result)
         logger.info(result["message"])
     except PipelineError as exc:
-        return failed(exc)
+        return failed(exc, base)
     return result
 
 
-def check_parameters(ref: str | None) -> None:
+def check_rerun(crashed: str) -> None:
+    """A crashed run is run again once: when the run it replaces was itself such a re-run, stop
+    here (Failed, which notifies) instead of crashing the same way in a loop."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    try:
+        crashed_id = UUID(crashed)
+    except ValueError as exc:
+        raise PipelineError(f"retrain parameter after_crash {crashed!r}: expected a flow run id") from exc
+    with get_client(sync_client=True) as client:
+        earlier = client.read_flow_run(crashed_id)
+    if earlier.parameters.get("after_crash"):
+        raise PipelineError(
+            f"flow run {earlier.name} was already the re-run of crashed run "
+            f"{earlier.parameters['after_crash']} and crashed too: not run again; see both runs' "
+            "logs, then start one with `prefect deployment run retrain/retrain`"
+        )
+
+
+def check_parameters(ref: str | None, branch: str | None = None) -> None:
     """What reaches git from whoever starts a run, checked before any git command runs: `ref`
-    must be a plain branch, tag or commit name (`--upload-pack=...` would be a git option)."""
+    and `branch` must be plain branch, tag or commit names (`--upload-pack=...` would be a git
+    option)."""
     if ref:  # None or "": as cloned
         check_ref(ref, "retrain parameter ref")
+    if branch:
+        check_ref(branch, "retrain parameter branch")
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -133,13 +184,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.retrain", description=__doc__.splitlines()[0])
     parser.add_argument("--ref", default=None, help="branch, tag or commit of `origin` to check out first")
     parser.add_argument(
+        "--branch", default=None, help="the branch registrations go on when --ref is a tag or commit"
+    )
+    parser.add_argument(
         "--no-register", action="store_true", help="stop after evaluation (still pushes to DVC)"
     )
     args = parser.parse_args(argv)
 
     def start() -> Any:
-        check_parameters(args.ref)  # before a Prefect server starts
-        return retrain(ref=args.ref, registration=not args.no_register, return_state=True)
+        check_parameters(args.ref, args.branch)  # before a Prefect server starts
+        return retrain(ref=args.ref, branch=args.branch, registration=not args.no_register, return_state=True)
 
     result = run_from_command_line(Path("."), start)
     print(f"test metrics: {format_metrics(result['metrics'])}")

@@ -16,6 +16,14 @@ def main() -> None:
     model_card.write_evaluated_card(p, evaluation)  # also when a threshold is missed: it says which
     shown = format_metrics(evaluation["metrics"])
     print(f"evaluate: {shown} on {evaluation['metrics']['examples']} test examples")
+    baseline = evaluation.get("baseline")
+    if baseline:
+        print(
+            f"evaluate: majority-class baseline on the test split: accuracy {baseline['accuracy']:.4f} "
+            f"(every example labelled {baseline['label']!r})"
+        )
+    if not evaluation["thresholds"]:
+        print("evaluate: no thresholds set (evaluate.thresholds): the gate passes every model")
     if not evaluation["passed"]:
         # The reports are written: they show what missed. The `error:` line is the gate's verdict.
         raise PipelineError(

@@ -3,9 +3,12 @@ order)."""
 
 from __future__ import annotations
 
+import sys
+
 from tunepipe import catalog, params
+from tunepipe.io import read_json
 from tunepipe.stage import run
-from tunepipe.tokenization import tokenize
+from tunepipe.tokenization import tokenize, truncation_lines
 
 
 def main() -> None:
@@ -17,6 +20,13 @@ def main() -> None:
     )
     if "sentences_cut" in counts:
         print(f"tokenize: sentences cut at max_length: {counts['sentences_cut']}")
+    # Measured once, by validate (a dependency of this stage), on the same splits and max_length.
+    report = read_json(catalog.VALIDATION_REPORT) if catalog.VALIDATION_REPORT.is_file() else {}
+    if truncation := report.get("truncation"):
+        line, warnings = truncation_lines(truncation, p.validate.max_truncated_share)
+        print(line)
+        for warning in warnings:
+            print(warning, file=sys.stderr)
 
 
 if __name__ == "__main__":

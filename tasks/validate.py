@@ -13,8 +13,12 @@ from tunepipe.validation import describe_failure, validate
 
 def main() -> None:
     p = params.read(catalog.PARAMS)
-    report = validate(p, catalog.read_splits())
+    # Without load.labels, the label set load read from the train split (data/splits/manifest.json).
+    labels = (catalog.read_manifest().get("labels") or {}).get("names")
+    report = validate(p, catalog.read_splits(), labels)
     write_json(catalog.VALIDATION_REPORT, report)
+    for warning in report.get("warnings", []):
+        print(f"validate: warning: {warning}", file=sys.stderr)
     if not report["success"]:
         print(
             f"error: validate: {len(report['failures'])} expectation(s) failed "

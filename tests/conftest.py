@@ -16,6 +16,8 @@ from tests.helpers import OFFLINE, build_tiny_bert, dvc, make_project, make_revi
 pytest_plugins = ("pytester",)  # test_markers runs pytest on files it writes
 
 os.environ.update(OFFLINE)
+# Each test process measures its own CPU precision decision: never read or write the user's cache.
+os.environ["TUNEPIPE_PRECISION_CACHE"] = "off"
 # Stage commands say `python`: it must be this interpreter.
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
 # Prefect sets up logging (a console handler bound to sys.stderr) when prefect.main is first
@@ -101,6 +103,11 @@ def prefect_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[list[str], dict
         return real(cmd, **kwargs)
 
     monkeypatch.setattr(subprocess, "run", fake)
+    # No server answers here: the automations step (tunepipe/automations.py) is tested against the
+    # real server in tests/test_automations.py.
+    import tunepipe.deploy
+
+    monkeypatch.setattr(tunepipe.deploy, "guard_deployments", lambda *args, **kwargs: None)
     settings = types.SimpleNamespace(api=types.SimpleNamespace(url="http://127.0.0.1:4200/api"))
     monkeypatch.setattr(prefect.settings, "get_current_settings", lambda: settings)
     return calls

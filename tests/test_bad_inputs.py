@@ -651,16 +651,15 @@ CASES = [
     ),
     Case(
         "too few rows of a class",
-        r"expect_column_values_to_be_between failed on column 'rows' in split 'test' \(class_counts\)",
+        r"expect_column_values_to_be_between failed on column 'rows' in split 'train' \(class_counts\)",
         params={"validate.min_rows_per_class": 100},
         stages=VALIDATE,
     ),
     Case(
         "ill-formed IOB",
-        r"failed on column 'well_formed'.*line 6: .*'tag': 'I-LOC', 'previous_tag': 'O'",
+        r"ner.conll, line 6: tag 'I-LOC' after 'O' is not IOB2 .*Set load.conll.tag_repair: fix",
         files={"data/raw/ner.conll": ner_file(bad="said O\nParis I-LOC")},
         params=TOKEN_PARAMS | {"load.tag_scheme": "iob2"},
-        stages=VALIDATE,
     ),
     Case(
         "regression target out of range",
@@ -1194,8 +1193,257 @@ CASES = [
         setup=lambda root, m: parquet_text_twice(root / "data/raw/r.parquet"),
         params={"load.source": "data/raw/r.parquet"},
     ),
+    # ---- issue 24 conll/evaluate ----
+    Case(
+        "evaluate file without the label column",
+        r"scored.csv: missing label column 'category'; the file has columns text.*load.columns",
+        files={"scored.csv": csv_of([{"text": r["text"]} for r in GOOD[:4]])},
+        setup=lambda root, m: copy_model(root, m.sequence),
+        cli=("evaluate", "--model", "m", "--no-verify", "scored.csv"),
+    ),
+    Case(
+        "evaluate label the model does not know",
+        r"scored.csv: 1 label\(s\) the model was not trained with: 'meh' \(row 2\); its labels "
+        r"\(config.json id2label\) are rotten, fresh",
+        files={"scored.csv": csv_of([GOOD[0], dict(GOOD[1], category="meh"), GOOD[2]])},
+        setup=lambda root, m: copy_model(root, m.sequence),
+        cli=("evaluate", "--model", "m", "--no-verify", "scored.csv"),
+    ),
+    Case(
+        "evaluate ill-formed tags without repair",
+        r"tags.conll, line 5: tag 'I-PER' after 'O' is not IOB2 .*Set load.conll.tag_repair: fix",
+        files={"tags.conll": "Ann B-PER\nsaid O\n\nhello O\nBob I-PER\n"},
+        setup=lambda root, m: copy_model(root, m.token),
+        cli=("evaluate", "--model", "m", "--no-verify", "tags.conll"),
+    ),
+    Case(
+        "evaluate thresholds not a mapping",
+        r"--thresholds: expected `params` or a mapping such as",
+        files={"scored.csv": csv_of(GOOD[:3])},
+        setup=lambda root, m: copy_model(root, m.sequence),
+        cli=("evaluate", "--model", "m", "--no-verify", "--thresholds", "0.8", "scored.csv"),
+    ),
 
+    # ---- issue 24 init: `tunepipe init` on data it cannot read a task from ----
+    Case(
+        "init on a table without a text column",
+        r"error: data/raw/codes.csv: no text column found .*; pass --text-column",
+        files={"data/raw/codes.csv": "id,category\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))},
+        cli=("init", "data/raw/codes.csv", "--force"),
+    ),
+    Case(
+        "init on an empty file",
+        r"error: data/raw/empty.csv: the file is empty; expected a header line naming the columns",
+        files={"data/raw/empty.csv": ""},
+        cli=("init", "data/raw/empty.csv", "--force"),
+    ),
+    Case(
+        "init on a header without rows",
+        r"error: data/raw/header.csv: no rows .*; add the examples",
+        files={"data/raw/header.csv": HEADER},
+        cli=("init", "data/raw/header.csv", "--force"),
+    ),
+    Case(
+        "init on an unknown format",
+        r"error: data/raw/reviews.xlsx: cannot tell the file format from its name; "
+        r"pass --format \(one of csv",
+        files={"data/raw/reviews.xlsx": csv_of(GOOD)},
+        cli=("init", "data/raw/reviews.xlsx", "--force"),
+    ),
+    Case(
+        "init with two label-like columns",
+        r"error: data/raw/two.csv: ambiguous label column: label, category could each be the label; "
+        r"pass --label-column",
+        files={"data/raw/two.csv": csv_of([dict(r, label=r["category"]) for r in GOOD])},
+        cli=("init", "data/raw/two.csv", "--force"),
+    ),
+    Case(
+        "init with a label column of free text",
+        r"error: data/raw/reviews.csv: ambiguous label column 'text': 60 values, too many for classes; "
+        r"pass --label-column",
+        cli=("init", "data/raw/reviews.csv", "--force", "--text-column", "movie_name",
+             "--label-column", "text"),
+    ),
+    Case(
+        "init with a text column the file lacks",
+        r"error: data/raw/reviews.csv: no column 'review' \(--text-column\); "
+        r"the file has columns category, text",
+        cli=("init", "data/raw/reviews.csv", "--force", "--text-column", "review"),
+    ),
+    Case(
+        "init on a folder without a train file",
+        r"error: .*data/raw/splits: no train file .*name the training file train.csv",
+        files={"data/raw/splits/dev.csv": csv_of(GOOD), "data/raw/splits/test.csv": csv_of(GOOD)},
+        cli=("init", "data/raw/splits", "--force"),
+    ),
+    Case(
+        "init with an unknown task",
+        r"error: --task: expected one of sequence_classification, regression, token_classification, "
+        r"got 'ner'",
+        cli=("init", "data/raw/reviews.csv", "--force", "--task", "ner"),
+    ),
+    Case(
+        "init over params.yaml without --force",
+        r"error: params.yaml: exists; pass --force to overwrite it",
+        cli=("init", "data/raw/reviews.csv"),
+    ),
+    Case(
+        "init with an unknown example",
+        r"error: --example 'nope': no examples/nope.yaml; choose one of none found",
+        cli=("init", "--example", "nope", "--force"),
+    ),
+
+    # ---- issue 24 defaults: each error names the params key that fixes it ----
+    Case(
+        "missing group column names group_by null",
+        r"missing group column 'film'.*set load.split.group_by to a column of the file, or null",
+        params={"load.split.group_by": "film"},
+    ),
+    Case(
+        "missing text column names load.columns.text",
+        r"missing text column 'review'.*\(set load.columns.text to the text column\)",
+        params={"load.columns.text": "review"},
+    ),
+    Case(
+        "missing label column names load.columns.label",
+        r"missing label column 'sentiment'.*\(set load.columns.label to the label column\)",
+        params={"load.columns.label": "sentiment"},
+    ),
+    Case(
+        "missing pair column names load.columns.text_pair",
+        r"missing text_pair column 'hypothesis'.*set load.columns.text_pair to the second text's column",
+        params={"load.columns.text_pair": "hypothesis"},
+    ),
+    Case(
+        "numbers in the pair column name load.columns.text_pair",
+        r"column 'n' must hold text.*\(set load.columns.text_pair to the text column",
+        files={"data/raw/p.jsonl": jsonl_of([dict(r, n=i) for i, r in enumerate(GOOD)])},
+        params={"load.source": "data/raw/p.jsonl", "load.columns.text_pair": "n"},
+    ),
+    Case(
+        "drop_labels on a token task names the key",
+        r"load.drop_labels applies to sequence_classification only, not token_classification; "
+        r"set load.drop_labels: \[\]",
+        files={"data/raw/ner.conll": NER},
+        params=TOKEN_PARAMS | {"load.drop_labels": ["O"]},
+    ),
+    Case(
+        "one group cannot be split names group_by null",
+        r"carving a test split .* from 1 groups \(movie_name\) leaves one side empty; "
+        r"set load.split.group_by: null to split rows instead of groups",
+        files={"data/raw/reviews.csv": csv_of([dict(r, movie_name="one movie") for r in GOOD])},
+    ),
+    Case(
+        "demo thresholds on a token task name evaluate.thresholds",
+        r"evaluate.thresholds.f1_macro: task token_classification does not report f1_macro; .*"
+        r"\(remove f1_macro from evaluate.thresholds, or bound one of those\)",
+        files={"data/raw/ner.conll": NER},
+        params=TOKEN_PARAMS | {"load.tag_scheme": "iob2", "evaluate.thresholds": {"f1_macro": 0.78}},
+    ),
+    Case(
+        "too few train rows names min_rows_per_class",
+        r"in split 'train' \(class_counts\).*\(validate.min_rows_per_class \(100\) is the train minimum",
+        params={"validate.min_rows_per_class": 100},
+        stages=VALIDATE,
+    ),
+    Case(
+        "too few test rows names min_eval_rows_per_class",
+        r"in split 'test' \(class_counts\).*validate.min_eval_rows_per_class \(100\) is the test minimum",
+        params={"validate.min_rows_per_class": 0, "validate.min_eval_rows_per_class": 100},
+        stages=VALIDATE,
+    ),
+    Case(
+        "test label never seen in train when labels are read from train",
+        r"failed on column 'label' in split 'test'.*labels were read from the train split "
+        r"\(load.labels is not set\).*declare them in load.labels",
+        files=split_files(GOOD[:40], GOOD[40:50] + [dict(r, category="meh") for r in GOOD[50:]]),
+        params=split_source() | {"load.labels": None},
+        stages=VALIDATE,
+    ),
+    Case(
+        "label outside load.labels names the keys",
+        r"failed on column 'label'.*\(labels outside load.labels: add them there, or drop their rows with "
+        r"load.drop_labels\)",
+        files={"data/raw/reviews.csv": csv_of(GOOD[:10] + [dict(GOOD[10], category="meh")] + GOOD[11:])},
+        stages=VALIDATE,
+    ),
+    Case(
+        "text too long names min_chars and max_chars",
+        r"failed on column 'text'.*\(texts outside validate.min_chars / validate.max_chars",
+        params={"validate.max_chars": 10},
+        stages=VALIDATE,
+    ),
+    Case(
+        "a folder that is no dataset names load.source",
+        r"data/raw/folder: a directory, but not a saved dataset .*; set load.source to a file",
+        setup=lambda root, m: (root / "data/raw/folder").mkdir(),
+        params={"load.source": "data/raw/folder"},
+    ),
+    # ---- issue 26 lora: adapters' target modules, gradient checkpointing ----
+    Case(
+        "lora target module the model lacks",
+        r"params.yaml: train.lora.target_modules: q_proj, v_proj matches no linear layer of "
+        r"BertForSequenceClassification \(bert\); its linear layers are named .*\bquery\b.*\bvalue\b.*: "
+        r"set train.lora.target_modules to some of them",
+        params={"train.adapter": "lora", "train.lora": {"target_modules": ["q_proj", "v_proj"]}},
+        stages=("pretrained", "load", "validate", "tokenize", "train"),
+    ),
+    Case(
+        "lora with layer freezing",
+        r"params.yaml: train.freeze: first_n and train.adapter: lora both choose what trains",
+        params={"train.adapter": "lora", "train.freeze": "first_n", "train.freeze_layers": 1},
+        stages=("train",),
+    ),
+    Case(
+        "search over a lora key that does not exist",
+        r"params.yaml: search.space.lora.rank: not a train.\* parameter",
+        params={"search.space": {"lora.rank": [4, 8]}},
+    ),
+    # ---- issue 25 ingest: `tunepipe ingest FILE...` checks every file before it copies one ----
+    Case("ingest a missing file", r"nowhere.csv: file not found", cli=("ingest", "nowhere.csv", "--no-push")),
+    Case("ingest a directory", r"data: a directory; name the files", cli=("ingest", "data", "--no-push")),
+    Case(
+        "ingest a file in no table format",
+        r"new.xlsx: not a table file tunepipe ingest adds rows from; expected a name ending in .csv",
+        files={"new.xlsx": "not a table"},
+        cli=("ingest", "new.xlsx", "--no-push"),
+    ),
+    Case(
+        "ingest a file of the project itself",
+        r"reports/old.csv: a file of the project itself \(reports/old.csv: tracked by git, or an ignored",
+        files={"reports/old.csv": csv_of(GOOD[:5])},
+        setup=lambda root, m: run(["git", "add", "-f", "reports/old.csv"], root),
+        cli=("ingest", "reports/old.csv", "--no-push"),
+    ),
+    Case(
+        "ingest rows without the label column",
+        r"new.csv: missing label column 'category'",
+        files={"new.csv": "text,movie_name\nwonderful,m\n"},
+        cli=("ingest", "new.csv", "--no-push"),
+    ),
+    Case(
+        "ingest a file with no rows",
+        r"new.csv: no rows",
+        files={"new.csv": HEADER},
+        cli=("ingest", "new.csv", "--no-push"),
+    ),
+    Case(
+        "ingest a name already ingested with other rows",
+        r"data/raw/incoming/new.csv exists with other rows; give the new file another name",
+        files={"new.csv": csv_of(GOOD[:5]), "data/raw/incoming/new.csv": csv_of(GOOD[5:10])},
+        cli=("ingest", "new.csv", "--no-push"),
+    ),
+    Case(
+        "ingest and push without a git remote",
+        r"no git remote `origin`, so workers could not get the new rows; fix that, or pass --no-push",
+        files={"new.csv": csv_of(GOOD[:5])},
+        cli=("ingest", "new.csv"),
+    ),
 ]
+
+
+def copy_model(root: Path, model: Path) -> None:
+    shutil.copytree(model, root / "m")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,14 @@ from tunepipe.staleness import StageState
 pytestmark = pytest.mark.unit
 
 COMMANDS = (
+    "init",
     "run",
     "status",
     "search",
     "register",
     "promote",
     "predict",
+    "evaluate",
     "lineage",
     "report",
     "versions",
@@ -32,7 +34,9 @@ COMMANDS = (
     "verify",
     "compare",
     "deploy",
+    "ingest",
     "replay",
+    "doctor",
 )
 
 

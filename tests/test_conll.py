@@ -174,3 +174,88 @@ def test_real_wsj_sample() -> None:
     assert df["tokens"].map(len).sum() == 25_026
     assert len({tag for tags in df["tags"] for tag in tags}) == 44
     assert df["source_row"].tolist() == list(range(1, 1002))
+
+
+# ---- separators, full-width spaces and IOB2 repair ----
+
+IDEOGRAPHIC_SPACE = "\u3000"
+
+
+def test_full_width_space_stays_inside_a_token(tmp_path: Path) -> None:
+    """Only ASCII whitespace separates columns: U+3000 inside (or as) a Japanese token is kept."""
+    text = f"東京{IDEOGRAPHIC_SPACE}都 B-LOC\n{IDEOGRAPHIC_SPACE} O\nに O\n"
+    df = read_conll(_write(tmp_path, text))
+    assert df["tokens"].tolist() == [[f"東京{IDEOGRAPHIC_SPACE}都", IDEOGRAPHIC_SPACE, "に"]]
+    assert df["tags"].tolist() == [["B-LOC", "O", "O"]]
+    # With a tab separator the field is stripped of ASCII spaces only.
+    path = _write(tmp_path, f"{IDEOGRAPHIC_SPACE}\tO\n 東京 \tB-LOC\n", "t.tsv")
+    tabbed = read_conll(path, separator="tab")
+    assert tabbed["tokens"].tolist() == [[IDEOGRAPHIC_SPACE, "東京"]]
+
+
+@pytest.mark.parametrize("separator", ["tab", "\\t", "\t"])
+def test_tab_separator_by_name(tmp_path: Path, separator: str) -> None:
+    """`separator: tab` (and a backslash-t written without YAML's double quotes) splits on tabs
+    only, so tokens keep their spaces."""
+    df = read_conll(_write(tmp_path, "New York\tNNP\tB-LOC\nis\tVBZ\tO\n"), separator=separator)
+    assert df["tokens"].tolist() == [["New York", "is"]]
+    assert df["tags"].tolist() == [["B-LOC", "O"]]
+
+
+def test_tab_file_with_spaces_through_load(tmp_path: Path) -> None:
+    from tunepipe import params
+    from tunepipe.sources import read_source
+
+    path = _write(tmp_path, "New York\tB-LOC\nCity\tI-LOC\n\nis big\tO\n")
+    load = {"source": str(path), "conll": {"separator": "tab"}}
+    p = params.parse({"task": "token_classification", "load": load})
+    df = read_source(str(path), p.load)
+    assert df["tokens"].tolist() == [["New York", "City"], ["is big"]]
+    # The default (ASCII whitespace) reads the same file as three columns on line 1 and fails.
+    p = params.parse({"task": "token_classification", "load": {"source": str(path)}})
+    with pytest.raises(PipelineError, match=r"line 2: found 2 column\(s\), expected 3 as on line 1"):
+        read_source(str(path), p.load)
+
+
+def test_repair_iob2() -> None:
+    from tunepipe.tagging import repair_iob2
+
+    assert repair_iob2(["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-PER", "X"]) == (
+        ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-PER", "X"],
+        [0, 3, 5],
+    )
+    assert repair_iob2(["B-PER", "I-PER", "O"]) == (["B-PER", "I-PER", "O"], [])
+
+
+NER = "EU B-ORG\nsaid O\n\nPeter B-PER\nBlackburn I-PER\n\nin O\nParis I-LOC\nI-LOC I-LOC\n\n"
+
+
+def _ner_params(path: Path, **conll: object):
+    from tunepipe import params
+
+    load = {"source": str(path), "conll": conll, "split": {"validation": 0.2, "test": 0.2}}
+    return params.parse({"task": "token_classification", "load": load}).load
+
+
+def test_ill_formed_iob2_is_an_error_naming_line_tag_and_key(tmp_path: Path) -> None:
+    from tunepipe.splitting import make_splits
+
+    path = _write(tmp_path, NER, name="ner.conll")
+    with pytest.raises(PipelineError) as err:
+        make_splits(_ner_params(path), "token_classification")
+    message = str(err.value)
+    assert "ner.conll, line 8: tag 'I-LOC' after 'O' is not IOB2" in message
+    assert "1 such tag(s) in all" in message and "load.conll.tag_repair: fix" in message
+
+
+def test_tag_repair_fix_counts_and_changes_tags(tmp_path: Path) -> None:
+    from tunepipe.splitting import make_splits
+
+    path = _write(tmp_path, NER + "Rome I-LOC\n", name="ner.conll")
+    splits, manifest = make_splits(_ner_params(path, tag_repair="fix"), "token_classification")
+    assert sum(manifest["tags_repaired"].values()) == 2
+    tags = {tuple(t) for df in splits.values() for t in df["tags"]}
+    assert ("O", "B-LOC", "I-LOC") in tags and ("B-LOC",) in tags
+    # Plain tags (POS) are not IOB: nothing to repair, no count.
+    pos = _write(tmp_path, "EU NNP\nsaid VBD\n\nin IN\n\nParis NNP\n", name="pos.conll")
+    assert make_splits(_ner_params(pos, tag_repair="fix"), "token_classification")[1]["tags_repaired"] == {}

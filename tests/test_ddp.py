@@ -39,7 +39,8 @@ def test_two_gloo_processes_through_dvc_repro_match_one_process(
     rows = make_reviews(120)
     # every epoch runs (no early stop) in both; the gate is not what is compared here
     settings = {
-        "train.epochs": 10, "train.early_stopping_patience": 10,
+        "train.epochs": 10,
+        "train.early_stopping_patience": 10,
         "evaluate.thresholds": {"accuracy": 0.0},
     }
     single = make_project(tmp_path / "single", tiny_bert, rows)
@@ -52,7 +53,12 @@ def test_two_gloo_processes_through_dvc_repro_match_one_process(
     out = dvc(ddp, "repro")
     assert "train: 2 processes (2 x 1 nodes) under torchrun" in out.stdout
     # one model, written once: no leftovers of a second writer beside it
-    assert sorted(p.name for p in (ddp / "models").iterdir()) == [".gitignore", "checkpoints", "model"]
+    assert sorted(p.name for p in (ddp / "models").iterdir()) == [
+        ".gitignore",
+        "adapter",
+        "checkpoints",
+        "model",
+    ]
     assert (ddp / "models/model/model.safetensors").is_file()
     assert not list((ddp / "models/checkpoints").glob("*/"))  # finished: run folder removed
     report = json.loads((ddp / "reports/train.json").read_text())

@@ -66,6 +66,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_env(tmp: Path, url: str) -> dict[str, str]:
+    """The environment of a test's own Prefect server, worker and CLI calls."""
+    return {
+        **os.environ,
+        **OFFLINE,
+        "PREFECT_HOME": str(tmp / "prefect-home"),  # its own SQLite database
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # Stage commands say `python`: this interpreter, which has the project's dependencies.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        # Registration commits on the worker need an identity, whatever the host's git config.
+        "GIT_AUTHOR_NAME": "worker",
+        "GIT_AUTHOR_EMAIL": "worker@example.com",
+        "GIT_COMMITTER_NAME": "worker",
+        "GIT_COMMITTER_EMAIL": "worker@example.com",
+    }
+
+
 def start(cmd: list[str], env: dict[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
@@ -111,21 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterator
     runs.mkdir()
     port = str(free_port())
     url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        **OFFLINE,
-        "PREFECT_HOME": str(tmp / "prefect-home"),  # its own SQLite database
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        # Stage commands say `python`: this interpreter, which has the project's dependencies.
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-        # Registration commits on the worker need an identity, whatever the host's git config.
-        "GIT_AUTHOR_NAME": "worker",
-        "GIT_AUTHOR_EMAIL": "worker@example.com",
-        "GIT_COMMITTER_NAME": "worker",
-        "GIT_COMMITTER_EMAIL": "worker@example.com",
-    }
+    env = server_env(tmp, url)
     prefect = [sys.executable, "-m", "prefect"]
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -179,8 +184,11 @@ def client(stack: Stack) -> Iterator[Any]:
 
 
 def start_run(stack: Stack, deployment: str = RETRAIN) -> str:
+    """A run of the branch's head (`ref=main`): the tests push to main after deploying, and a
+    deployment's own default is the commit it was deployed from."""
+    params = ["--param", "ref=main"] if deployment == RETRAIN else []
     out = run(
-        [sys.executable, "-m", "prefect", "deployment", "run", deployment], stack.tmp, env=stack.env
+        [sys.executable, "-m", "prefect", "deployment", "run", deployment, *params], stack.tmp, env=stack.env
     ).stdout
     found = UUID.search(out)
     assert found, out
@@ -265,10 +273,13 @@ def test_the_schedule_is_paused_and_runs_are_one_at_a_time(stack: Stack) -> None
     )
     assert retrain.global_concurrency_limit.limit == 1  # the deployment's own limit
     assert retrain.concurrency_options.collision_strategy == "ENQUEUE"
-    assert retrain.parameters == {"registration": True, "ref": None, "promotion": None}
+    deployed = run(["git", "rev-parse", "HEAD"], stack.tmp / "deployer").stdout.strip()
+    # Runs train the commit deployed (ref), register on the branch; the schedule runs the head.
+    assert retrain.parameters == {"registration": True, "ref": deployed, "branch": "main", "promotion": None}
+    assert schedule.parameters == {"ref": "main"}
     assert retrain.work_pool_name == search.work_pool_name == POOL
     clone_step = retrain.pull_steps[0]["prefect.deployments.steps.git_clone"]
-    assert (clone_step["repository"], clone_step["branch"]) == (f"file://{stack.bare}", "main")
+    assert (clone_step["repository"], clone_step["commit_sha"]) == (f"file://{stack.bare}", deployed)
     assert search.schedules == [] and search.entrypoint == "flows/search.py:search"
 
 
@@ -347,3 +358,43 @@ def test_a_run_killed_mid_train_is_retried_and_resumes(stack: Stack) -> None:
     run(["git", "pull", "-q", "--tags", "origin", "main"], editor)
     record = json.loads((editor / "lineage/model@v0.1.2.json").read_text())
     assert int(record["training_run"]["resumed_from"].removeprefix("checkpoint-")) >= KILL_AFTER_STEP
+
+
+def test_ingested_rows_start_a_run_of_their_commit_by_event(stack: Stack) -> None:
+    """`tunepipe ingest` pushes the rows and emits tunepipe.data.ingested; the retrain deployment's
+    trigger (prefect.yaml) starts a run of that commit, which registers a new version."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    producer = clone(stack.bare, stack.tmp / "ingester")
+    rows = stack.tmp / "week-12.csv"
+    pd.DataFrame(make_reviews(40, seed=12)).to_csv(rows, index=False)
+    with client(stack) as c:
+        earlier = {r.id: r for r in c.read_flow_runs()}
+    for flow_run in earlier.values():  # a run an earlier test left going would register meanwhile
+        if not (flow_run.state and flow_run.state.is_final()):
+            wait_final(stack, str(flow_run.id))
+    tags = model_tags(stack.bare)
+    out = run([sys.executable, "-m", "tunepipe.cli", "ingest", str(rows)], producer, env=stack.env).stdout
+    assert "added week-12.csv (40 rows) to data/raw/incoming" in out, out
+    assert "event tunepipe.data.ingested sent" in out, out
+    commit = run(["git", "rev-parse", "HEAD"], producer).stdout.strip()
+    assert run(["git", "rev-parse", "main"], stack.bare).stdout.strip() == commit
+
+    deadline, started = time.monotonic() + 60, []
+    with client(stack) as c:
+        while time.monotonic() < deadline and not started:
+            runs = c.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"]))
+            )
+            started = [r for r in runs if r.id not in earlier]
+            time.sleep(1)
+    assert started, f"no run triggered within 60 s:\n{tail(stack.logs / 'server.log')}"
+    (triggered,) = started
+    assert triggered.parameters["ref"] == commit
+    completed(stack, str(triggered.id))
+    (new,) = model_tags(stack.bare) - tags  # the next version (model@v0.1.3 after the tests above)
+    logged(stack, str(triggered.id), f"registered {new}")
+    # The registration commit is on main, on top of the ingested commit.
+    main = run(["git", "rev-parse", "main"], stack.bare).stdout.strip()
+    assert run(["git", "rev-parse", f"{new}^{{commit}}"], stack.bare).stdout.strip() == main
+    assert run(["git", "merge-base", "--is-ancestor", commit, main], stack.bare, check=False).returncode == 0

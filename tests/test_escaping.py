@@ -228,3 +228,18 @@ def test_the_html_report_escapes_labels_texts_and_lineage() -> None:
                "table", "thead", "tbody", "tr", "th", "td"}
     assert tags.tags <= allowed and "onerror" not in tags.attrs and "script" not in tags.tags
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_the_drift_artifact_escapes_the_production_tag() -> None:
+    import pandas as pd
+
+    from flows.pipeline import drift_markdown
+    from tunepipe import drift
+
+    frame = pd.DataFrame({"text": ["a b", "c d e"], "label": LABELS[:2]})
+    found = drift.statistics(frame, frame, frame.assign(label=LABELS[1]), "sequence_classification")
+    found["prod"] = {"version": HOSTILE[3], "tag": HOSTILE[1]}
+    score = {"recorded": 0.5, "on_new_rows": 0.4, "rows": 2, "drop": 0.1}
+    found["score"] = score | {"metric": HOSTILE[5], "scored": HOSTILE[0]}
+    texts = check_markdown(drift_markdown(found))
+    assert shows(texts, HOSTILE[1]) and any(HOSTILE[5] in t for t in texts)

@@ -38,9 +38,10 @@ def test_flow_and_dvc_repro_agree(
         "tokenize": "Cached",
         "train": "Cached",
         "evaluate": "Cached",
+        "drift": "Cached",  # no version in prod yet: nothing to compare with
         "register": "Completed",
     }
-    assert {"validation-summary", "test-metrics"} <= artifacts(state)
+    assert {"validation-summary", "test-metrics", "drift"} <= artifacts(state)
     result = state.result()
     assert result["registered"]["tag"] == "model@v0.1.0"
     lineage = json.loads(run(["git", "show", "model@v0.1.0:lineage/model@v0.1.0.json"], project).stdout)
@@ -57,6 +58,7 @@ def test_flow_and_dvc_repro_agree(
         "tokenize": "Cached",
         "train": "Completed",
         "evaluate": "Completed",
+        "drift": "Cached",  # the data is prod's own
         "register": "Completed",
     }
     assert state.result()["registered"]["tag"] == "model@v0.1.1"

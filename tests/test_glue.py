@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.glue_data import SCHEMAS, save_glue_like
-from tests.helpers import make_project, run_stages_in_process
+from tests.helpers import cli, make_project, run_stages_in_process
 from tunepipe import params, presets
 from tunepipe.errors import PipelineError
 
@@ -30,7 +30,6 @@ CASES = {
     "glue/qqp": ("qqp", "validation", ["f1"], "f1"),
     "glue/stsb": ("stsb", "validation", [], "pearson"),
     "glue/mnli": ("mnli", "validation_matched", [], "accuracy"),
-    "glue/mnli-mm": ("mnli", "validation_mismatched", [], "accuracy"),
     "glue/qnli": ("qnli", "validation", [], "accuracy"),
     "glue/rte": ("rte", "validation", [], "accuracy"),
     "glue/wnli": ("wnli", "validation", [], "accuracy"),
@@ -105,7 +104,7 @@ def expected_regression(df: pd.DataFrame) -> dict[str, float]:
 @pytest.mark.stage
 @pytest.mark.parametrize("preset", list(CASES))
 def test_glue_preset_end_to_end(
-    preset: str, tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch
+    preset: str, tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     from datasets import load_from_disk
 
@@ -166,6 +165,21 @@ def test_glue_preset_end_to_end(
         assert model_config["id2label"] == {str(i): name for i, name in enumerate(labels)}
         assert model_config.get("problem_type") != "regression"
 
+    if preset == "glue/mnli":
+        # MNLI's mismatched validation set is scored with the trained model, not trained again:
+        # `tunepipe evaluate` on the dataset's other split, read with the preset's load settings.
+        scored = {}
+        for split in ("validation_matched", "validation_mismatched"):
+            args = ("--model", "models/model", "--no-verify", str(source), "--split", split, "--json")
+            code, out, err = cli(capsys, "evaluate", *args)
+            assert code == 0, err
+            scored[split] = json.loads(out)
+        assert scored["validation_matched"]["metrics"] == metrics  # the evaluate stage's own split
+        mismatched = scored["validation_mismatched"]
+        rows = load_from_disk(str(source))["validation_mismatched"].num_rows
+        assert mismatched["metrics"]["examples"] == rows
+        assert mismatched["source"] == f"{source} [validation_mismatched]"
+
 
 @pytest.mark.unit
 def test_preset_task_conflict_is_refused() -> None:
@@ -179,3 +193,10 @@ def test_unknown_preset_lists_the_known_ones() -> None:
         params.parse({"load": {"preset": "glue/nope"}})
     for name in presets.names():
         assert name in str(info.value)
+
+
+@pytest.mark.unit
+def test_mnli_mismatched_points_to_evaluate() -> None:
+    """glue/mnli-mm is no preset of its own: the glue/mnli model is scored on that split."""
+    with pytest.raises(PipelineError, match=r"glue/mnli-mm.*tunepipe evaluate .*validation_mismatched"):
+        params.parse({"load": {"preset": "glue/mnli-mm"}})

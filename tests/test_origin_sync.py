@@ -247,6 +247,68 @@ def test_a_version_number_taken_on_origin_is_an_error_before_anything_is_fetched
     assert run(["git", "rev-list", "-n", "1", "model@v0.1.0"], bare).stdout.strip() == theirs
 
 
+# --- a pinned commit (a deployment's), a teammate pushing during the run (issue 25) ----------
+
+
+def pinned_clone(bare: Path, dest: Path) -> Path:
+    """What the deployment's pull step leaves: the deployed commit checked out, HEAD detached."""
+    clone(bare, dest)
+    git(dest, "checkout", "-q", "--detach", "HEAD")
+    return dest
+
+
+def test_a_pinned_run_registers_on_the_branch_though_a_teammate_pushed_during_it(
+    team: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the run's checkout and its push a teammate pushes to main: the registration commit
+    (dvc.lock, lineage record) and its tags still land on origin's main, in one push."""
+    from prefect.states import Completed
+
+    import flows.retrain
+
+    bare, _ = team
+    worker = pinned_clone(bare, tmp_path / "worker")
+    deployed = git(worker, "rev-parse", "HEAD")
+    made: dict[str, str] = {}
+
+    def pipeline(**_: Any) -> Any:  # the run: a teammate pushes, then this run registers
+        made["mate"] = teammate_pushes(bare, tmp_path, "README.md", "teammate\n")
+        made["commit"] = register(worker, "v0.1.0", "weights 1\n")
+        registered = {"tag": "model@v0.1.0", "version": "v0.1.0", "commit": made["commit"], "new": True}
+        return Completed(data={"stages": {"train": "Completed"}, "registered": registered, "metrics": {}})
+
+    monkeypatch.setattr(flows.retrain, "pipeline", pipeline)
+    monkeypatch.setattr(flows.retrain, "get_run_logger", lambda: logging.getLogger("retrain-test"))
+    result = flows.retrain.retrain.fn(root=str(worker), branch="main")
+
+    assert isinstance(result, dict), result
+    assert result["message"] == "registered model@v0.1.0"
+    assert on_origin_main(bare, made["commit"]) and on_origin_main(bare, made["mate"])
+    assert git(worker, "rev-parse", f"{made['commit']}^") == deployed  # trained the pinned commit
+    assert {"model@v0.1.0", "model#staging#1"} <= remote_tags(bare)
+    assert git(worker, "rev-list", "-n", "1", "model@v0.1.0") == made["commit"]
+    assert remote.plan(worker).needed is False
+
+
+def test_a_registration_on_a_detached_head_is_an_error_not_a_tags_only_push(
+    team: tuple[Path, Path], tmp_path: Path
+) -> None:
+    bare, _ = team
+    worker = pinned_clone(bare, tmp_path / "worker")
+    register(worker, "v0.1.0", "weights 1\n")
+
+    with pytest.raises(PipelineError) as raised:
+        remote.publish(worker)
+    message = str(raised.value)
+    assert message.startswith("HEAD is detached and registration commit(s) ")
+    assert (
+        "git checkout -B main && git pull --no-rebase origin main && dvc push --run-cache && "
+        "git push --atomic origin HEAD:refs/heads/main 'refs/tags/model#staging#1' refs/tags/model@v0.1.0"
+    ) in message
+    assert "\n" not in message
+    assert not {t for t in remote_tags(bare) if "@" in t}  # no tag names a commit off every branch
+
+
 # --- tunepipe status ---------------------------------------------------------------------------
 
 

@@ -37,7 +37,8 @@ def test_unknown_field_is_named() -> None:
         (
             {"promote": {"zzz": 1, "sede": 3}},
             "params.yaml: promote: unknown field(s) sede (did you mean seed?), zzz; expected one of "
-            "confidence, metric, min_delta, require_significant, resamples, seed, stage",
+            "confidence, guards, metric, min_class_recall, min_delta, require_significant, resamples, seed, "
+            "stage",
         ),
     ],
 )

@@ -95,19 +95,92 @@ def test_better_challenger_is_promoted_worse_is_not() -> None:
     assert not worse.promote and worse.improvement < 0 and "does not clear" in worse.reason
 
 
-def test_not_significant_blocks_only_under_require_significant() -> None:
+def test_not_significant_is_not_promoted_by_default() -> None:
     pairs = classification_pairs(120, 0.76, 0.74, seed=5)
-    loose = decide(
+    strict = decide(
         pairs, "sequence_classification", "accuracy", policy(), {"version": "v2"}, {"version": "v1"}, LABELS
     )
-    assert loose.improvement > 0 and loose.low < 0  # better on the point estimate, not significantly
-    assert loose.promote
-    strict = decide(pairs, "sequence_classification", "accuracy", policy(require_significant=True),
-                    {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
-    assert not strict.promote and "lower bound" in strict.reason
-    high_bar = decide(pairs, "sequence_classification", "accuracy", policy(min_delta=0.5),
+    assert strict.improvement > 0 and strict.low < 0  # better on the point estimate, not significantly
+    assert not strict.promote and strict.require_significant
+    assert "lower bound" in strict.reason and strict.blocked[0].startswith("interval's lower bound -")
+    loose = decide(pairs, "sequence_classification", "accuracy", policy(require_significant=False),
+                   {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
+    assert loose.promote and not loose.blocked
+    high_bar = decide(pairs, "sequence_classification", "accuracy",
+                      policy(min_delta=0.5, require_significant=False),
                       {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
     assert not high_bar.promote
+
+
+def one_class_challenger(n: int = 2000, seed: int = 4) -> pd.DataFrame:
+    """The issue's case: 90% 'pos' rows; a challenger that says 'pos' for everything (accuracy 0.90,
+    macro recall 0.50) against a champion that finds both classes with accuracy 0.85."""
+    rng = np.random.default_rng(seed)
+    actual = np.where(rng.random(n) < 0.9, "pos", "neg")
+    right = rng.random(n) < 0.85
+    flip = {"neg": "pos", "pos": "neg"}
+    return pd.DataFrame(
+        {
+            "source_row": np.arange(n),
+            "actual": actual,
+            "predicted": "pos",
+            "predicted_champion": [y if ok else flip[y] for y, ok in zip(actual, right, strict=True)],
+        }
+    )
+
+
+def test_one_class_challenger_is_not_promoted_despite_higher_accuracy() -> None:
+    pairs = one_class_challenger()
+    d = decide(pairs, "sequence_classification", "accuracy", policy(), {"version": "v2"}, {"version": "v1"},
+               LABELS, test_split={"path": "data/tokenized/test", "md5": "ab" * 16})  # fmt: skip
+    assert d.challenger["score"] > d.champion["score"] and d.low > 0  # significantly more accurate
+    assert not d.promote
+    assert "predicts 'pos' for every row" in d.blocked
+    assert [c["label"] for c in d.collapsed] == ["neg"] and d.collapsed[0]["recall"] == 0
+    failed = {g["metric"] for g in d.guards if not g["passed"]}
+    assert failed == {"recall_macro", "f1_macro"}
+    assert "guard recall_macro" in d.reason and "class 'neg' collapsed" in d.reason
+    # the rows it was decided on
+    assert d.test_split == {"path": "data/tokenized/test", "md5": "ab" * 16, "rows": len(pairs)}
+    assert d.examples == len(pairs)
+    # Guards and the collapse check off: accuracy alone promotes it.
+    off = decide(pairs, "sequence_classification", "accuracy", policy(guards={}, min_class_recall=None),
+                 {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
+    assert off.promote and not off.guards and not off.collapsed
+
+
+def test_guards_measure_both_models_on_the_same_rows() -> None:
+    from sklearn.metrics import f1_score, recall_score
+
+    pairs = classification_pairs(300, 0.8, 0.8, seed=9)
+    d = decide(pairs, "sequence_classification", "accuracy", policy(guards={"recall_macro": 0.5}),
+               {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
+    (guard,) = d.guards
+    a, y, b = pairs["predicted"], pairs["actual"], pairs["predicted_champion"]
+    assert guard["challenger"] == pytest.approx(recall_score(y, a, average="macro"))
+    assert guard["champion"] == pytest.approx(recall_score(y, b, average="macro"))
+    assert guard["passed"] and guard["limit"] == 0.5
+    default = decide(pairs, "sequence_classification", "accuracy", policy(),
+                     {"version": "v2"}, {"version": "v1"}, LABELS)  # fmt: skip
+    f1 = next(g for g in default.guards if g["metric"] == "f1_macro")
+    assert f1["worse_by"] == pytest.approx(f1_score(y, b, average="macro") - f1_score(y, a, average="macro"))
+
+
+def test_regression_has_no_default_guards_but_takes_set_ones() -> None:
+    rng = np.random.default_rng(2)
+    actual = rng.normal(size=300)
+    pairs = pd.DataFrame({"source_row": np.arange(300), "actual": actual,
+                          "predicted": actual + rng.normal(scale=0.3, size=300),
+                          "predicted_champion": actual + rng.normal(scale=0.6, size=300)})  # fmt: skip
+    d = decide(pairs, "regression", "mse", policy(), {"version": "v2"}, {"version": "v1"})
+    assert d.promote and d.guards == [] and d.min_class_recall is None and d.collapsed == []
+    guarded_policy = params.parse({"task": "regression", "promote": {"guards": {"pearson": 0.0}}}).promote
+    guarded = decide(pairs, "regression", "mse", guarded_policy, {"version": "v2"}, {"version": "v1"})
+    assert guarded.guards[0]["metric"] == "pearson" and guarded.guards[0]["passed"]
+    with pytest.raises(
+        PipelineError, match=r"promote\.guards\.recall_macro: task regression does not report"
+    ):
+        params.parse({"task": "regression", "promote": {"guards": {"recall_macro": 0.01}}})
 
 
 def test_lower_is_better_metric_promotes_the_smaller_error() -> None:
@@ -163,7 +236,7 @@ def test_run_overrides_are_checked_like_the_file(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text("promote:\n  min_delta: 0.01\n")
     assert params.read(path).promote.min_delta == 0.01
-    got = params.read(path, {"promote": {"require_significant": True}}).promote
-    assert got.require_significant and got.min_delta == 0.01 and got.resamples == 1000
+    got = params.read(path, {"promote": {"require_significant": False}}).promote
+    assert not got.require_significant and got.min_delta == 0.01 and got.resamples == 1000
     with pytest.raises(PipelineError, match="with the run's overrides.*promote.resamples: expected 1000"):
         params.read(path, {"promote": {"resamples": 10}})

@@ -150,6 +150,7 @@ def fake_reports(root: Path, task: str, n: int = 40) -> dict[str, Any]:
         root, {5: {"train/loss": 0.9}, 8: {"eval/loss": 0.7, f"eval/{metric}": 0.6}, 10: {"train/loss": 0.6}}
     )
     cut = {"examples": n, "truncated": 3, "share": 0.075, "tokens_median": 12.0, "tokens_max": 80}
+    cut |= {"tokens": 480, "tokens_cut": 60, "tokens_share": 0.125}
     write_json(
         root / catalog.VALIDATION_REPORT,
         {
@@ -187,7 +188,7 @@ def check_page(page: str, task: str, images: int) -> Page:
     assert all(img["src"].startswith("data:image/png;base64,") and img["alt"] for img in parsed.images)
     assert len(parsed.tables["mistakes"]) == 10
     assert [r[0] for r in parsed.tables["validation"]] == ["train", "validation", "test"]
-    assert parsed.tables["truncation"][0][1:4] == ["40", "3", "7.5%"]
+    assert parsed.tables["truncation"][0][1:5] == ["40", "3", "7.5%", "60 of 480 (12.5%)"]
     assert not [u for u in parsed.urls if not u.startswith("data:")] and parsed.scripts == 0
     assert "http://" not in page and "https://" not in page
     return parsed
@@ -299,6 +300,35 @@ def test_version_report_has_the_production_comparison_and_lineage(tmp_path: Path
     assert lineage["version"] == "model@v0.1.1" and lineage["model (DVC md5)"] == "m" * 32 + ".dir"
     assert lineage["code commit"] == "a" * 40 and lineage["Prefect flow run"] == "run-id"
     assert "made at registration" not in page and "Added at registration" not in page
+
+
+@pytest.mark.unit
+def test_version_report_shows_guards_rows_and_drift(tmp_path: Path) -> None:
+    """The decision's guards and the rows it was made on, and the flow's drift report."""
+    import pandas as pd
+
+    from tunepipe import drift
+
+    fake_reports(tmp_path, "sequence_classification")
+    guard = {"metric": "recall_macro", "challenger": 0.5, "champion": 0.8, "worse_by": 0.3, "limit": 0.01,
+             "passed": False}  # fmt: skip
+    decision = DECISION | {
+        "promote": False,
+        "guards": [guard],
+        "test_split": {"path": "data/tokenized/test", "md5": "c" * 32 + ".dir", "rows": 40},
+    }
+    frame = pd.DataFrame({"text": ["a b", "c d e"], "label": ["neg", "pos"]})
+    found = drift.statistics(frame, frame, frame.assign(label="pos"), "sequence_classification")
+    found["prod"] = {"version": "v0.1.0", "tag": "model@v0.1.0"}
+    found |= {"headline": drift.headline(found), "table": [list(r) for r in drift.lines(found)]}
+    record = {"artifact": "model", "version": "v0.1.1", "promotion": decision, "drift": found}
+    page = report.render(report.gather(report.worktree(tmp_path), record, "model@v0.1.1"))
+    parsed = check_page(page, "sequence_classification", images=4)
+    assert parsed.tables["guards"] == [["recall_macro", "0.5000", "0.8000", "0.3000", "0.01", "blocks"]]
+    assert f"Both scored on the same rows: 40 test rows (split md5 {'c' * 12})" in page
+    assert "<h2>Data drift</h2>" in page and "drift against model@v0.1.0: label shift 0.5000" in page
+    label_row = parsed.tables["drift"][1]
+    assert label_row[0].startswith("label shift (total variation distance, p ") and label_row[2] == "0.5000"
 
 
 def chromium() -> str | None:
@@ -415,3 +445,26 @@ def yaml_lock(project: Path) -> dict[str, str]:
     from tunepipe.dvcrepo import lock_outputs, read_lock
 
     return {path: entry["md5"] for path, entry in lock_outputs(read_lock(project)).items()}
+
+
+@pytest.mark.unit
+def test_tag_repairs_are_shown() -> None:
+    """load.conll.tag_repair: fix changes the user's tags: the report says how many, per split."""
+    from tunepipe.report import _validation_section
+
+    facts = {"validation": {"success": True, "splits": {}}, "tags_repaired": {"train": 2, "test": 0}}
+    assert "IOB2 tags repaired by load" in _validation_section(facts)
+    assert "train 2, test 0" in _validation_section(facts)
+    assert "repaired" not in _validation_section(dict(facts, tags_repaired={"train": 0}))
+
+
+@pytest.mark.unit
+def test_rows_added_by_ingest_are_shown(tmp_path: Path) -> None:
+    fake_reports(tmp_path, "sequence_classification")
+    manifest = tmp_path / catalog.SPLITS / "manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    incoming = {"data/raw/incoming/week-12.csv": {"rows": 40, "source_rows": [241, 280]}}
+    manifest.write_text(json.dumps({"rows": {}, "incoming": incoming}))
+    page = report.render(report.gather(report.worktree(tmp_path)))
+    assert "Rows added by <code>tunepipe ingest</code> to the source's train rows (load): " in page
+    assert "data/raw/incoming/week-12.csv: 40.</p>" in page

@@ -189,7 +189,7 @@ def test_regression_target_outside_range_is_named(
 
 def test_long_texts_report_the_truncated_share(tmp_path: Path, tiny_bert: Path, monkeypatch, capsys) -> None:
     """IMDB-style reviews: the validation report says how many examples max_length cuts."""
-    from tasks import load, validate
+    from tasks import load, tokenize, validate
     from tunepipe import params
     from tunepipe.pretrained import load_tokenizer
 
@@ -209,12 +209,31 @@ def test_long_texts_report_the_truncated_share(tmp_path: Path, tiny_bert: Path, 
     tok = load_tokenizer(params.read(project / "params.yaml"))
     for split in ("train", "validation", "test"):
         texts = pd.read_parquet(project / f"data/splits/{split}.parquet")["text"].tolist()
-        expected = sum(len(ids) > 32 for ids in tok(texts)["input_ids"])
-        assert report["truncation"][split]["truncated"] == expected > 0
-        assert report["truncation"][split]["share"] == pytest.approx(expected / len(texts), abs=1e-4)
+        lengths = [len(ids) for ids in tok(texts)["input_ids"]]
+        expected = sum(n > 32 for n in lengths)
+        cut = report["truncation"][split]
+        assert cut["truncated"] == expected > 0
+        assert cut["share"] == pytest.approx(expected / len(texts), abs=1e-4)
+        assert (cut["tokens"], cut["tokens_cut"]) == (sum(lengths), sum(max(n - 32, 0) for n in lengths))
+        assert cut["tokens_share"] == pytest.approx(cut["tokens_cut"] / cut["tokens"], abs=1e-4)
     assert "longer than 32 tokens (truncated): train" in capsys.readouterr().out
+
+    # tokenize prints the shares of examples and tokens cut, per split, and warns above 5%.
+    tokenize.main()
+    out, err = capsys.readouterr()
+    train = report["truncation"]["train"]
+    assert (
+        f"tokenize: cut at max_length 32: train {train['truncated']} of {train['examples']} examples "
+        f"({train['share']:.1%}), {train['tokens_cut']} of {train['tokens']} tokens" in out
+    )
+    assert f"tokenize: warning: {train['share']:.1%} of train examples are longer than 32 tokens" in err
+    assert "tokenize.max_length" in err and "validate.max_truncated_share" in err
 
     set_params(project, **{"validate.max_truncated_share": 0.1})
     with pytest.raises(SystemExit):
         validate.main()
-    assert "truncated_share_at_most failed on column 'text' in split 'train'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "truncated_share_at_most failed on column 'text' in split 'train'" in err
+    limit = "more than validate.max_truncated_share (10.0%)"
+    assert f"({train['share']:.1%}) are longer than 32 tokens, {limit}" in err
+    assert "raise tokenize.max_length or validate.max_truncated_share" in err

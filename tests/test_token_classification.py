@@ -181,14 +181,19 @@ def test_ill_formed_iob_is_reported_with_its_line(
     monkeypatch.chdir(project)
     from tasks import load, validate
 
-    load.main()
-    with pytest.raises(SystemExit):
-        validate.main()
-    err = capsys.readouterr().err
     # The file line of the offending word: 2 header lines, then 10 lines a sentence (9 words, 1 blank).
     line = 3 + 10 * 10 + at
-    assert "failed on column 'well_formed'" in err
-    assert f"line {line}: " in err and "'tag': 'I-LOC'" in err
+    with pytest.raises(PipelineError, match=rf"ner.conll, line {line}: tag 'I-LOC' .*tag_repair: fix"):
+        load.main()
+
+    # tag_repair fix: load turns the I-LOC into B-LOC, says how many, and validate passes.
+    set_params(project, **{"load.conll": {"tag_repair": "fix"}})
+    load.main()
+    assert "load: repaired 1 IOB2 tag(s)" in capsys.readouterr().out
+    validate.main()
+    manifest = json.loads((project / "data/splits/manifest.json").read_text())
+    assert sum(manifest["tags_repaired"].values()) == 1
+    set_params(project, **{"load.conll": {"tag_repair": "none"}})
 
     # In IOB1 an I- tag opens a chunk (B- only splits two adjacent chunks of one type): the same
     # sentences written that way pass when the scheme is declared.

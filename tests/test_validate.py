@@ -87,3 +87,53 @@ def test_text_shared_between_train_and_test(gx_ready: None) -> None:
 
 def test_report_is_deterministic(gx_ready: None) -> None:
     assert validate.validate(P, frames(clean())) == validate.validate(P, frames(clean()))
+
+
+def messy() -> dict[str, list[tuple[str, str]]]:
+    """Failures spread over many batches: more offending rows than the report shows."""
+    data = clean()
+    for i in (1, 4, 8, 9, 13, 17, 19):
+        data["train"][i] = (f"train review {i} stray", "maybe")
+    data["train"][6] = ("  ", "neg")
+    data["train"][11] = ("x" * 60, "pos")
+    data["test"][3] = (data["train"][5][0], "pos")
+    data["test"][5] = (data["train"][7][0], "neg")
+    return data
+
+
+def test_batched_validation_reports_what_one_run_over_the_whole_split_reports(
+    gx_ready: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = validate.validate(P, frames(messy()))
+    assert not whole["success"]
+    for size in (1, 3, 7):
+        monkeypatch.setattr(validate, "BATCH", size)
+        assert validate.validate(P, frames(messy())) == whole, size
+    label = next(f for f in whole["failures"] if f["column"] == "label" and not f.get("table"))
+    assert label["unexpected_count"] == 7 and label["element_count"] == 20
+    assert [e["source_row"] for e in label["examples"]] == [2, 5, 9, 10, 14]
+
+
+def test_batched_truncation_counts_match_one_call(gx_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = params.parse({"load": {"labels": ["neg", "pos"]}, "tokenize": {"max_length": 8}})
+    splits = frames({"train": [(" ".join(["word"] * (i % 13 + 1)), "pos") for i in range(40)]})
+    whole = validate.truncation_report(p, splits)
+    monkeypatch.setattr(validate, "BATCH", 6)
+    assert validate.truncation_report(p, splits) == whole
+    assert whole["train"]["truncated"] > 0
+
+
+def test_a_split_of_many_batches_validates(gx_ready: None) -> None:
+    # Figures for time and memory are benchmarks/scale.py's; this checks the many-batch path runs.
+    rows = 2 * validate.BATCH + 123
+    data = {
+        "train": [(f"train review number {i}", "pos" if i % 2 else "neg") for i in range(rows)],
+        "validation": [(f"validation review {i}", "pos" if i % 2 else "neg") for i in range(8)],
+        "test": [(f"test review {i}", "pos" if i % 2 else "neg") for i in range(8)],
+    }
+    data["train"][rows - 2] = ("late stray", "maybe")  # a "pos" row
+    report = validate.validate(P, frames(data))
+    label = next(f for f in report["failures"] if f["column"] == "label" and not f.get("table"))
+    assert label["unexpected_count"] == 1 and label["element_count"] == rows
+    assert label["examples"][0]["source_row"] == rows - 1
+    assert report["splits"]["train"]["class_counts"] == {"neg": rows // 2 + 1, "pos": rows // 2 - 1}

@@ -12,12 +12,16 @@ from typing import Any
 from tunepipe.io import atomic_dir, clean_stale, read_json, write_json
 
 PARAMS = Path("params.yaml")
+# `tunepipe ingest` -> new rows (table files) the load stage adds to the source's train rows;
+# one DVC-tracked folder (data/raw/incoming.dvc), apart from data/raw/README.md which git tracks.
+INCOMING = Path("data/raw/incoming")
 PRETRAINED = Path("data/pretrained.json")  # pretrained -> what the base model is, by content
 SPLITS = Path("data/splits")  # load -> train/validation/test.parquet + manifest.json
 VALIDATION_REPORT = Path("reports/validation.json")  # validate
 TOKENIZED = Path("data/tokenized")  # tokenize -> one output per split (save_to_disk) + labels.json
 CHECKPOINTS = Path("models/checkpoints")  # train: kept between runs for resume; git-ignored, not a DVC output
 MODEL = Path("models/model")  # train -> save_pretrained directory
+ADAPTER = Path("models/adapter")  # train -> LoRA adapters alone (peft), or a note when none
 TRAIN_REPORT = Path("reports/train.json")
 # train -> DVCLive's folder (tunepipe/training.py live_logger): metrics.json, the latest value of
 # each curve (a DVC metrics file: `dvc exp show`), and plots/metrics/{train,eval}/<name>.tsv

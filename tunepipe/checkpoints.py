@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -31,9 +34,34 @@ RUN_INFO = "run.json"
 LAUNCH_FIELDS = ("processes", "nodes", "master_addr", "master_port", "rdzv_endpoint", "ddp_timeout")
 
 
-def fingerprint(
-    p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED, world_size: int = 1
-) -> str:
+# A folder outside the checkout that keeps checkpoints between runs: a worker's run clones the
+# project into a temporary folder that goes with the run, so a re-run after a crash (a lost host,
+# a killed worker) finds the crashed run's checkpoints only there. One subfolder per project.
+ENV = "TUNEPIPE_CHECKPOINTS"
+
+
+def folder(root: Path = Path(".")) -> Path:
+    """Where the train stage keeps checkpoints: `$TUNEPIPE_CHECKPOINTS/<project>` when set, else
+    models/checkpoints of the checkout. <project> is named after the git remote `origin` (every
+    clone of the team's remote shares it), or the checkout's path when there is none; inside it
+    the data+params fingerprint picks the run, as in models/checkpoints."""
+    shared = os.environ.get(ENV)
+    if not shared:
+        return root / catalog.CHECKPOINTS
+    return Path(shared).expanduser() / project_key(root)
+
+
+def project_key(root: Path) -> str:
+    """A folder name for the project: origin's last path part and a hash of its URL."""
+    proc = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=root, capture_output=True, text=True, check=False
+    )
+    identity = proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else str(root.resolve())
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", identity.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    return f"{stem.strip('.-') or 'project'}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
+
+
+def fingerprint(p: Params, data_dir: Path, pretrained: Path = catalog.PRETRAINED, world_size: int = 1) -> str:
     """Identifies a training run: same data, base model, params and world size -> same checkpoint
     folder (a checkpoint holds one RNG state per rank and steps of one global batch size).
 
@@ -81,8 +109,10 @@ def prepare_run(
             if other == run_dir or not other.is_dir():
                 continue
             info = _run_info(other)
-            if info.get("base") == base and info.get("world_size") != world_size and any(
-                other.glob("checkpoint-*")
+            if (
+                info.get("base") == base
+                and info.get("world_size") != world_size
+                and any(other.glob("checkpoint-*"))
             ):
                 print(
                     f"warning: {other} holds checkpoints of this run at world size {info.get('world_size')}"

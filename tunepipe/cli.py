@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -127,6 +128,78 @@ def _versioned(ctx: typer.Context, root: str | None, version: str, name: str | N
     return Path(base), _artifact_name(base, name), version
 
 
+def _opt(flag: str, text: str) -> Any:
+    return typer.Option(flag, help=text, show_default=False)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    source: Annotated[
+        str | None,
+        typer.Argument(
+            help="a file, a folder of split files (train, validation, test by name), a saved dataset "
+            "or hub:<id>; a relative path is read from the project root",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing params.yaml")] = False,
+    task: Annotated[
+        str | None, _opt("--task", "sequence_classification, regression or token_classification")
+    ] = None,
+    text_column: Annotated[str | None, _opt("--text-column", "the text column (default: inferred)")] = None,
+    text_pair_column: Annotated[
+        str | None, _opt("--text-pair-column", "the second text of a pair task (default: inferred)")
+    ] = None,
+    label_column: Annotated[
+        str | None, _opt("--label-column", "the label column (default: inferred)")
+    ] = None,
+    model: Annotated[
+        str | None,
+        _opt(
+            "--model",
+            "the pre-trained model whose tokenizer measures lengths (default: model.name's default)",
+        ),
+    ] = None,
+    group_by: Annotated[
+        str | None, _opt("--group-by", "keep rows sharing this column's value in one split")
+    ] = None,
+    fmt: Annotated[str | None, _opt("--format", "the file format (default: from the suffix)")] = None,
+    encoding: Annotated[str, typer.Option("--encoding", help="text encoding of the files")] = "utf-8",
+    sets: Annotated[
+        list[str] | None,
+        _opt("--set", "KEY=VALUE: write another params.yaml value too (e.g. train.epochs=3); repeatable"),
+    ] = None,
+    example: Annotated[
+        str | None, _opt("--example", "copy examples/NAME.yaml to params.yaml instead of reading data")
+    ] = None,
+    root: Root = None,
+) -> None:
+    """Write params.yaml for your data: format, columns, task, labels, splits, max_length, thresholds."""
+    from tunepipe import project_init
+
+    base = Path(_root(ctx, root))
+    if example is not None:
+        if source is not None:
+            raise PipelineError("init: pass either SOURCE or --example, not both")
+        project_init.copy_example(example, base, force)
+        return
+    if source is None:
+        raise PipelineError("init: name the data (SOURCE), or an example with --example NAME")
+    opts = project_init.Options(
+        task=task,
+        text_column=text_column,
+        label_column=label_column,
+        text_pair_column=text_pair_column,
+        model=model,
+        group_by=group_by,
+        fmt=fmt,
+        encoding=encoding,
+        sets=sets or [],
+    )
+    project_init.init(source, base, opts, force)
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -180,7 +253,9 @@ def unpushed_lines(unpushed: dict[str, Any] | None) -> list[str]:
         lines.append(f"not on origin: {', '.join(unpushed['tags'])}")
     if unpushed["commits"]:
         shown = ", ".join(c[:10] for c in unpushed["commits"])
-        lines.append(f"registration commits not on origin's {unpushed['branch']}: {shown}")
+        branch = unpushed["branch"]
+        where = f"origin's {branch}" if branch else "any branch of origin (HEAD detached)"
+        lines.append(f"registration commits not on {where}: {shown}")
     if unpushed["taken"]:
         lines.append(
             f"taken on origin by another registration: {', '.join(unpushed['taken'])} "
@@ -281,7 +356,7 @@ def predict(
 ) -> None:
     """Predict labels for unlabelled rows of a table or CoNLL file, into new predicted_* columns."""
     from tunepipe import params
-    from tunepipe.prediction import predict_file, summarise
+    from tunepipe.prediction import predict_file
 
     base = _root(ctx, root)
     params_file = Path(base) / catalog.PARAMS
@@ -307,8 +382,118 @@ def predict(
         warn=_warn,
         precision=precision.value,
         default_columns=defaults,
+        keep=False,  # streamed to the file: memory stays that of one chunk
     )
-    print(f"predicted {len(out)} rows -> {out.attrs['output']} ({summarise(out)})")
+    print(f"predicted {out.attrs['rows']} rows -> {out.attrs['output']} ({out.attrs['summary']})")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    ctx: typer.Context,
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="labelled rows: a CSV/TSV/JSONL/parquet or CoNLL file, a saved dataset folder or hub:<id>, "
+            "read with params.yaml's load settings",
+        ),
+    ],
+    model: Annotated[
+        str,
+        typer.Option("--model", help="a registered version (v0.1.0), a stage (prod) or a model directory"),
+    ],
+    thresholds: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds",
+            help="check these and exit 1 when one is missed: `params` (evaluate.thresholds) or a mapping "
+            "as in params.yaml, e.g. '{accuracy: 0.8}' (default: none, metrics only)",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="the split of a dataset folder or hub dataset (default: test)", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole evaluation as JSON")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="write the evaluation (.json) or the predictions (.csv) there; nothing else is written",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="examples per forward pass (default: evaluate.batch_size)",
+            show_default=False,
+        ),
+    ] = None,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            "--precision", help="default: train.precision, as the evaluate stage", show_default=False
+        ),
+    ] = None,
+    no_verify: NoVerify = False,
+    name: Name = None,
+    root: Root = None,
+) -> None:
+    """Score a model on any labelled file: the evaluate stage's metrics, no pipeline output touched."""
+    from tunepipe import params
+    from tunepipe.evaluation import describe_misses
+    from tunepipe.io import write_json, write_text
+    from tunepipe.metrics import format_metrics
+    from tunepipe.scoring import evaluate_source, parse_thresholds
+
+    base = _root(ctx, root)
+    params_file = Path(base) / catalog.PARAMS
+    p = params.read(params_file) if params_file.exists() else params.parse({})
+    if out is not None and out.suffix.lower() not in (".json", ".csv"):
+        raise PipelineError(
+            f"--out {out}: name a .json file (the evaluation) or a .csv file (the predictions)"
+        )
+    checks = parse_thresholds(thresholds, p)
+    artifact = name or (p.register.name if params_file.exists() else None)
+    if artifact is None:
+        artifact = "model" if Path(model).is_dir() else _artifact_name(base, name)
+    evaluation, predictions = evaluate_source(
+        model,
+        source,
+        p,
+        root=Path(base),
+        name=artifact,
+        thresholds=checks,
+        split=split,
+        batch_size=batch_size or p.evaluate.batch_size,
+        verify=not no_verify,
+        warn=_warn,
+        precision=precision.value if precision else p.train.precision,
+    )
+    if evaluation.get("tags_repaired"):
+        _warn(f"repaired {evaluation['tags_repaired']} IOB2 tag(s) I-X -> B-X (load.conll.tag_repair: fix)")
+    if evaluation.get("dropped_labels"):
+        _warn(f"left out {evaluation['dropped_labels']} row(s) with a label in load.drop_labels")
+    if out is not None:
+        if out.suffix.lower() == ".json":
+            write_json(out, evaluation)
+        else:
+            write_text(out, predictions.to_csv(index=False))
+    if as_json:
+        print(json.dumps(evaluation, indent=2, ensure_ascii=False))
+    else:
+        print(
+            f"evaluate: {format_metrics(evaluation['metrics'])} on {evaluation['metrics']['examples']} "
+            f"examples of {evaluation['source']} (model {model})" + (f"; written to {out}" if out else "")
+        )
+    if checks and not evaluation["passed"]:
+        raise PipelineError(f"evaluate: {describe_misses(evaluation)} (--thresholds)")
 
 
 @app.command()
@@ -377,6 +562,7 @@ def lineage(
         "  packages            " + ", ".join(f"{k}=={v}" for k, v in record["packages"].items()),
         "  params              "
         + json.dumps({k: record["params"][k] for k in ("model", "train") if k in record["params"]}),
+        *_promotion_lines(record.get("promotion")),
         "  cross-checked       "
         + (
             f"DISAGREES with the tagged commit in {len(disagreements)} place(s): see the WARNING lines"
@@ -385,6 +571,28 @@ def lineage(
         ),
     ]
     print("\n".join(lines))
+
+
+def _promotion_lines(decision: dict[str, Any] | None) -> list[str]:
+    """`lineage`'s promotion lines: the outcome and reason, then the versions, scores and rows."""
+    from tunepipe.promotion import outcome
+    from tunepipe.report import promotion_rows
+
+    if not decision:
+        return ["  promotion           none recorded (registered without the flow's comparison)"]
+    lines = [f"  promotion           {outcome(decision)}: {decision['reason']}"]
+    champion = decision.get("champion")
+    scores = f"{decision['metric']} {decision['challenger']['score']:.4f}"
+    if champion:
+        scores += f" vs {champion['version']} {champion['score']:.4f} ({champion.get('scored', '')})"
+    lines.append(f"  decided on          {promotion_rows(decision)}: {scores}")
+    for guard in decision.get("guards") or []:
+        verdict = "pass" if guard["passed"] else "BLOCKS"
+        lines.append(
+            f"  guard               {guard['metric']} {guard['challenger']:.4f} vs {guard['champion']:.4f}, "
+            f"worse by {guard['worse_by']:.4f} (limit {guard['limit']}): {verdict}"
+        )
+    return lines
 
 
 def _tokenized_line(tokenized: dict[str, Any] | None) -> str:
@@ -407,9 +615,11 @@ def _search_line(study: dict[str, Any] | None) -> str:
 
 @app.command()
 def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
-    """List registered versions with their stages (GTO) and test metrics (lineage cross-checked)."""
+    """List registered versions with their stages (GTO), test metrics and promotion decision (lineage
+    cross-checked); each version's metrics are on its own test split, the decision on the same rows."""
     from tunepipe import audit, registry
     from tunepipe.metrics import format_metrics
+    from tunepipe.promotion import summary as promotion_summary
 
     base = _root(ctx, root)
     artifact = _artifact_name(base, name)
@@ -423,9 +633,11 @@ def versions(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
         record = registry.read_lineage(Path(base), artifact, version)
         stages = ", ".join(held.get(version, ["-"]))
         disagreements = audit.cross_check(Path(base), artifact, version)
+        decision = record.get("promotion")
         print(
             f"{format_tag(artifact, version)}  {stages:<{width}}  {record['registered_commit'][:10]}  "
             f"{format_metrics(record['metrics'])}"
+            + (f"  [{promotion_summary(decision)}]" if decision else "")
             + (f"  [!] lineage disagrees with the tag ({len(disagreements)})" if disagreements else "")
         )
         for problem in disagreements:
@@ -637,12 +849,106 @@ def deploy(
         str | None,
         typer.Option("--remote", help="git URL the workers clone (default: `origin`'s)", show_default=False),
     ] = None,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            help="URL that receives a JSON POST for every Failed or Crashed run (a Prefect webhook block)",
+            show_default=False,
+        ),
+    ] = None,
+    heartbeat: Annotated[
+        int, typer.Option("--heartbeat", help="seconds between a run's heartbeats (30 or more)")
+    ] = 60,
+    crash_after: Annotated[
+        int | None,
+        typer.Option(
+            "--crash-after",
+            help="seconds without a heartbeat before a run is marked Crashed (default: 3 heartbeats)",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoints",
+            help="folder on the workers that keeps unfinished trainings' checkpoints between runs "
+            "(TUNEPIPE_CHECKPOINTS): a re-run after a crash resumes from there",
+            show_default=False,
+        ),
+    ] = None,
     root: Root = None,
 ) -> None:
-    """Create or update the Prefect deployments of prefect.yaml (`prefect deploy`)."""
+    """Create or update the Prefect deployments of prefect.yaml (`prefect deploy`), and the
+    automations that crash runs whose heartbeats stop, run a crashed retrain again once, and
+    (--notify) POST failures to a URL."""
     from tunepipe import deploy as deployments
 
-    deployments.deploy(Path(_root(ctx, root)), names or (), pool=pool, branch=branch, remote_url=remote_url)
+    guard = deployments.Guard(
+        heartbeat=heartbeat, crash_after=crash_after, notify=notify, checkpoints=checkpoints
+    )
+    deployments.deploy(
+        Path(_root(ctx, root)), names or (), pool=pool, branch=branch, remote_url=remote_url, guard=guard
+    )
+
+
+@app.command()
+def doctor(
+    remeasure: Annotated[
+        bool, typer.Option("--remeasure", help="measure fp32 and bf16 matmuls again and rewrite the cache")
+    ] = False,
+) -> None:
+    """This machine as the pipeline sees it: CPU, bf16 units, the cached precision decision, threads."""
+    from tunepipe import devices
+
+    if remeasure:
+        path = devices.cache_path()
+        if path is not None and path.is_file():
+            path.unlink()  # the cache file is tunepipe's own (devices.cache_path)
+    os.environ.pop(devices.DECISION_ENV, None)  # read the cache (or measure), not an inherited answer
+    devices.cpu_auto_precision.cache_clear()
+    decision = devices.cpu_auto_precision()
+    info = devices.doctor()
+    print(f"cpu: {info['cpu']}")
+    print(f"cores: {info['cores']['usable']} usable of {info['cores']['machine']}")
+    print(f"bf16 units: {', '.join(info['bf16_units']) or 'none'}; amx: {', '.join(info['amx']) or 'none'}")
+    print(f"cuda: {info['cuda'] or 'none'}")
+    if "fp32_gflops" in decision:
+        print(
+            f"matmul: fp32 {decision['fp32_gflops']} GFLOP/s, bf16 {decision['bf16_gflops']} GFLOP/s "
+            f"({decision['bf16_matmul_speedup']}x)"
+        )
+    print(f"precision auto on this CPU: {decision['precision']} ({decision['reason']})")
+    print(f"cache: {info['precision_cache']['path'] or 'off'} (key {info['precision_cache']['key']})")
+    print(f"torch {info['torch']}, transformers {info['transformers']}")
+    threads = info["threads"]
+    extra = "".join(f", {k}={v}" for k, v in threads.items() if k.isupper())
+    print(f"threads: torch {threads['torch_intra_op']} intra-op, {threads['torch_inter_op']} inter-op{extra}")
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path], typer.Argument(help="table files of new rows (csv, tsv, json, jsonl, parquet)")
+    ],
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="the commit message", show_default=False)
+    ] = None,
+    no_push: Annotated[
+        bool, typer.Option("--no-push", help="commit here only: no dvc push, git push or Prefect event")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable summary")] = False,
+    root: Root = None,
+) -> None:
+    """Add new rows: copy into data/raw/incoming, `dvc add`, commit, push DVC then git, emit a
+    Prefect event that triggers the retrain deployment."""
+    from tunepipe import ingest as ingest_mod
+
+    say = (lambda _line: None) if as_json else print
+    result = ingest_mod.ingest(Path(_root(ctx, root)), files, message=message, push=not no_push, say=say)
+    if as_json:
+        print(json.dumps(ingest_mod.to_json(result), indent=2))
 
 
 params_app = typer.Typer(

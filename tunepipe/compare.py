@@ -3,6 +3,11 @@
 Params and metrics come from DVC's own diffs at the two tags (`dvc params diff`, `dvc metrics
 diff`), so they read exactly what each tagged commit holds; data and model hashes come from the
 two tags' dvc.lock files.
+
+Each version's metrics are its own evaluate run's, on its own test split: when the two tokenized
+test splits differ, their difference is not a comparison on the same rows, and the report says
+so. The same-rows comparison is the promotion decision recorded at registration (the champion
+scored on the challenger's test rows): shown when one version's decision was made against the other.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from tunepipe import catalog, dvcrepo, registry
 from tunepipe.dvcrepo import lock_outputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.metrics import is_number
+from tunepipe.report import promotion_rows
 from tunepipe.version import Tag
 
 
@@ -33,13 +39,49 @@ def compare(root: Path, name: str, a: str, b: str) -> dict[str, Any]:
     for path in sorted(set(outs_a) | set(outs_b)):
         md5_a, md5_b = (outs_a.get(path) or {}).get("md5"), (outs_b.get(path) or {}).get("md5")
         outputs[path] = {"a": md5_a, "b": md5_b, "same": md5_a == md5_b}
+    test = str(catalog.tokenized_split("test"))
+    split_a, split_b = (outs_a.get(test) or {}).get("md5"), (outs_b.get(test) or {}).get("md5")
+    version_a, version_b = Tag.parse(tag_a).version, Tag.parse(tag_b).version
+    decisions = {v: _decision(root, name, t) for v, t in ((version_a, tag_a), (version_b, tag_b))}
     return {
         "a": tag_a,
         "b": tag_b,
         "params": params.get("diff", {}),
         "metrics": metrics.get("diff", {}),
         "outputs": outputs,
+        "test_split": {"path": test, "a": split_a, "b": split_b, "same": split_a == split_b},
+        "promotion": decisions,
+        "same_rows": _same_rows(decisions, version_a, version_b),
     }
+
+
+def _decision(root: Path, name: str, tag: str) -> dict[str, Any] | None:
+    """The promotion decision a version's lineage record holds (None: registered without the flow)."""
+    if not registry.has_lineage(root, tag):
+        return None
+    return registry.read_lineage(root, name, Tag.parse(tag).version).get("promotion")
+
+
+def _same_rows(decisions: dict[str, Any], a: str, b: str) -> dict[str, Any] | None:
+    """The two versions scored on the same rows: a recorded decision of one made against the other."""
+    for challenger, champion in ((b, a), (a, b)):
+        d = decisions.get(challenger)
+        if d and (d.get("champion") or {}).get("version") == champion:
+            return {
+                "challenger": challenger,
+                "champion": champion,
+                "metric": d["metric"],
+                "challenger_score": d["challenger"]["score"],
+                "champion_score": d["champion"]["score"],
+                "improvement": d["improvement"],
+                "low": d["low"],
+                "high": d["high"],
+                "confidence": d["confidence"],
+                "rows": promotion_rows(d),
+                "promote": d["promote"],
+                "stage": d["stage"],
+            }
+    return None
 
 
 def _value(value: Any) -> str:
@@ -81,9 +123,21 @@ def render(result: dict[str, Any]) -> str:
     else:
         lines.append("params: the same")
     lines.append("")
+    split = result.get("test_split") or {}
     metric_rows = [(f, k, e) for f, keys in result["metrics"].items() for k, e in sorted(keys.items())]
-    if metric_rows:
-        lines.append("metrics")
+    if metric_rows and split and not split["same"]:
+        lines.append(
+            f"metrics (each on its own test split: {split['path']} {(split['a'] or '-')[:12]} vs "
+            f"{(split['b'] or '-')[:12]}; the change is not on the same rows)"
+        )
+        lines += _table(
+            [("", va, vb, "change (other rows)")]
+            + [(k if f == str(catalog.METRICS) else f"{f}:{k}", _value(e.get("old")), _value(e.get("new")),
+                _change(e)) for f, k, e in metric_rows]
+        )  # fmt: skip
+    elif metric_rows:
+        lines.append(f"metrics (the same test split: {split['path']} {(split['a'] or '-')[:12]})" if split
+                     else "metrics")  # fmt: skip
         lines += _table(
             [("", va, vb, "change")]
             + [(k if f == str(catalog.METRICS) else f"{f}:{k}", _value(e.get("old")), _value(e.get("new")),
@@ -92,6 +146,8 @@ def render(result: dict[str, Any]) -> str:
     else:
         lines.append("metrics: none recorded")
     lines.append("")
+    lines += _promotion_lines(result, va, vb)
+    lines.append("")
     lines.append("data and model hashes (dvc.lock)")
     rows = [("", "", va, vb)]
     for path, o in result["outputs"].items():
@@ -99,3 +155,43 @@ def render(result: dict[str, Any]) -> str:
         rows.append((path, state, (o["a"] or "-")[:12], "" if o["same"] else (o["b"] or "-")[:12]))
     lines += _table(rows)
     return "\n".join(lines)
+
+
+def _promotion_lines(result: dict[str, Any], va: str, vb: str) -> list[str]:
+    """The same-rows comparison (a recorded decision of one version against the other) and each
+    version's own decision, with the rows it was made on."""
+    from tunepipe.promotion import summary
+
+    lines = []
+    same = result.get("same_rows")
+    if same:
+        lines.append(
+            f"on the same rows ({same['challenger']}'s promotion decision: {same['champion']} scored on "
+            f"{same['challenger']}'s {same['rows']})"
+        )
+        lines += _table(
+            [
+                ("", same["champion"], same["challenger"], "change", f"{same['confidence']:.0%} interval"),
+                (
+                    same["metric"],
+                    f"{same['champion_score']:.4f}",
+                    f"{same['challenger_score']:.4f}",
+                    f"{same['improvement']:+.4f}",
+                    f"[{same['low']:+.4f}, {same['high']:+.4f}]",
+                ),
+            ]
+        )
+    elif not (result.get("test_split") or {"same": True})["same"]:
+        lines.append(
+            f"on the same rows: no decision compared {va} with {vb} (the version in the stage at "
+            "each registration was another); the metrics above are on different rows"
+        )
+    decisions = result.get("promotion") or {}
+    lines.append("promotion decisions (at registration)")
+    lines += _table(
+        [
+            (v, summary(d) if d else "none recorded (registered without the flow)")
+            for v, d in decisions.items()
+        ]
+    )
+    return lines

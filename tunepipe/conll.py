@@ -7,6 +7,7 @@ sentence found later in the pipeline can be traced back to its line in the sourc
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,25 @@ from tunepipe.errors import PipelineError
 from tunepipe.io import decode_error, read_bytes, write_text
 
 DOCSTART = "-DOCSTART-"
+# Only ASCII whitespace separates CoNLL columns: str.split() and str.strip() would also cut at a
+# full-width space (U+3000) or a no-break space, which are part of Japanese and other tokens.
+ASCII_SPACE = " \t\f\v"
+_ASCII_RUN = re.compile(f"[{ASCII_SPACE}]+")
+# Names for separators that YAML makes awkward to write ("\t" needs double quotes there).
+SEPARATORS = {"tab": "\t", "\\t": "\t", "space": " "}
+
+
+def separator_of(name: str | None) -> str | None:
+    """load.conll.separator as the string to split on: `tab` (or a written backslash-t) is a tab."""
+    return None if name is None else SEPARATORS.get(name, name)
+
+
+def split_fields(line: str, separator: str | None = None) -> list[str]:
+    """A line's columns: runs of ASCII whitespace (separator None), else exactly `separator`,
+    each field stripped of ASCII whitespace only."""
+    if separator is None:
+        return [f for f in _ASCII_RUN.split(line.strip(ASCII_SPACE)) if f]
+    return [field.strip(ASCII_SPACE) for field in line.split(separator_of(separator))]
 
 
 def read_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
@@ -60,9 +80,11 @@ def read_conll(
 ) -> pd.DataFrame:
     """Sentences from a CoNLL file: one token per line, a blank line between sentences.
 
-    Columns are split on any whitespace (separator None) or on `separator` (fields then stripped),
-    counted per line, and may be indexed from the end (-1 = last). tag_column None reads unlabelled
-    text for prediction and leaves out the tags column. -DOCSTART- lines are document markers.
+    Columns are split on runs of ASCII whitespace (separator None) or on `separator` (`tab` or
+    any string; fields then stripped of ASCII whitespace), so a full-width space (U+3000) stays
+    inside its token; columns are counted per line and may be indexed from the end (-1 = last).
+    tag_column None reads unlabelled text for prediction and leaves out the tags column.
+    -DOCSTART- lines are document markers.
     """
     path = Path(path)
     tokens: list[list[str]] = []
@@ -83,10 +105,10 @@ def read_conll(
         sent_tokens, sent_tags = [], []
 
     for n, line in read_lines(path, encoding):
-        if not line.strip() or line.lstrip().startswith(DOCSTART):
+        if not line.strip(ASCII_SPACE) or line.lstrip(ASCII_SPACE).startswith(DOCSTART):
             close()
             continue
-        fields = line.split() if separator is None else [field.strip() for field in line.split(separator)]
+        fields = split_fields(line, separator)
         # Every token line of a CoNLL file has the same columns; a short one is a broken line,
         # not a token that happens to be its own tag.
         if width is None:
@@ -123,7 +145,7 @@ def read_tagged(path: Path, delimiter: str = "/", encoding: str = "utf-8") -> pd
     tags: list[list[str]] = []
     rows: list[int] = []
     for n, line in read_lines(path, encoding):
-        words = line.split()
+        words = split_fields(line)
         if not words:
             continue
         sent_tokens, sent_tags = [], []

@@ -78,6 +78,16 @@ def _verdict(metrics: dict[str, Any], thresholds: Mapping[str, Threshold]) -> di
     return {"thresholds": checks, "passed": all(c["passed"] for c in checks)}
 
 
+def majority_baseline(references: np.ndarray, labels: list[str]) -> dict[str, Any] | None:
+    """The test split's accuracy when every example gets its most frequent label: what a model's
+    accuracy is read against (the report shows it; a threshold below it passes a useless model)."""
+    if not len(references):
+        return None
+    counts = np.bincount(np.asarray(references, dtype=int), minlength=len(labels))
+    top = int(counts.argmax())
+    return {"label": labels[top], "accuracy": round(float(counts[top] / counts.sum()), 6)}
+
+
 def score(
     references: np.ndarray,
     logits: np.ndarray,
@@ -93,6 +103,7 @@ def score(
     return {
         "task": "sequence_classification",
         "metrics": metrics,
+        "baseline": majority_baseline(references, labels),
         "per_class": per_class_scores(references, preds, labels),
         "confusion_matrix": {
             "labels": labels,
@@ -132,7 +143,10 @@ def score_tokens(
 
 def _miss(check: dict[str, Any], reported: str) -> str:
     if check["value"] is None:
-        return f"{check['metric']} is not reported (this task reports {reported})"
+        return (
+            f"{check['metric']} is not reported (this task reports {reported}; "
+            f"remove {check['metric']} from evaluate.thresholds or bound one of those)"
+        )
     if "min" in check:
         return f"{check['metric']} = {check['value']:.4f} is below the threshold {check['min']}"
     return f"{check['metric']} = {check['value']:.4f} is above the threshold {check['max']} (a maximum)"
@@ -143,27 +157,30 @@ def describe_misses(evaluation: dict[str, Any]) -> str:
     return "; ".join(_miss(c, reported) for c in evaluation["thresholds"] if not c["passed"])
 
 
-def evaluate(p: Params) -> dict[str, Any]:
-    info = catalog.read_info()
-    labels, task, thresholds = (
-        info["labels"],
-        info.get("task", "sequence_classification"),
-        p.evaluate.thresholds,
-    )
-    test = catalog.read_tokenized(splits=("test",))["test"]
-    # On the GPU when present, in the precision the model was trained in (train.precision)
-    model, tok = load_model(catalog.MODEL, device=p.train.device, precision=p.train.precision)
+def score_encoded(
+    model: Any,
+    tok: Any,
+    test: Any,
+    labels: list[str],
+    task: str,
+    scheme: str | None,
+    thresholds: Mapping[str, Threshold],
+    extras: list[str] | tuple[str, ...] = (),
+    batch_size: int = 64,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """(evaluation, one row per prediction) of a model on tokenized, labelled examples: the
+    evaluate stage on the test split and `tunepipe evaluate` on any labelled file alike."""
     if task == "token_classification":
         refs, preds = [], []
         column = "word_labels" if "word_labels" in test.column_names else "labels"
-        sentences = token_logits_for(model, tok, test, p.evaluate.batch_size)
+        sentences = token_logits_for(model, tok, test, batch_size)
         check_outputs(sentences)
         for ids, logits in zip(test[column], sentences, strict=True):
             ids = np.asarray(ids)
             keep = ids != -100
             refs.append([labels[i] for i in ids[keep]])
             preds.append([labels[i] for i in logits.argmax(axis=-1)[keep]])
-        evaluation = score_tokens(refs, preds, info.get("tag_scheme") or "none", thresholds)
+        evaluation = score_tokens(refs, preds, scheme or "none", thresholds)
         predictions = pd.DataFrame(
             [
                 {"source_row": row, "word": i + 1, "token": tokens[i], "actual": a, "predicted": b}
@@ -174,7 +191,7 @@ def evaluate(p: Params) -> dict[str, Any]:
         )
     elif task == "regression":
         references = np.asarray(test["labels"], dtype=float)
-        values = logits_for(model, tok, test, p.evaluate.batch_size)[:, 0]
+        values = logits_for(model, tok, test, batch_size)[:, 0]
         evaluation = score_regression(references, values, thresholds)
         predictions = pd.DataFrame(
             # float64: the CSV then holds the exact values the metrics were computed on
@@ -182,8 +199,8 @@ def evaluate(p: Params) -> dict[str, Any]:
         )
     else:
         references = np.asarray(test["labels"])
-        logits = logits_for(model, tok, test, p.evaluate.batch_size)
-        evaluation = score(references, logits, labels, thresholds, p.evaluate.metrics)
+        logits = logits_for(model, tok, test, batch_size)
+        evaluation = score(references, logits, labels, thresholds, extras)
         probs = softmax(logits)
         predictions = pd.DataFrame(
             {
@@ -193,6 +210,25 @@ def evaluate(p: Params) -> dict[str, Any]:
                 "score": probs.max(axis=-1).round(6),
             }
         )
+    return evaluation, predictions
+
+
+def evaluate(p: Params) -> dict[str, Any]:
+    info = catalog.read_info()
+    test = catalog.read_tokenized(splits=("test",))["test"]
+    # On the GPU when present, in the precision the model was trained in (train.precision)
+    model, tok = load_model(catalog.MODEL, device=p.train.device, precision=p.train.precision)
+    evaluation, predictions = score_encoded(
+        model,
+        tok,
+        test,
+        info["labels"],
+        info.get("task", "sequence_classification"),
+        info.get("tag_scheme"),
+        p.evaluate.thresholds,
+        p.evaluate.metrics,
+        p.evaluate.batch_size,
+    )
     write_text(catalog.TEST_PREDICTIONS, predictions.to_csv(index=False))
     write_json(catalog.METRICS, evaluation["metrics"])
     write_json(catalog.EVALUATION, evaluation)

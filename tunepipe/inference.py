@@ -15,6 +15,7 @@ from tunepipe.devices import choose
 from tunepipe.errors import PipelineError
 
 AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def load_model(
@@ -78,28 +79,33 @@ def task_of(config: Any) -> str:
     return "regression" if config.problem_type == "regression" else "sequence_classification"
 
 
+def _columns(encoded: Any) -> dict[str, list[Any]]:
+    """The model's inputs as plain lists, from a tokenizer's output (a mapping) or a datasets.Dataset:
+    reading a Dataset row by row costs more than the forward pass of a small model."""
+    names = encoded.column_names if hasattr(encoded, "column_names") else list(encoded)
+    return {c: list(encoded[c]) for c in MODEL_INPUTS if c in names}
+
+
 def _batches(
     model: Any, tok: Any, encoded: Any, batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(example indices, their lengths, logits) per batch; sorting by length cuts padding."""
     import torch
-    from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tok)
     device = next(model.parameters()).device
     dtype = AUTOCAST.get(getattr(model, "inference_precision", "fp32"))
 
     def autocast() -> Any:
         return torch.autocast(device.type, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
 
-    keep = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in encoded.column_names]
-    encoded = encoded.select_columns(keep)
-    lengths = np.array([len(x) for x in encoded["input_ids"]], dtype=int)
+    columns = _columns(encoded)
+    lengths = np.array([len(x) for x in columns["input_ids"]], dtype=int)
     order = np.argsort(lengths, kind="stable")
     with torch.inference_mode(), progress.bar(len(order), "inference") as advance:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            batch = collate([encoded[int(i)] for i in idx])
+            # as DataCollatorWithPadding pads: to the longest in the batch, on the tokenizer's side
+            batch = tok.pad({c: [v[int(i)] for i in idx] for c, v in columns.items()}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast():
                 logits = model(**batch).logits
@@ -108,8 +114,9 @@ def _batches(
 
 
 def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.ndarray:
-    """(examples, labels) logits for tokenized examples (dicts with input_ids etc.), in input order."""
-    out = np.zeros((len(encoded), model.config.num_labels), dtype=np.float32)
+    """(examples, labels) logits for tokenized examples (a Dataset or a mapping of input_ids etc.),
+    in input order."""
+    out = np.zeros((_count(encoded), model.config.num_labels), dtype=np.float32)
     for idx, _, logits in _batches(model, tok, encoded, batch_size):
         out[idx] = logits
     return out
@@ -117,8 +124,12 @@ def logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> np.n
 
 def token_logits_for(model: Any, tok: Any, encoded: Any, batch_size: int = 64) -> list[np.ndarray]:
     """Per-example (sequence length, labels) logits for token classification, in input order."""
-    out: list[np.ndarray] = [np.zeros(0)] * len(encoded)
+    out: list[np.ndarray] = [np.zeros(0)] * _count(encoded)
     for idx, lengths, logits in _batches(model, tok, encoded, batch_size):
         for row, (i, n) in enumerate(zip(idx, lengths, strict=True)):
             out[int(i)] = logits[row, :n]
     return out
+
+
+def _count(encoded: Any) -> int:
+    return len(encoded) if hasattr(encoded, "column_names") else len(encoded["input_ids"])

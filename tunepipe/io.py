@@ -218,14 +218,23 @@ def apply_umask(root: Path) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    with atomic_text(path) as fh:
+        fh.write(text)
+
+
+@contextlib.contextmanager
+def atomic_text(path: Path) -> Iterator[Any]:
+    """A text file written piece by piece (a stream of predictions) that appears under `path` only
+    once complete: written to a temporary sibling, renamed over `path` at the end, removed on
+    any error, so a reader never sees half a file and a failed run leaves the old file as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+            yield fh
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -98,6 +98,7 @@ def search_record(root: Path, p: params_mod.Params) -> dict[str, Any] | None:
     if not best.get("applied") or not best.get("best_params"):
         return None
     train = p.train.model_dump()
+    train |= {f"lora.{k}": v for k, v in train["lora"].items()}  # a searched lora.r, as the study names it
     if not all(params_mod.same_value(train.get(k), v) for k, v in best["best_params"].items()):
         return None
     keep = ("study_name", "storage", "sampler", "metric", "direction", "best_trial", "best_value")
@@ -137,6 +138,10 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
             },
         },
         "model": outs[artifact_path] | {"path": artifact_path},
+        # LoRA's adapters alone (train.adapter: lora; a note otherwise): DVC-cached with the model.
+        "adapter": (outs[str(catalog.ADAPTER)] | {"path": str(catalog.ADAPTER)})
+        if str(catalog.ADAPTER) in outs
+        else None,
         # The base model by content (data/pretrained.json): file hashes, or hub id and revision.
         "pretrained": read_json(pretrained) if (pretrained := root / catalog.PRETRAINED).is_file() else None,
         "params": yaml.safe_load((root / catalog.PARAMS).read_text()),

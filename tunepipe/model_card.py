@@ -264,6 +264,7 @@ def _procedure_section(facts: dict[str, Any]) -> str:
         f"{batch['gradient_accumulation_steps']} accumulation steps)",
         f"- Parameters: {r['parameters']['trainable']:,} of {r['parameters']['total']:,} trainable "
         f"(freeze: {md.text(t['freeze'])})",
+        *_adapter_lines(r),
         f"- Training examples: {r['train_examples']}",
         f"- Epochs run: {r['epochs_run']} of {t['epochs']} ({r['global_step']} of {r['max_steps']} steps)",
         f"- Early stopping: patience {t['early_stopping_patience']} evaluations, minimum improvement "
@@ -274,6 +275,21 @@ def _procedure_section(facts: dict[str, Any]) -> str:
     ]
     hyper = md.table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in t.items()])
     return "## Training procedure\n\n" + "\n".join(lines) + "\n\nparams.yaml `train:` as used:\n\n" + hyper
+
+
+def _adapter_lines(r: dict[str, Any]) -> list[str]:
+    """LoRA and gradient checkpointing, where the run used them (earlier records have neither)."""
+    lines = []
+    a = r.get("adapter")
+    if a:
+        lines.append(
+            f"- Adapter: LoRA r {md.text(a['r'])}, alpha {md.text(a['alpha'])}, dropout "
+            f"{md.text(a['dropout'])} on {md.text(', '.join(a['target_modules']))}, with the head; "
+            "merged into these weights (no peft needed to load them), the adapter alone in models/adapter"
+        )
+    if r.get("gradient_checkpointing"):
+        lines.append("- Gradient checkpointing: on")
+    return lines
 
 
 def _threshold(check: dict[str, Any]) -> md.Markdown:

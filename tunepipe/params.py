@@ -49,13 +49,18 @@ from tunepipe.metrics import (
 TaskType = Literal["sequence_classification", "regression", "token_classification"]
 TagScheme = Literal["auto", "iob2", "iob1", "none"]
 OverlapPolicy = Literal["fail", "drop"]
+TagRepair = Literal["none", "fix"]
+DedupeMode = Literal["all", "train", "none"]
 FreezeMode = Literal["none", "head_only", "embeddings", "first_n", "gradual"]
+AdapterKind = Literal["none", "lora"]
 # What tunepipe/sources.py reads: its table readers, then the token formats.
 LoadFormat = Literal["csv", "tsv", "json", "jsonl", "parquet", "conll", "tagged"]
 TASK_TYPES: tuple[str, ...] = typing.get_args(TaskType)
 TAG_SCHEMES: tuple[str, ...] = typing.get_args(TagScheme)
 OVERLAP_POLICIES: tuple[str, ...] = typing.get_args(OverlapPolicy)
+DEDUPE_MODES: tuple[str, ...] = typing.get_args(DedupeMode)
 FREEZE_MODES: tuple[str, ...] = typing.get_args(FreezeMode)
+ADAPTERS: tuple[str, ...] = typing.get_args(AdapterKind)
 LOAD_FORMATS: tuple[str, ...] = typing.get_args(LoadFormat)
 LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 # What GTO accepts as a stage name (gto.constants.name_re): it becomes part of a git tag.
@@ -282,6 +287,22 @@ def _processes(value: Any) -> int | str:
     raise _bad(f"expected a whole number of 1 or more, or auto, got {value!r}")
 
 
+def _names(value: Any) -> Any:
+    """A list of names where null means none (`labels: null`: found in the train split)."""
+    return [] if value is None else value
+
+
+# labels and drop_labels: a list of names, or null for none.
+Names = Annotated[list[Name], BeforeValidator(_names, json_schema_input_type=list[str | int] | None)]
+
+
+def _dedupe(value: Any) -> Any:
+    """load.dedupe: true and false as written before the modes existed (all, none)."""
+    if isinstance(value, bool):
+        return "all" if value else "none"
+    return value
+
+
 def _source(value: Any) -> str | dict[str, str]:
     if isinstance(value, dict):
         return {_str(k): _str(v) for k, v in value.items()}
@@ -366,7 +387,16 @@ class ConllParams(Section):
     tag_column: Int | None = Field(
         -1, description="Column of the tag; null reads unlabelled tokens (prediction input)."
     )
-    separator: Str | None = Field(None, description="Column separator; null: any whitespace.")
+    separator: Str | None = Field(
+        None,
+        description="Column separator: null: runs of ASCII spaces and tabs (a full-width space U+3000 "
+        "stays inside its token); tab: exactly one tab, so fields may hold spaces; or any other string.",
+    )
+    tag_repair: TagRepair = Field(
+        "none",
+        description="Ill-formed IOB2 tags (I-X after O or after another type): none: an error naming "
+        "the line; fix: the I-X becomes B-X, counted by load and in the run report.",
+    )
 
 
 class LoadParams(Section):
@@ -390,16 +420,27 @@ class LoadParams(Section):
     columns: Columns = Field(
         default_factory=Columns, description="Which columns hold the text and the label."
     )
-    labels: list[Name] = Field(
-        default_factory=list, description="The label names in order; empty: found in the data."
+    labels: Names = Field(
+        default_factory=list,
+        description="The label names in id order; empty or null: the train split's labels, sorted "
+        "(printed by load, recorded in data/splits/manifest.json).",
     )
     tag_scheme: TagScheme = Field(
         "auto",
         description="Token classification: iob2, iob1, none (plain tags such as POS), or auto "
         "(iob2 when every tag is O, B-x or I-x).",
     )
-    drop_labels: list[Name] = Field(default_factory=list, description="Rows with these labels are dropped.")
-    dedupe: Bool = Field(True, description="Drop repeated texts.")
+    drop_labels: Names = Field(
+        default_factory=list, description="Rows with these labels are dropped (load prints how many)."
+    )
+    dedupe: Annotated[
+        DedupeMode, BeforeValidator(_dedupe, json_schema_input_type=DedupeMode | bool)
+    ] = Field(
+        "all",
+        description="Repeated texts removed: all (within each split; shared texts of supplied splits "
+        "go by load.overlap), train (within train, and train rows repeating an evaluation split's text; "
+        "supplied validation and test rows kept as written) or none; true is all, false is none.",
+    )
     overlap: OverlapPolicy = Field(
         "fail",
         description="Supplied validation/test rows repeating another split's texts: fail, or drop "
@@ -412,8 +453,23 @@ class ValidateParams(Section):
     min_chars: Annotated[Int, Range(ge=0)] = Field(1, description="Shortest text allowed.")
     max_chars: Int = Field(20000, description="Longest text allowed (at least min_chars).")
     min_rows_per_class: Annotated[Int, Range(ge=0)] = Field(
-        10, description="Fewest training rows a label may have."
+        10,
+        description="Fewest train rows a label may have; below it in validation or test: a warning "
+        "with the metric's interval width.",
     )
+    min_eval_rows_per_class: Annotated[Int | None, Range(ge=0)] = Field(
+        None,
+        description="Fewest validation and test rows a label may have (the train minimum warns there); "
+        "null: 1, or 0 where min_rows_per_class is 0.",
+    )
+
+    @property
+    def eval_minimum(self) -> int:
+        """validate.min_eval_rows_per_class as it applies: null is 1 (every class present), never
+        more than the train minimum a user lowered to 0."""
+        if self.min_eval_rows_per_class is not None:
+            return self.min_eval_rows_per_class
+        return min(1, self.min_rows_per_class)
     target_range: list[Float] | None = Field(
         None, description="Regression: the [min, max] every target lies in; null: any number."
     )
@@ -429,6 +485,21 @@ class TokenizeParams(Section):
     )
     label_all_subtokens: Bool = Field(
         False, description="Token classification: label every sub-token of a word, not only the first."
+    )
+
+
+class LoraParams(Section):
+    """LoRA's shape (peft.LoraConfig): rank, scale, dropout and which linear layers get adapters."""
+
+    r: Annotated[Int, Range(ge=1)] = Field(8, description="Rank of each adapter's two matrices.")
+    alpha: Annotated[Int, Range(ge=1)] = Field(
+        16, description="Scale: the adapter's update is multiplied by alpha / r."
+    )
+    dropout: Annotated[Float, Range(ge=0, lt=1)] = Field(0.1, description="Dropout on the adapter's input.")
+    target_modules: list[Str] | None = Field(
+        None,
+        description="Names (or name endings) of the linear layers that get adapters; null: the attention "
+        "query and value projections of the model's family (BERT, RoBERTa, DeBERTa, DistilBERT, ...).",
     )
 
 
@@ -466,6 +537,17 @@ class TrainParams(Section):
     )
     freeze_layers: Annotated[Int, Range(ge=0)] = Field(
         0, description="first_n: how many encoder layers (from the bottom) stay frozen."
+    )
+    adapter: AdapterKind = Field(
+        "none",
+        description="none (train the weights themselves) or lora (train low-rank adapters through "
+        "peft, with the head; the saved model has them merged in).",
+    )
+    lora: LoraParams = Field(default_factory=LoraParams, description="adapter lora: the adapters' shape.")
+    gradient_checkpointing: Bool = Field(
+        False,
+        description="Recompute activations in the backward pass: less memory for long inputs, "
+        "slower steps.",
     )
     max_train_samples: Annotated[Int | None, Range(ge=1)] = Field(
         None, description="Train on at most this many rows; null: all."
@@ -622,9 +704,34 @@ class EvaluateParams(Section):
     )
 
 
+def train_field_types() -> dict[str, Any]:
+    """The values a search may set, by their name under train: (a nested section's as lora.r)."""
+    out: dict[str, Any] = {}
+    for name, info in TrainParams.model_fields.items():
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+            out |= {f"{name}.{sub}": i.annotation for sub, i in info.annotation.model_fields.items()}
+        else:
+            out[name] = info.annotation
+    return out
+
+
+def with_train_values(t: TrainParams, values: Mapping[str, Any]) -> TrainParams:
+    """train with a search's values (train_field_types' names) in place; nested ones (lora.r)
+    update their section."""
+    flat = {k: v for k, v in values.items() if "." not in k}
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if "." in key:
+            section, _, sub = key.partition(".")
+            nested.setdefault(section, {})[sub] = value
+    for section, update in nested.items():
+        flat[section] = getattr(t, section).model_copy(update=update)
+    return t.model_copy(update=flat)
+
+
 SPACE_SCHEMA = {
     "type": "object",
-    "propertyNames": {"enum": list(TrainParams.model_fields)},
+    "propertyNames": {"enum": list(train_field_types())},
     "additionalProperties": {
         "anyOf": [
             {"type": "array", "minItems": 1},
@@ -707,13 +814,53 @@ class PromoteParams(Section):
         0.0, description="The improvement over the stage's version that promotes."
     )
     require_significant: Bool = Field(
-        False, description="true: the interval's lower bound must clear min_delta, not the estimate."
+        True,
+        description="true: the interval's lower bound must clear min_delta; false: the point estimate "
+        "(promotes on noise).",
+    )
+    guards: dict[Str, Annotated[Float, Range(ge=0, why="the most a metric may worsen")]] | None = Field(
+        None,
+        description="Metric -> the most it may worsen against the stage's version (on the same rows) "
+        "and still promote; null: recall_macro and f1_macro 0.01 (recall and f1 for entity tags, none "
+        "for regression); {}: no guard.",
+    )
+    min_class_recall: Annotated[Float | None, Range(ge=0, le=1)] = Field(
+        0.05,
+        description="A class whose test recall falls below this (where the stage's version is at or "
+        "above it), or one class predicted for every row, blocks promotion; null: off. Classification "
+        "labels only.",
     )
     resamples: Annotated[Int, Range(ge=1000, why="a percentile interval needs them")] = Field(
         1000, description="Paired bootstrap resamples of the test examples."
     )
     confidence: Annotated[Float, Range(gt=0, lt=1)] = Field(0.95, description="The interval's coverage.")
     seed: Int = Field(0, description="Seed of the bootstrap.")
+
+
+_SHARE = Annotated[Float | None, Range(ge=0, le=1)]
+
+
+class DriftParams(Section):
+    """The drift report on each flow run: this run's data against the data of the version in
+    promote.stage. A limit fails the run before registration when exceeded; null: report only."""
+
+    max_label_shift: _SHARE = Field(
+        None,
+        description="Label shares' total variation distance (tags for token tasks; the target's KS "
+        "statistic for regression).",
+    )
+    max_length_ks: _SHARE = Field(None, description="KS statistic of words per row.")
+    max_oov_rate: _SHARE = Field(
+        None, description="Share of the new rows' words never seen in the production version's training rows."
+    )
+    max_unk_rate: _SHARE = Field(
+        None, description="Share of the new rows' sub-word tokens that are the tokenizer's unknown token."
+    )
+    max_score_drop: Annotated[Float | None, Range(ge=0)] = Field(
+        None,
+        description="How much worse the production model may score on this run's test rows than on "
+        "its own (promote.metric's direction).",
+    )
 
 
 with warnings.catch_warnings():
@@ -739,6 +886,10 @@ with warnings.catch_warnings():
         search: SearchParams = Field(default_factory=SearchParams, description="`tunepipe search`.")
         promote: PromoteParams = Field(
             default_factory=PromoteParams, description="Promotion after registration (in the flow)."
+        )
+        drift: DriftParams = Field(
+            default_factory=DriftParams,
+            description="The drift report against the production version (in the flow).",
         )
 
         @model_validator(mode="after")
@@ -790,6 +941,11 @@ def _check_across(p: Params) -> None:
             f"got {split.validation} + {split.test}"
         )
     _check_distributed(p.train)
+    if p.train.adapter == "lora" and p.train.freeze != "none":
+        raise _bad(
+            f"train.freeze: {p.train.freeze} and train.adapter: lora both choose what trains; "
+            "LoRA freezes the base model itself: set train.freeze: none (or train.adapter: none)"
+        )
     extras = p.evaluate.metrics
     unknown = sorted(set(extras) - set(EXTRA_METRICS))
     if unknown:
@@ -812,10 +968,17 @@ def _check_across(p: Params) -> None:
                 f"{field_name}: {metric!r} is not reported for task {p.task}; "
                 f"choose one of {', '.join([*names, 'loss'])}"
             )
+    for metric in p.promote.guards or {}:
+        if metric not in names:
+            reported = ", ".join(names)
+            raise _bad(f"promote.guards.{metric}: task {p.task} does not report it; it reports {reported}")
     for metric in p.evaluate.thresholds:
         at = f"evaluate.thresholds.{metric}"
         if metric not in names:
-            raise _bad(f"{at}: task {p.task} does not report {metric}; it reports {', '.join(names)}")
+            raise _bad(
+                f"{at}: task {p.task} does not report {metric}; it reports {', '.join(names)} "
+                f"(remove {metric} from evaluate.thresholds, or bound one of those)"
+            )
         if p.task == "sequence_classification" and metric in EXTRA_METRICS and metric not in extras:
             raise _bad(f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there")
 
@@ -849,8 +1012,9 @@ def _adapter(section: str, name: str) -> TypeAdapter[Any]:
 
 
 def _coerce(name: str, value: Any, at: str) -> Any:
+    section, _, key = f"train.{name}".rpartition(".")
     try:
-        return _adapter("train", name).validate_python(value)
+        return _adapter(section, key).validate_python(value)
     except ValidationError as exc:
         text = _error_text(exc.errors(include_url=False)[0])
         raise _bad(f"{at}: {text}" if at else text) from None
@@ -865,10 +1029,6 @@ def check_value(name: str, value: Any, where: str) -> Any:
 def check_train_value(name: str, value: Any, where: str) -> None:
     """check_value for train.<name>: params.yaml, search space entries and a search's best values."""
     check_value(f"train.{name}", value, where)
-
-
-def train_field_types() -> dict[str, Any]:
-    return {name: info.annotation for name, info in TrainParams.model_fields.items()}
 
 
 def coerce(name: str, value: Any, where: str) -> Any:

@@ -3,23 +3,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
 from tunepipe import dvcrepo, registry
 from tunepipe.conll import read_lines, write_conll
 from tunepipe.errors import PipelineError
-from tunepipe.inference import load_model, logits_for, max_length_of, task_of, token_logits_for
-from tunepipe.io import scratch_dir, write_text
+from tunepipe.inference import (
+    MODEL_INPUTS,
+    load_model,
+    logits_for,
+    max_length_of,
+    task_of,
+    token_logits_for,
+)
+from tunepipe.io import atomic_text, scratch_dir
 from tunepipe.metrics import softmax
 from tunepipe.params import ConllParams
-from tunepipe.sources import infer_format, read_table
+from tunepipe.sources import infer_format, iter_table, read_table
 from tunepipe.tagging import spans
 
 # The columns predict adds; an input that already has one is refused rather than overwritten.
@@ -29,11 +38,16 @@ PREDICTED_ENTITIES = "predicted_entities"
 PREDICTED_WORDS = "predicted_words"
 PREDICTED_TAGS = "predicted_tags"
 LIST_COLUMNS = (PREDICTED_ENTITIES, PREDICTED_WORDS, PREDICTED_TAGS)
+# Rows read, predicted and written at a time: memory holds one chunk, whatever the file's size.
+CHUNK_ROWS = 8192
 
 
-def check_text_column(df: pd.DataFrame, columns: list[str], origin: str, tokens: bool = False) -> None:
+def check_text_column(
+    df: pd.DataFrame, columns: list[str], origin: str, tokens: bool = False, first_row: int = 1
+) -> None:
     """Every cell to predict is a non-empty text (or, with `tokens`, a non-empty list of words):
-    a number, a missing cell or an empty list is named by its row instead of failing the tokenizer."""
+    a number, a missing cell or an empty list is named by its row (counted from `first_row`, the
+    file's row number of a chunk's first row) instead of failing the tokenizer."""
     for col in columns:
         if col not in df.columns:
             raise PipelineError(
@@ -42,7 +56,9 @@ def check_text_column(df: pd.DataFrame, columns: list[str], origin: str, tokens:
             )
     for col in columns:
         problems = [
-            (i + 1, p) for i, v in enumerate(df[col]) if (p := _cell_problem(v, tokens and col == columns[0]))
+            (first_row + i, p)
+            for i, v in enumerate(df[col])
+            if (p := _cell_problem(v, tokens and col == columns[0]))
         ]
         if problems:
             shown = ", ".join(f"row {row} ({what})" for row, what in problems[:5])
@@ -75,6 +91,7 @@ def predict_frame(
     pair_column: str | None = None,
     batch_size: int = 64,
     origin: str = "input",
+    first_row: int = 1,
 ) -> pd.DataFrame:
     """Pure function of a model and a table: the table with the predictions added.
 
@@ -84,11 +101,9 @@ def predict_frame(
     tag and score) for raw text, and `predicted_tags` (one per token) when the column holds
     token lists. An input column of the same name is an error, never overwritten.
     """
-    from datasets import Dataset
-
     task = task_of(model.config)
     columns = [c for c in (text_column, pair_column) if c]
-    check_text_column(df, columns, origin, tokens=task == "token_classification")
+    check_text_column(df, columns, origin, tokens=task == "token_classification", first_row=first_row)
     check_no_clash(df, predicted_columns(model.config, df[text_column]), origin)
     max_length = max_length_of(model, tok)
     out = df.copy()
@@ -115,7 +130,7 @@ def predict_frame(
     texts = df[text_column].astype(str).tolist()
     pairs = df[pair_column].astype(str).tolist() if pair_column else None
     enc = tok(texts, pairs, truncation=True, max_length=max_length)
-    logits = logits_for(model, tok, Dataset.from_dict(dict(enc)), batch_size)
+    logits = logits_for(model, tok, {k: enc[k] for k in MODEL_INPUTS if k in enc}, batch_size)
     if task == "regression":
         out[PREDICTED_SCORE] = logits[:, 0].round(6)
         return out
@@ -153,8 +168,6 @@ def predict_words(
 ) -> list[list[dict[str, Any]]]:
     """Each word's tag and probability, read at its first sub-token, with its character offsets
     (raw text). Words past the model's length limit get `O` (or `_` without an O tag)."""
-    from datasets import Dataset
-
     enc = tok(
         inputs,
         is_split_into_words=pretokenized,
@@ -162,8 +175,7 @@ def predict_words(
         max_length=max_length,
         return_offsets_mapping=not pretokenized,
     )
-    model_inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
-    logits = token_logits_for(model, tok, Dataset.from_dict(model_inputs), batch_size)
+    logits = token_logits_for(model, tok, {k: enc[k] for k in MODEL_INPUTS if k in enc}, batch_size)
     id2label = model.config.id2label
     fallback = "O" if "O" in model.config.label2id else "_"
     result = []
@@ -217,8 +229,8 @@ def resolve_model(
 CONLL_SUFFIXES = (".conll", ".iob", ".bio")
 
 
-def read_input(path: Path, task: str, text_column: str) -> tuple[pd.DataFrame, bool]:
-    """The rows to predict, and whether they are CoNLL sentences (tokens per line).
+def iter_input(path: Path, task: str, text_column: str, rows: int) -> tuple[Iterator[pd.DataFrame], bool]:
+    """The rows to predict, `rows` at a time, and whether they are CoNLL sentences (tokens per line).
 
     A `.txt` file depends on the model: CoNLL tokens for a token classification model, one text
     per line (blank lines skipped, `line` kept) for any other."""
@@ -226,18 +238,32 @@ def read_input(path: Path, task: str, text_column: str) -> tuple[pd.DataFrame, b
     fmt = infer_format(path)
     tokens = task == "token_classification"
     if fmt != "conll":
-        return read_table(path, fmt), False
+        return iter_table(path, fmt, rows), False
     if path.suffix.lower() in CONLL_SUFFIXES and not tokens:
         raise PipelineError(
             f"{path}: a CoNLL file of tokens needs a token classification model; this model does "
             f"{task} (give a CSV/JSONL/parquet file, or a .txt file with one text per line)"
         )
     if tokens:
-        return read_table(path, "conll", conll=ConllParams(tag_column=None)), True
-    lines = [(n, line) for n, line in read_lines(path) if line.strip()]
-    if not lines:
+        df = read_table(path, "conll", conll=ConllParams(tag_column=None))
+        return iter([df]), True
+    return _text_lines(path, text_column, rows), False
+
+
+def _text_lines(path: Path, text_column: str, rows: int) -> Iterator[pd.DataFrame]:
+    block: list[tuple[int, str]] = []
+    seen = False
+    for n, line in read_lines(path):
+        if line.strip():
+            block.append((n, line))
+            seen = True
+        if len(block) == rows:
+            yield pd.DataFrame({"line": [n for n, _ in block], text_column: [t for _, t in block]})
+            block = []
+    if not seen:
         raise PipelineError(f"{path}: no rows to predict (expected one text per line)")
-    return pd.DataFrame({"line": [n for n, _ in lines], text_column: [t for _, t in lines]}), False
+    if block:
+        yield pd.DataFrame({"line": [n for n, _ in block], text_column: [t for _, t in block]})
 
 
 def default_output(input_path: Path, conll: bool) -> Path:
@@ -257,13 +283,18 @@ def predict_file(
     warn: Callable[[str], None] | None = None,
     precision: str = "auto",
     default_columns: tuple[str, str | None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    keep: bool = True,
 ) -> pd.DataFrame:
     """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
     A CoNLL input is written back as CoNLL with one predicted tag per token; a table goes to
     CSV, or JSON lines when the output name ends in .jsonl (list columns stay lists there).
     Without output_path: <input>.predictions.csv (or .conll); the path written is in
-    `result.attrs["output"]`; the input file itself is never the output. The model is checked
+    `result.attrs["output"]`, the row count in `attrs["rows"]`, the summary line in
+    `attrs["summary"]`; the input file itself is never the output. The rows are read, predicted
+    and written `chunk_rows` at a time (a CoNLL file is read whole); `keep=False` returns no rows
+    (the command line), so memory does not grow with the file. The model is checked
     against dvc.lock first (resolve_model); `verify=False` takes it as it is, a registered
     version's mismatch going to `warn`. `precision`: as train.precision (auto: devices.choose).
     Without `text_column`: the columns the model was trained on (config.json `text_columns`),
@@ -286,26 +317,55 @@ def predict_file(
     if text_column is None:
         text_column, pair = trained_columns(loaded.config) or default_columns or ("text", None)
         pair_column = pair_column or pair
-    df, conll = read_input(input_path, task_of(loaded.config), text_column)
-    if df.empty:
-        raise PipelineError(f"{input_path}: no rows to predict")
-    column = "tokens" if conll else text_column
-    out = predict_frame(loaded, tok, df, column, pair_column, batch_size, origin=str(input_path))
+    chunks, conll = iter_input(input_path, task_of(loaded.config), text_column, chunk_rows)
     output_path = Path(output_path) if output_path is not None else default_output(input_path, conll)
     if output_path.suffix.lower() in CONLL_SUFFIXES and not conll:
         raise PipelineError(f"{output_path}: CoNLL output needs CoNLL input; name a .csv or .jsonl file")
     if same_file(input_path, output_path):  # the default name can be the input's own
         raise PipelineError(f"{output_path}: is the input file; give the predictions another name with -o")
+    column = "tokens" if conll else text_column
+    summary, kept, rows = Summary(), [], 0
+    jsonl = output_path.suffix in (".jsonl", ".ndjson")
+    # Chunk by chunk into a temporary file, renamed at the end: memory stays that of one chunk,
+    # and an error part way (a bad row in a later chunk) leaves no half-written output.
+    with contextlib.nullcontext(None) if conll else atomic_text(output_path) as fh:
+        for chunk in chunks:
+            if chunk.empty:
+                continue
+            out = predict_frame(
+                loaded,
+                tok,
+                chunk,
+                column,
+                pair_column,
+                batch_size,
+                origin=str(input_path),
+                first_row=rows + 1,
+            )
+            rows += len(out)
+            summary.add(out)
+            if fh is not None:
+                write_chunk(fh, out, jsonl, header=rows == len(out))
+            if keep or conll:
+                kept.append(out)
+        if not rows:
+            raise PipelineError(f"{input_path}: no rows to predict")
+    result = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     if conll:
-        write_conll(out, output_path, PREDICTED_TAGS)
-    elif output_path.suffix in (".jsonl", ".ndjson"):
-        write_text(output_path, out.to_json(orient="records", lines=True, force_ascii=False))
-    else:
-        listed = [c for c in LIST_COLUMNS if c in out.columns]
-        shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
-        write_text(output_path, shown.to_csv(index=False))
-    out.attrs["output"] = str(output_path)
-    return out
+        write_conll(result, output_path, PREDICTED_TAGS)
+    result.attrs.update(output=str(output_path), rows=rows, summary=summary.text())
+    return result
+
+
+def write_chunk(fh: TextIO, out: pd.DataFrame, jsonl: bool, header: bool) -> None:
+    """One chunk's rows in the output's format: JSON lines (list columns stay lists), else CSV with
+    list columns as JSON text; the header with the first chunk only."""
+    if jsonl:
+        fh.write(out.to_json(orient="records", lines=True, force_ascii=False))
+        return
+    listed = [c for c in LIST_COLUMNS if c in out.columns]
+    shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
+    shown.to_csv(fh, index=False, header=header)
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -345,19 +405,47 @@ def trained_columns(config: Any) -> tuple[str, str | None] | None:
     return names[0], (names[1] if len(names) > 1 else None)
 
 
+class Summary:
+    """The command line's one line about a prediction run, added up chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.kind = ""
+        self.counts: Counter[str] = Counter()  # labels, or entity types
+        self.words = 0
+        self.total, self.n, self.low, self.high = 0.0, 0, float("inf"), float("-inf")
+
+    def add(self, out: pd.DataFrame) -> Summary:
+        if PREDICTED_LABEL in out.columns:
+            self.kind = "labels"
+            self.counts.update(out[PREDICTED_LABEL])
+        elif PREDICTED_ENTITIES in out.columns:
+            self.kind = "entities"
+            self.counts.update(e["entity"] for ents in out[PREDICTED_ENTITIES] for e in ents)
+        elif PREDICTED_WORDS in out.columns or PREDICTED_TAGS in out.columns:
+            self.kind = "words"
+            self.words += sum(
+                map(len, out[PREDICTED_WORDS if PREDICTED_WORDS in out.columns else PREDICTED_TAGS])
+            )
+        elif PREDICTED_SCORE in out.columns and len(out):
+            self.kind = "scores"
+            score = out[PREDICTED_SCORE]
+            self.total, self.n = self.total + float(score.sum()), self.n + len(score)
+            self.low, self.high = min(self.low, float(score.min())), max(self.high, float(score.max()))
+        return self
+
+    def text(self) -> str:
+        shown = ", ".join(f"{k}: {v}" for k, v in self.counts.most_common())
+        if self.kind == "labels":
+            return shown
+        if self.kind == "entities":
+            found = sum(self.counts.values())
+            return f"{found} entities" + (f" ({shown})" if found else "")
+        if self.kind == "words":
+            return f"{self.words} words tagged"
+        mean = self.total / self.n if self.n else float("nan")
+        return f"score mean {mean:.4f}, min {self.low:.4f}, max {self.high:.4f}"
+
+
 def summarise(out: pd.DataFrame) -> str:
     """One line for the command line: what came out of a prediction run."""
-    if PREDICTED_LABEL in out.columns:
-        return ", ".join(f"{k}: {v}" for k, v in out[PREDICTED_LABEL].value_counts().items())
-    if PREDICTED_ENTITIES in out.columns:
-        found = [e["entity"] for ents in out[PREDICTED_ENTITIES] for e in ents]
-        return f"{len(found)} entities" + (
-            " (" + ", ".join(f"{k}: {v}" for k, v in pd.Series(found).value_counts().items()) + ")"
-            if found
-            else ""
-        )
-    if PREDICTED_WORDS in out.columns or PREDICTED_TAGS in out.columns:
-        col = PREDICTED_WORDS if PREDICTED_WORDS in out.columns else PREDICTED_TAGS
-        return f"{sum(map(len, out[col]))} words tagged"
-    score = out[PREDICTED_SCORE]
-    return f"score mean {score.mean():.4f}, min {score.min():.4f}, max {score.max():.4f}"
+    return Summary().add(out).text()

@@ -28,8 +28,6 @@ _GLUE: dict[str, tuple[str, str, str | None, list[str] | None, str, list[str], s
     "stsb": ("stsb", "sentence1", "sentence2", None, "validation", [], "pearson"),
     "mnli": ("mnli", "premise", "hypothesis", ["entailment", "neutral", "contradiction"],
              "validation_matched", [], "accuracy"),
-    "mnli-mm": ("mnli", "premise", "hypothesis", ["entailment", "neutral", "contradiction"],
-                "validation_mismatched", [], "accuracy"),
     "qnli": ("qnli", "question", "sentence", ["entailment", "not_entailment"], "validation", [],
              "accuracy"),
     "rte": ("rte", "sentence1", "sentence2", ["entailment", "not_entailment"], "validation", [],
@@ -65,7 +63,18 @@ def names() -> list[str]:
     return sorted(PRESETS)
 
 
+# Scored with a trained model instead of a preset of its own (it would train glue/mnli again).
+SCORED_WITH_EVALUATE = {
+    "glue/mnli-mm": "train with load.preset: glue/mnli, then score its mismatched validation set with "
+    "`tunepipe evaluate --model <version or models/model> hub:nyu-mll/glue --split validation_mismatched`",
+}
+
+
 def get(name: str) -> dict[str, Any]:
+    if name in SCORED_WITH_EVALUATE:
+        raise PipelineError(
+            f"params.yaml: load.preset {name!r} is not a training preset: {SCORED_WITH_EVALUATE[name]}"
+        )
     if name not in PRESETS:
         raise PipelineError(
             f"params.yaml: load.preset {name!r} is unknown; choose one of {', '.join(names())}"

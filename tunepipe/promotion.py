@@ -17,6 +17,12 @@ stage tags are assigned right after the version tag.
 
 `improvement`, `low` and `high` are oriented so that positive means the challenger is better,
 also for lower-is-better metrics (mse, rmse, mae: the champion's value minus the challenger's).
+
+Noise does not promote: by default the interval's lower bound must clear `min_delta`, guard
+metrics (macro recall and F1) may not worsen by more than `promote.guards` allows, and a class the
+challenger stops finding (recall under `promote.min_class_recall` where the champion's is not), or
+one class predicted for every row, blocks promotion. Every check is made on the same paired rows,
+and the decision records which rows: their number and the tokenized test split's DVC hash.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.metrics import EXTRA_METRICS, greater_is_better, main_metric, regression_scores, sequence_scores
 from tunepipe.params import PromoteParams
+from tunepipe.report import promotion_rows as rows_line
 
 # Metrics that are a mean over examples: the bootstrap averages per-example values (vectorised).
 MEAN_METRICS = ("accuracy", "mse", "mae")
@@ -57,8 +64,17 @@ class Decision:
     resamples: int = 1000
     seed: int = 0
     min_delta: float = 0.0
-    require_significant: bool = False
+    require_significant: bool = True
     examples: int | None = None
+    # The rows both models were scored on: {path, md5 (dvc.lock), rows}.
+    test_split: dict[str, Any] | None = None
+    # [{metric, challenger, champion, worse_by, limit, passed}] on the same rows.
+    guards: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    min_class_recall: float | None = None
+    # [{label, recall, champion_recall, rows}]: classes the challenger stopped finding.
+    collapsed: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # Short reasons promotion was refused (empty when promoted).
+    blocked: list[str] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,6 +83,76 @@ class Decision:
 def outcome(decision: dict[str, Any]) -> str:
     """`promoted to prod` or `not promoted to prod`: how logs and the command line say it."""
     return f"{'promoted' if decision['promote'] else 'not promoted'} to {decision['stage']}"
+
+
+def summary(decision: dict[str, Any]) -> str:
+    """One line for `tunepipe versions`: the outcome, the change with its interval or why not, and rows."""
+    head = outcome(decision)
+    champion = decision.get("champion")
+    if not champion:
+        return f"{head} (no version held it)"
+    change = (
+        f"{decision['metric']} {decision['improvement']:+.4f} "
+        f"[{decision['low']:+.4f}, {decision['high']:+.4f}] vs {champion['version']}"
+    )
+    blocked = decision.get("blocked") or ([] if decision["promote"] else [decision.get("reason", "")])
+    why = f"; {'; '.join(blocked)}" if blocked else ""
+    return f"{head}: {change} on {rows_line(decision)}{why}"
+
+
+def default_guards(task: str, scheme: str = "none") -> dict[str, float]:
+    """promote.guards when null: macro recall and F1 for classification labels, entity recall and
+    F1 for tagged entities; none for regression (a regression has no classes to drop)."""
+    if task == "regression":
+        return {}
+    if task == "token_classification" and scheme != "none":
+        return {"recall": 0.01, "f1": 0.01}
+    return {"recall_macro": 0.01, "f1_macro": 0.01}
+
+
+def check_guards(
+    pairs: pd.DataFrame, task: str, guards: dict[str, float], labels: list[str], scheme: str
+) -> list[dict[str, Any]]:
+    """Each guard metric for both models on the same rows, and whether the challenger's worsening
+    (in the metric's own direction) stays within its limit."""
+    out = []
+    for metric, limit in guards.items():
+        n, score = scorer(pairs, task, metric, labels, scheme)
+        full = np.arange(n)
+        ours, theirs = float(score(full, "predicted")), float(score(full, "predicted_champion"))
+        worse = (theirs - ours) if greater_is_better(metric) else (ours - theirs)
+        out.append(
+            {
+                "metric": metric,
+                "challenger": ours,
+                "champion": theirs,
+                "worse_by": worse,
+                "limit": limit,
+                "passed": bool(worse <= limit + 1e-12),
+            }
+        )
+    return out
+
+
+def collapsed_classes(pairs: pd.DataFrame, floor: float) -> list[dict[str, Any]]:
+    """Classes whose recall the challenger drops below `floor` while the champion's is at or above it."""
+    actual = pairs["actual"].astype(str)
+    found = []
+    for label in sorted(actual.unique()):
+        mine = actual == label
+        ours = float((pairs.loc[mine, "predicted"].astype(str) == label).mean())
+        theirs = float((pairs.loc[mine, "predicted_champion"].astype(str) == label).mean())
+        if ours < floor <= theirs:
+            found.append({"label": label, "recall": ours, "champion_recall": theirs, "rows": int(mine.sum())})
+    return found
+
+
+def single_class(pairs: pd.DataFrame) -> str | None:
+    """The one class a challenger predicts for every row, when the rows hold more than one."""
+    predicted = pairs["predicted"].astype(str).unique()
+    if len(predicted) == 1 and pairs["actual"].astype(str).nunique() > 1:
+        return str(predicted[0])
+    return None
 
 
 # --- per-example scoring -----------------------------------------------------------------------
@@ -193,8 +279,13 @@ def decide(
     champion: dict[str, Any] | None,
     labels: list[str] | None = None,
     scheme: str = "none",
+    test_split: dict[str, Any] | None = None,
 ) -> Decision:
-    """The policy applied to paired predictions (None with no champion: the stage is empty)."""
+    """The policy applied to paired predictions (None with no champion: the stage is empty).
+
+    Promotes when the interval's lower bound (the estimate, with require_significant false) clears
+    min_delta, no guard metric worsens beyond its limit, and no class collapses."""
+    classes = task == "sequence_classification" or (task == "token_classification" and scheme == "none")
     common = {
         "stage": policy.stage,
         "metric": metric,
@@ -203,6 +294,7 @@ def decide(
         "seed": policy.seed,
         "min_delta": policy.min_delta,
         "require_significant": policy.require_significant,
+        "min_class_recall": policy.min_class_recall if classes else None,
     }
     if champion is None or pairs is None:
         return Decision(
@@ -210,8 +302,10 @@ def decide(
             reason=f"no version is in stage {policy.stage!r} yet: the first to pass its thresholds takes it",
             challenger=challenger,
             champion=None,
+            test_split=test_split,
             **common,
         )
+    test_split = (test_split or {}) | {"rows": len(pairs)}
     n, score = scorer(pairs, task, metric, labels or [], scheme)
     full = np.arange(n)
     challenger = challenger | {"score": score(full, "predicted")}
@@ -223,18 +317,43 @@ def decide(
     criterion, what = (
         (low, "the interval's lower bound")
         if policy.require_significant
-        else (
-            improvement,
-            "the improvement",
-        )
+        else (improvement, "the improvement")
     )
-    promote = criterion > policy.min_delta
+    cleared = criterion > policy.min_delta
+    blocked = [] if cleared else [f"{what[4:]} {criterion:+.4f} not above min_delta {policy.min_delta}"]
+    limits = default_guards(task, scheme) if policy.guards is None else policy.guards
+    guards = check_guards(pairs, task, limits, labels or [], scheme)
+    for g in guards:
+        if not g["passed"]:
+            blocked.append(
+                f"guard {g['metric']}: {g['challenger']:.4f} vs {champion['version']}'s {g['champion']:.4f}, "
+                f"worse by {g['worse_by']:.4f} (promote.guards.{g['metric']} allows {g['limit']})"
+            )
+    collapsed: list[dict[str, Any]] = []
+    if classes and policy.min_class_recall is not None:
+        only = single_class(pairs)
+        if only is not None:
+            blocked.append(f"predicts {only!r} for every row")
+        collapsed = collapsed_classes(pairs, policy.min_class_recall)
+        for c in collapsed:
+            blocked.append(
+                f"class {c['label']!r} collapsed: recall {c['recall']:.2f} vs {champion['version']}'s "
+                f"{c['champion_recall']:.2f} (promote.min_class_recall {policy.min_class_recall})"
+            )
+    promote = not blocked
     direction = "" if sign > 0 else " (lower is better)"
     reason = (
         f"{what} {criterion:+.4f} in {metric}{direction} "
-        f"{'clears' if promote else 'does not clear'} min_delta {policy.min_delta} "
-        f"({policy.confidence:.0%} interval {low:+.4f} to {high:+.4f}, {policy.resamples} paired resamples)"
+        f"{'clears' if cleared else 'does not clear'} min_delta {policy.min_delta} "
+        f"({policy.confidence:.0%} interval {low:+.4f} to {high:+.4f}, {policy.resamples} paired resamples"
+        f" of {n} test examples)"
     )
+    guard_text = ", ".join(f"{g['metric']} {-g['worse_by']:+.4f}" for g in guards)
+    also = blocked if cleared else blocked[1:]
+    if also:
+        reason += "; blocked: " + "; ".join(also)
+    elif guard_text:
+        reason += f"; guards hold ({guard_text})"
     return Decision(
         promote=promote,
         reason=reason,
@@ -244,6 +363,10 @@ def decide(
         low=low,
         high=high,
         examples=n,
+        test_split=test_split,
+        guards=guards,
+        collapsed=collapsed,
+        blocked=blocked,
         **common,
     )
 
@@ -261,14 +384,32 @@ def compared_metric(root: Path, policy: PromoteParams, p: Any) -> str:
     return main_metric(info.get("task", p.task), info.get("tag_scheme") or "none")
 
 
+# (checkout, champion tag, today's test split hash) -> its predictions: the drift report and the
+# promotion decision of one run score the production model once.
+_SCORED: dict[tuple[str, str, str], tuple[pd.DataFrame, str]] = {}
+
+
 def champion_predictions(root: Path, name: str, version: str, task: str) -> tuple[pd.DataFrame, str]:
     """The champion's test predictions: reused from its evaluate run when its tokenized test split
     is today's, else its model re-scored on today's test split."""
-    from tunepipe import dvcrepo, dvcstore, registry
+    from tunepipe import dvcrepo, registry
 
     tag = registry.registered_tag(root, name, version)
-    then = dvcrepo.lock_outputs(dvcrepo.read_lock(root, tag))
     now = dvcrepo.lock_outputs(dvcrepo.read_lock(root))
+    test = str(catalog.tokenized_split("test"))
+    key = (str(Path(root).resolve()), tag, str((now.get(test) or {}).get("md5")))
+    if key not in _SCORED:
+        _SCORED[key] = _champion_predictions(root, name, version, task, tag, now)
+    frame, how = _SCORED[key]
+    return frame.copy(), how
+
+
+def _champion_predictions(
+    root: Path, name: str, version: str, task: str, tag: str, now: dict[str, Any]
+) -> tuple[pd.DataFrame, str]:
+    from tunepipe import dvcrepo, dvcstore
+
+    then = dvcrepo.lock_outputs(dvcrepo.read_lock(root, tag))
     test = str(catalog.tokenized_split("test"))
     entry = then.get(str(catalog.TEST_PREDICTIONS))
     if entry and then.get(test, {}).get("md5") == now.get(test, {}).get("md5"):
@@ -328,6 +469,15 @@ def _token_frame(test: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source_row", "word", "actual", "predicted"])
 
 
+def test_split_entry(root: Path) -> dict[str, Any]:
+    """The tokenized test split both models are scored on: its path and dvc.lock hash."""
+    from tunepipe import dvcrepo
+
+    path = str(catalog.tokenized_split("test"))
+    entry = dvcrepo.lock_outputs(dvcrepo.read_lock(root)).get(path) or {}
+    return {"path": path, "md5": entry.get("md5")}
+
+
 def compare(root: Path, name: str, version: str, policy: PromoteParams, p: Any) -> Decision:
     """Decide whether `version` (the model evaluated in this checkout) takes `policy.stage`."""
     from tunepipe import registry
@@ -338,12 +488,13 @@ def compare(root: Path, name: str, version: str, policy: PromoteParams, p: Any) 
     metric = compared_metric(root, policy, p)
     challenger_frame = read_predictions(root / catalog.TEST_PREDICTIONS, task)
     challenger = {"version": version}
+    split = test_split_entry(root)
     holder = registry.version_in_stage(root, name, policy.stage)
     if holder is None:
         alone = challenger_frame.assign(predicted_champion=challenger_frame["predicted"])
         n, score = scorer(alone, task, metric, info.get("labels") or [], info.get("tag_scheme") or "none")
         challenger["score"] = score(np.arange(n), "predicted")
-        return decide(None, task, metric, policy, challenger, None)
+        return decide(None, task, metric, policy, challenger, None, test_split=split | {"rows": len(alone)})
     frame, how = champion_predictions(root, name, holder, task)
     pairs = pair(challenger_frame, frame, task)
     return decide(
@@ -355,4 +506,5 @@ def compare(root: Path, name: str, version: str, policy: PromoteParams, p: Any) 
         {"version": holder, "scored": how},
         info.get("labels") or [],
         info.get("tag_scheme") or "none",
+        test_split=split,
     )

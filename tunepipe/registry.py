@@ -159,6 +159,7 @@ def register(
     flow_run_id: str | None = None,
     decide: Callable[[str], dict[str, Any]] | None = None,
     page: Callable[[Path, dict[str, Any], str], str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register the current, evaluated model as a new version; returns {version, tag, commit, new}.
 
@@ -167,6 +168,7 @@ def register(
     decision's stage when it says promote ({..., promotion, stages} in the result).
     `page(root, record, tag)`: the version's run report (report.registration_page), committed
     beside its lineage record; without it none is (`tunepipe report` then builds one from it).
+    `extra`: more of the run's findings for the lineage record (the flow's drift report).
     """
     root = Path(root).resolve()
     check_path_name(name, "artifact name")
@@ -199,6 +201,7 @@ def register(
     decision = decide(version) if decide is not None else None
     if decision is not None:
         record["promotion"] = decision
+    record |= extra or {}
     record_path = lineage_path(name, version)
     write_json(root / record_path, record)
     # metrics.json too, so that `dvc metrics diff <tag>` compares against a registered version.

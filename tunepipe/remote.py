@@ -7,6 +7,7 @@ DVC first and to git last: a version tag on the git remote always names bytes th
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tunepipe.gitrepo import git, identity_args
 from tunepipe.version import SEPARATOR
 
 ORIGIN = "origin"
+COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a full commit id (SHA-1 or SHA-256)
 TAIL_LINES = 15
 
 
@@ -83,35 +85,47 @@ def fetch_tags(root: Path) -> None:
     git(root, "fetch", "--quiet", "--tags", "--force", *(("--unshallow",) if shallow else ()), ORIGIN)
 
 
-def checkout(root: Path, ref: str) -> str:
+def checkout(root: Path, ref: str, branch: str | None = None) -> str:
     """Check out `ref` from origin: a branch is checked out as that branch (registration commits
-    go on it), a tag or commit detached. Returns what was checked out, for the log.
+    go on it). A tag or commit is checked out as local `branch` when given (a deployment pins the
+    commit it was deployed from, and its registrations still belong on the deployed branch: the
+    push merges origin's branch into them), else detached. Returns what was checked out, for the log.
 
-    `ref` may come from whoever starts a run: checked, and given to git after `--`."""
+    `ref` and `branch` may come from whoever starts a run: checked, and given to git after `--`."""
     check_ref(ref, "ref")
-    branch = git(root, "ls-remote", "--heads", "--", ORIGIN, ref)
-    git(root, "fetch", "--quiet", "--", ORIGIN, ref)
     if branch:
-        name = ref.removeprefix("refs/heads/")
-        if _unpushed_registrations(root, f"refs/heads/{name}"):
-            # The branch here holds a registration origin never got (its push failed): keep it,
-            # with origin's branch merged in, so that this run pushes it instead of dropping it.
-            git(root, "checkout", "--quiet", name, "--")
-            merge(root, "FETCH_HEAD", name)
-        else:
-            git(root, "checkout", "--quiet", "-B", name, "FETCH_HEAD")
-        git(root, "branch", "--quiet", f"--set-upstream-to={ORIGIN}/{ref.removeprefix('refs/heads/')}")
+        check_ref(branch, "branch")
+    heads = git(root, "ls-remote", "--heads", "--", ORIGIN, ref)
+    if not heads and COMMIT_ID.fullmatch(ref) and _known(root, ref):
+        target = ref  # a commit this clone holds (a deployment's pinned one): nothing to fetch
+    else:
+        git(root, "fetch", "--quiet", "--", ORIGIN, ref)
+        target = git(root, "rev-parse", "FETCH_HEAD")
+    name = ref.removeprefix("refs/heads/") if heads else (branch or "").removeprefix("refs/heads/")
+    if not name:
+        git(root, "checkout", "--quiet", "--detach", target)
+        return f"{ref} (detached at {git(root, 'rev-parse', '--short', 'HEAD')})"
+    if not heads:  # the branch's remote-tracking ref, for the upstream and the push's merge
+        git(root, "fetch", "--quiet", "--", ORIGIN, f"+refs/heads/{name}:refs/remotes/{ORIGIN}/{name}")
+    if _unpushed_registrations(root, f"refs/heads/{name}", target):
+        # The branch here holds a registration origin never got (its push failed): keep it,
+        # with origin's branch merged in, so that this run pushes it instead of dropping it.
+        git(root, "checkout", "--quiet", name, "--")
+        merge(root, target, name)
+    else:
+        git(root, "checkout", "--quiet", "-B", name, target)
+    git(root, "branch", "--quiet", f"--set-upstream-to={ORIGIN}/{name}")
+    if heads:
         return f"branch {ref}"
-    git(root, "checkout", "--quiet", "--detach", "FETCH_HEAD")
-    return f"{ref} (detached at {git(root, 'rev-parse', '--short', 'HEAD')})"
+    return f"{ref} at {git(root, 'rev-parse', '--short', 'HEAD')} on branch {name}"
 
 
-def _unpushed_registrations(root: Path, branch: str) -> list[str]:
-    """Registration commits (commits a registry tag names) on local `branch` that FETCH_HEAD lacks."""
+def _unpushed_registrations(root: Path, branch: str, target: str) -> list[str]:
+    """Registration commits (commits a registry tag names) on local `branch` that `target` lacks."""
     if not _known(root, branch):
         return []
     registered = {commit for _, commit in local_registry_tags(root).values()}
-    ahead = git(root, "rev-list", branch, "^FETCH_HEAD", "--").splitlines()
+    ahead = git(root, "rev-list", branch, f"^{target}", "--").splitlines()
     return [c for c in ahead if c in registered]
 
 
@@ -168,12 +182,16 @@ class Plan:
     def command(self, root: Path) -> str:
         """The exact commands that push what is missing, DVC first (a tag never names bytes the DVC
         remote lacks), merging origin's branch first when it moved on."""
-        steps = []
+        steps, refspecs = [], self.refspecs()
+        if not self.branch and self.commits:  # detached: onto origin's default branch first
+            branch = shlex.quote(default_branch(root))
+            steps += [f"git checkout -B {branch}", f"git pull --no-rebase {ORIGIN} {branch}"]
+            refspecs = [f"HEAD:refs/heads/{branch}", *refspecs]
         if self.branch and self.commits and self.origin_tip and not _has_ancestor(root, self.origin_tip):
             steps.append(f"git pull --no-rebase {ORIGIN} {shlex.quote(self.branch)}")
         if dvc_remote(root):
             steps.append("dvc push --run-cache")
-        steps.append(" ".join(["git", "push", "--atomic", ORIGIN, *map(shlex.quote, self.refspecs())]))
+        steps.append(" ".join(["git", "push", "--atomic", ORIGIN, *map(shlex.quote, refspecs)]))
         return " && ".join(steps)
 
     def to_json(self, root: Path) -> dict[str, Any]:
@@ -237,11 +255,11 @@ def plan(root: Path, refs: dict[str, str] | None = None) -> Plan:
     tip = refs.get(f"refs/heads/{branch}") if branch else None
     registered = {commit for _, commit in local.values()}
     commits: tuple[str, ...] = ()
-    if branch and registered:
-        tracking = f"refs/remotes/{ORIGIN}/{branch}"
+    if registered:
+        tracking = f"refs/remotes/{ORIGIN}/{branch}" if branch else ""
         if tip and _known(root, tip):
             exclude = [tip]
-        elif tip and _known(root, tracking):  # origin moved past anything fetched here
+        elif tip and branch and _known(root, tracking):  # origin moved past anything fetched here
             exclude = [tracking]
         else:  # origin lacks this branch (or its tip is unknown here): what any of its branches has
             exclude = [
@@ -306,6 +324,8 @@ def publish(root: Path, log: Callable[[str], None] | None = None) -> Plan | None
         current = check_taken(root)
         if not current.needed:
             return None
+        if not current.branch and current.commits:
+            raise PipelineError(off_branch(root, current))
         if current.branch and current.commits and current.origin_tip:
             _merge_origin(root, current)
             current = check_taken(root)
@@ -334,6 +354,22 @@ def publish(root: Path, log: Callable[[str], None] | None = None) -> Plan | None
         f"git push to {ORIGIN} was rejected {PUSH_ATTEMPTS} times (others keep pushing to "
         f"{current.branch or 'it'}); the registration stays in this checkout: {current.command(root)}"
     )
+
+
+def off_branch(root: Path, current: Plan) -> str:
+    """The error for registration commits made on a detached HEAD that no branch of origin holds:
+    pushing only their tags would leave dvc.lock and the lineage record off every branch."""
+    return (
+        f"HEAD is detached and registration commit(s) {current.short()} are on no branch of "
+        f"{ORIGIN}; nothing was pushed to git (a tag would name a commit no branch holds): "
+        f"{current.command(root)} (a deployment's run: set its `branch` parameter)"
+    )
+
+
+def default_branch(root: Path) -> str:
+    """origin's default branch as this checkout knows it (origin/HEAD), else main."""
+    head = git(root, "symbolic-ref", "--quiet", "--short", f"refs/remotes/{ORIGIN}/HEAD", check=False)
+    return head.removeprefix(f"{ORIGIN}/") or "main"
 
 
 def _merge_origin(root: Path, current: Plan) -> None:

@@ -159,9 +159,14 @@ def gather(read: Reader, record: dict[str, Any] | None = None, title: str | None
         "eval_curve": curves["eval"],
         "scatter": None,
         "validation": validation,
+        "tags_repaired": (_json(read, catalog.SPLITS / "manifest.json") or {}).get("tags_repaired"),
+        "manifest": _json(read, catalog.SPLITS / "manifest.json"),
+        "baseline": evaluation.get("baseline"),
+        "incoming": (_json(read, catalog.SPLITS / "manifest.json") or {}).get("incoming") or {},
         "mistakes": mistakes(task, predictions, test) if predictions is not None else None,
         "registered": record is not None,
         "promotion": (record or {}).get("promotion"),
+        "drift": (record or {}).get("drift"),
         "lineage": lineage_facts(record) if record is not None else None,
     }
     if task == "regression" and predictions is not None:
@@ -198,12 +203,32 @@ def lineage_facts(record: dict[str, Any]) -> list[list[str]]:
         ["model (DVC md5)", _hash(model)],
         ["base model", json.dumps(pretrained, sort_keys=True)[:400]],
         ["training", ", ".join(f"{k} {v}" for k, v in training.items() if not isinstance(v, dict | list))],
+        *_adapter_rows(training),
         ["training parameters", json.dumps((record.get("resolved_params") or {}).get("train"))],
         ["search study", str((record.get("search") or {}).get("study_name") or "none")],
         ["packages", ", ".join(f"{k} {v}" for k, v in (record.get("packages") or {}).items())],
         ["python", str(record.get("python"))],
         ["Prefect flow run", str(record.get("prefect_flow_run_id") or "none (registered without the flow)")],
     ]
+    return rows
+
+
+def _adapter_rows(training: dict[str, Any]) -> list[list[str]]:
+    """Trainable / total parameters and the adapter (LoRA's settings, merged into the model)."""
+    counts = training.get("parameters") or {}
+    rows = []
+    if counts:
+        rows.append(["trainable parameters", f"{counts.get('trainable', 0):,} of {counts.get('total', 0):,}"])
+    a = training.get("adapter")
+    if a:
+        rows.append([
+            "adapter",
+            f"LoRA r {a.get('r')}, alpha {a.get('alpha')}, dropout {a.get('dropout')} on "
+            f"{', '.join(map(str, a.get('target_modules') or []))}; merged into the model, alone in "
+            "models/adapter",
+        ])
+    elif "adapter" in training:
+        rows.append(["adapter", "none (the weights themselves trained)"])
     return rows
 
 
@@ -367,11 +392,57 @@ def _metrics_section(facts: dict[str, Any]) -> str:
     ]
     gate = {True: "passed every threshold", False: "missed a threshold", None: "unknown"}
     verdict = gate[facts.get("passed")]
+    if not checks and facts.get("passed") is not None:
+        verdict = "no thresholds set: every model passes"
+    baseline = facts.get("baseline")
+    against = (
+        f"<p>Majority-class baseline on the test split: accuracy <b>{baseline['accuracy']:.4f}</b> "
+        f"(every example labelled {html(repr(baseline['label']))}).</p>"
+        if baseline
+        else ""
+    )
     return (
         f"<h2>Test metrics against thresholds</h2><p>Gate: <b>{verdict}</b> "
         "(params.yaml evaluate.thresholds).</p>"
+        + against
         + _table(["metric", "value", "threshold", "verdict"], rows, "metrics")
     )
+
+
+def _load_section(facts: dict[str, Any]) -> str:
+    """What load changed in the user's rows (data/splits/manifest.json), and where labels came from."""
+    manifest = facts.get("manifest")
+    if not manifest or "changes" not in manifest:  # none, or written before load recorded changes
+        return ""
+    labels = manifest.get("labels") or {}
+    names = labels.get("names") or []
+    where = "declared in load.labels" if labels.get("from") == "load.labels" else "read from the train split"
+    said = f"<p>Labels ({len(names)}, {where}): {html(', '.join(names[:50]))}</p>" if names else ""
+    changes = manifest.get("changes") or []
+    rows = [
+        [
+            c["split"],
+            c["change"].replace("_", " "),
+            c["rows"],
+            "; ".join(f"row {e['source_row']}: {e['text']}" for e in c.get("examples", [])),
+        ]
+        for c in changes
+    ]
+    body = (
+        _table(["split", "change", "rows", "first rows"], rows, "changes")
+        if rows
+        else f"<p>None: every row read is kept (load.dedupe: {html(manifest.get('dedupe', 'all'))}).</p>"
+    )
+    return "<h2>What load changed in your rows</h2>" + said + body
+
+
+def promotion_rows(decision: dict[str, Any]) -> str:
+    """On which rows a promotion decision was made: `400 test rows (split md5 0123456789ab)`;
+    decisions recorded before the split was say only the number of examples."""
+    split = decision.get("test_split") or {}
+    rows = split.get("rows", decision.get("examples"))
+    where = f" (split md5 {str(split['md5'])[:12]})" if split.get("md5") else ""
+    return f"{rows if rows is not None else '?'} test rows{where}"
 
 
 def _promotion_section(facts: dict[str, Any]) -> str:
@@ -407,7 +478,19 @@ def _promotion_section(facts: dict[str, Any]) -> str:
             f"test examples, seed {html(decision['seed'])}); min_delta {html(decision['min_delta'])}, "
             f"require_significant {html(str(decision['require_significant']).lower())}; "
             f"promoted: {html(promoted)}.</p>"
+            f"<p>Both scored on the same rows: {html(promotion_rows(decision))}.</p>"
         )
+        guards = decision.get("guards") or []
+        if guards:
+            text += _table(
+                ["guard", "this version", "in " + str(decision["stage"]), "worse by", "limit", "verdict"],
+                [
+                    [g["metric"], _num(g["challenger"]), _num(g["champion"]), _num(g["worse_by"]),
+                     g["limit"], "pass" if g["passed"] else "blocks"]
+                    for g in guards
+                ],
+                "guards",
+            )  # fmt: skip
     else:
         text += f"<p>No version held {html(decision['stage'])}; promoted: {html(promoted)}.</p>"
     return (
@@ -415,6 +498,24 @@ def _promotion_section(facts: dict[str, Any]) -> str:
         + text
         + _table(["", "version", decision["metric"]], rows, "promotion")
     )
+
+
+def _tokens_cut(t: dict[str, Any]) -> str:
+    """Tokens past max_length, of all tokens (absent from reports older than the figure)."""
+    return f"{t['tokens_cut']} of {t['tokens']} ({t['tokens_share']:.1%})" if "tokens" in t else ""
+
+
+def _drift_section(facts: dict[str, Any]) -> str:
+    """The flow's drift report (recorded at registration): this run's data against production's."""
+    found = facts.get("drift")
+    if not facts.get("registered"):
+        return ""
+    if not found:
+        return "<h2>Data drift</h2><p>No drift report was recorded (registered without the flow).</p>"
+    text = f"<h2>Data drift</h2><p><b>{html(found.get('headline', ''))}</b></p>"
+    if found.get("table"):
+        text += _table(["measure", "production", "this run", "limit"], found["table"], "drift")
+    return text
 
 
 def _validation_section(facts: dict[str, Any]) -> str:
@@ -430,18 +531,40 @@ def _validation_section(facts: dict[str, Any]) -> str:
         rows.append([split, data.get("rows", ""), shown, passed])
     truncation = validation.get("truncation") or {}
     cut_rows = [
-        [split, t["examples"], t["truncated"], f"{t['share']:.1%}", t["tokens_median"], t["tokens_max"]]
+        [split, t["examples"], t["truncated"], f"{t['share']:.1%}", _tokens_cut(t)]
+        + [t["tokens_median"], t["tokens_max"]]
         for split, t in truncation.items()
         if isinstance(t, dict)
     ]
     ok = "passed" if validation.get("success") else "FAILED"
+    repaired = facts.get("tags_repaired") or {}
+    repairs = (
+        f"<p>IOB2 tags repaired by load (I-X opening a chunk made B-X, load.conll.tag_repair: fix): "
+        f"{html(', '.join(f'{s} {n}' for s, n in repaired.items()))}.</p>"
+        if sum(repaired.values())
+        else ""
+    )
+    warnings = "".join(f"<p>Warning: {html(w)}</p>" for w in validation.get("warnings") or [])
+    incoming = facts.get("incoming") or {}
+    added = (
+        "<p>Rows added by <code>tunepipe ingest</code> to the source's train rows (load): "
+        + ", ".join(f"{html(path)}: {_num(info.get('rows', ''))}" for path, info in incoming.items())
+        + ".</p>"
+        if incoming
+        else ""
+    )
     return (
         f"<h2>Data validation</h2><p>Great Expectations suites: <b>{ok}</b>.</p>"
+        + added
+        + repairs
+        + warnings
         + _table(["split", "rows", "labels / target", "checks passed"], rows, "validation")
         + f"<h2>Truncation</h2><p>Examples longer than {html(truncation.get('max_length', '?'))} tokens "
         "are cut (tokenize.max_length).</p>"
         + _table(
-            ["split", "examples", "truncated", "share", "median tokens", "max tokens"], cut_rows, "truncation"
+            ["split", "examples", "truncated", "share", "tokens cut", "median tokens", "max tokens"],
+            cut_rows,
+            "truncation",
         )
     )
 
@@ -492,7 +615,9 @@ def render(facts: dict[str, Any]) -> str:
         f"{html(facts['metrics'].get('examples', '?'))}.</p>",
         _metrics_section(facts),
         _promotion_section(facts),
+        _drift_section(facts),
         '<h2>Curves and test charts</h2><div class="charts">' + "".join(charts) + "</div>",
+        _load_section(facts),
         _validation_section(facts),
         _mistakes_section(facts),
         _lineage_section(facts),

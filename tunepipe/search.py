@@ -26,7 +26,7 @@ from tunepipe import catalog, progress
 from tunepipe.errors import PipelineError
 from tunepipe.io import read_json, write_json, write_text
 from tunepipe.metrics import greater_is_better, metric_names
-from tunepipe.params import Params, check_space
+from tunepipe.params import Params, check_space, with_train_values
 from tunepipe.search_samplers import FINISHED, Grid, ReseededTPE
 from tunepipe.search_space import suggest
 from tunepipe.training import Diverged, best_metric, train
@@ -159,7 +159,7 @@ def pruning_callback(trial: optuna.Trial, metric: str) -> Any:
 def trial_params(p: Params, values: Mapping[str, Any], metric: str) -> Params:
     """Params with the trial's train.* values; checkpoints are picked by the searched metric,
     so a trial's model is the one its value describes."""
-    train = p.train.model_copy(update={**values, "metric_for_best_model": metric})
+    train = with_train_values(p.train, {**values, "metric_for_best_model": metric})
     return p.model_copy(update={"train": train})
 
 

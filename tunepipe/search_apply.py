@@ -61,8 +61,15 @@ def apply_best(root: Path, best_params: Mapping[str, Any]) -> list[str]:
         if name not in train_field_types():
             raise PipelineError(f"search: best params: {name} is not a train.* parameter")
         coerce(name, value, f"search: best params: {name}")  # written as the trial had it (epochs: 2)
-        if name not in data["train"] or not same_value(data["train"][name], value):
-            data["train"][name] = value
+        # a nested value (lora.r) goes into its own mapping under train:
+        section, _, key = f"train.{name}".rpartition(".")
+        target = data
+        for part in section.split("."):
+            if not isinstance(target.get(part), Mapping):
+                target[part] = {}
+            target = target[part]
+        if key not in target or not same_value(target[key], value):
+            target[key] = value
             changed.append(f"train.{name}")
     if changed:
         out = io.StringIO()

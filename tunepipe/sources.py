@@ -7,7 +7,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,14 @@ def _csv_problem(path: Path, sep: str, encoding: str) -> str | None:
 
 def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
     """One JSON object per line (blank lines skipped); a broken line is named by its number."""
-    records = []
+    records = list(_jsonl_records(path, encoding))
+    if not records:
+        raise PipelineError(f"{path}: no records; expected one JSON object per line")
+    return pd.DataFrame(records)  # from_records would drop a `{}` line
+
+
+def _jsonl_records(path: Path, encoding: str) -> Iterator[dict[str, Any]]:
+    """One JSON object per line (blank lines skipped); a broken line is named by its number."""
     for n, line in conll_io.read_lines(path, encoding):
         if not line.strip():
             continue
@@ -125,10 +132,7 @@ def _read_jsonl(path: Path, encoding: str) -> pd.DataFrame:
                 f'{path}, line {n}: expected a JSON object such as {{"text": ..., "label": ...}}, '
                 f"got {type(value).__name__}"
             )
-        records.append(value)
-    if not records:
-        raise PipelineError(f"{path}: no records; expected one JSON object per line")
-    return pd.DataFrame(records)  # from_records would drop a `{}` line
+        yield value
 
 
 def _read_json(path: Path, encoding: str) -> pd.DataFrame:
@@ -149,6 +153,11 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    _read_parquet_schema(path)
+    return pd.read_parquet(path)
+
+
+def _read_parquet_schema(path: Path) -> None:
     """A parquet file may name a column twice too; say so rather than pyarrow's field dump."""
     import pyarrow.parquet as pq
 
@@ -158,7 +167,6 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             f"{path}: the file names column(s) {', '.join(map(repr, twice))} more than once; "
             "rename or remove the duplicate so each column has one name"
         )
-    return pd.read_parquet(path)
 
 
 READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
@@ -215,6 +223,73 @@ def read_table(
         raise PipelineError(f"{path}: cannot read as {fmt}: {exc}") from None
 
 
+def iter_table(path: Path, fmt: str, rows: int, encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
+    """A table file `rows` rows at a time, read as read_table reads it whole (the same cells, the
+    same errors), so that a file larger than memory can be predicted: CSV/TSV through pandas'
+    chunked reader, JSON lines a block of lines at a time (all keys gathered in a first pass, so
+    every block has the same columns), parquet a record batch at a time. Whole JSON documents
+    and token files are read whole and handed out in slices."""
+    if fmt in ("csv", "tsv") and path.is_file():
+        yield from _iter_csv(path, "," if fmt == "csv" else "\t", rows, encoding)
+    elif fmt == "jsonl" and path.is_file():
+        keys: dict[str, None] = {}
+        for record in _jsonl_records(path, encoding):
+            keys.update(dict.fromkeys(record))
+        block: list[dict[str, Any]] = []
+        for record in _jsonl_records(path, encoding):
+            block.append(record)
+            if len(block) == rows:
+                yield pd.DataFrame(block, columns=list(keys))
+                block = []
+        if block or not keys:
+            yield pd.DataFrame(block, columns=list(keys))
+    elif fmt == "parquet" and path.is_file():
+        import pyarrow.parquet as pq
+
+        try:
+            _read_parquet_schema(path)
+            with pq.ParquetFile(path) as source:
+                empty = True
+                for batch in source.iter_batches(batch_size=rows):
+                    empty = False
+                    yield batch.to_pandas()
+                if empty:
+                    yield source.schema_arrow.empty_table().to_pandas()
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise PipelineError(f"{path}: cannot read as parquet: {exc}") from None
+    else:
+        df = read_table(path, fmt, encoding=encoding)
+        for start in range(0, max(len(df), 1), rows):
+            yield df.iloc[start : start + rows]
+
+
+def _iter_csv(path: Path, sep: str, rows: int, encoding: str) -> Iterator[pd.DataFrame]:
+    try:
+        _check_header(path, sep, encoding)
+        reader = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, chunksize=rows
+        )
+        with reader:
+            for chunk in reader:
+                if not isinstance(chunk.index, pd.RangeIndex):
+                    found = _csv_problem(path, sep, encoding)
+                    raise PipelineError(found or f"{path}: the rows have more fields than the header")
+                yield chunk
+    except PipelineError:
+        raise
+    except UnicodeDecodeError:
+        raise PipelineError(decode_error(path, encoding)) from None
+    except LookupError:
+        raise PipelineError(f"{path}: unknown text encoding {encoding!r} (load.encoding)") from None
+    except pd.errors.EmptyDataError:
+        raise PipelineError(f"{path}: the file is empty; expected a header line naming the columns") from None
+    except Exception as exc:  # ParserError and friends: pandas counts records, not file lines
+        found = _csv_problem(path, sep, encoding)
+        raise PipelineError(found or f"{path}: cannot read as csv: {exc}") from None
+
+
 def _dataset_to_frames(dsd: Any) -> dict[str, pd.DataFrame]:
     """A datasets DatasetDict -> DataFrames, with ClassLabel ids turned into their names (also
     inside sequences, as in conll2003's ner_tags). A hidden label (-1, GLUE's test) becomes None."""
@@ -256,7 +331,10 @@ def read_source(ref: str, p: LoadParams) -> dict[str, pd.DataFrame] | pd.DataFra
             from datasets import load_from_disk
 
             return _dataset_to_frames(load_from_disk(str(path)))
-        raise PipelineError(f"{path}: a directory, but not a saved dataset (no dataset_dict.json)")
+        raise PipelineError(
+            f"{path}: a directory, but not a saved dataset (no dataset_dict.json); set load.source to a "
+            "file, or to a mapping {train: <file>, validation: <file>, test: <file>}"
+        )
     return read_table(path, p.format, p.conll, p.encoding)
 
 
@@ -304,3 +382,28 @@ def read_source_splits(p: LoadParams) -> tuple[dict[str, pd.DataFrame], dict[str
     if "train" not in frames:
         raise PipelineError(f"{p.source}: no train split; map one with load.split.from_source")
     return frames, origin
+
+
+def incoming_files() -> list[Path]:
+    """The table files `tunepipe ingest` added (catalog.INCOMING, relative to the project root, the
+    stage's working directory), in name order; none when the folder does not exist. A file in a
+    format no table reader takes is an error naming it."""
+    folder = catalog.INCOMING
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    for path in files:
+        table_format(path)
+    return files
+
+
+def table_format(path: Path) -> str:
+    """The table format of an added rows file (csv, tsv, json, jsonl, parquet, compressed too)."""
+    suffixes = [s.lstrip(".").lower() for s in path.suffixes if s not in COMPRESSION]
+    fmt = SUFFIXES.get(suffixes[-1], suffixes[-1]) if suffixes else ""
+    if fmt not in READERS:
+        raise PipelineError(
+            f"{path}: not a table file tunepipe ingest adds rows from; expected a name ending in "
+            f"{', '.join('.' + f for f in READERS)} (optionally compressed: {', '.join(COMPRESSION)})"
+        )
+    return fmt

@@ -14,6 +14,16 @@ IGNORE_INDEX = -100  # the label id PyTorch's cross-entropy skips
 _IOB_TAG = re.compile(r"^[BI]-.+")
 
 
+def label_order(names: set[str]) -> list[str]:
+    """Label names in id order when params declare none (load records them, tokenize numbers them):
+    numbers in numeric order (2 before 10); IOB tags as O, then B-/I- pairs by type; else sorted."""
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    if "O" in names and all(n == "O" or n[:2] in ("B-", "I-") for n in names):
+        return ["O"] + sorted(names - {"O"}, key=lambda n: (n[2:], n[:2]))
+    return sorted(names)
+
+
 def detect_scheme(tags: Iterable[str]) -> str:
     """Say whether tags are IOB chunk tags ("iob") or plain labels such as POS tags ("none")."""
     seen_chunk = False
@@ -57,6 +67,18 @@ def iob_violations(tags: list[str], scheme: str = "iob2") -> list[int]:
                 bad.append(i)
         prev = tag
     return bad
+
+
+def repair_iob2(tags: Sequence[str]) -> tuple[list[str], list[int]]:
+    """(tags with each I-X that opens a chunk turned into B-X, the positions changed).
+
+    The positions are iob_violations' for IOB2 (I-X after O, after another type, or first in the
+    sentence); a tag that is neither O nor B-/I- is not IOB and stays as it is."""
+    fixed = list(tags)
+    changed = [i for i in iob_violations(fixed, "iob2") if fixed[i].startswith("I-")]
+    for i in changed:
+        fixed[i] = "B-" + fixed[i][2:]
+    return fixed, changed
 
 
 def _split_tag(tag: str, position: int) -> tuple[str, str]:

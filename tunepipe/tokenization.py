@@ -13,16 +13,10 @@ import pandas as pd
 
 from tunepipe.params import Params
 from tunepipe.pretrained import effective_max_length, load_tokenizer
-from tunepipe.tagging import align_labels, b_to_i_map, resolve_scheme
+from tunepipe.tagging import align_labels, b_to_i_map, label_order, resolve_scheme
 
-
-def _label_order(names: set[str]) -> list[str]:
-    """Numbers in numeric order (2 before 10); IOB tags as O, then B-/I- pairs by type; else sorted."""
-    if all(n.lstrip("-").isdigit() for n in names):
-        return sorted(names, key=int)
-    if "O" in names and all(n == "O" or n[:2] in ("B-", "I-") for n in names):
-        return ["O"] + sorted(names - {"O"}, key=lambda n: (n[2:], n[:2]))
-    return sorted(names)
+# Above this share of a split's examples cut at max_length, tokenize prints a warning.
+TRUNCATION_WARNING = 0.05
 
 
 def label_mapping(p: Params, frames: dict[str, pd.DataFrame]) -> list[str]:
@@ -35,7 +29,7 @@ def label_mapping(p: Params, frames: dict[str, pd.DataFrame]) -> list[str]:
     for df in frames.values():
         for value in df[column].dropna():
             seen.update(value if p.task == "token_classification" else [value])
-    return _label_order(seen)
+    return label_order(seen)
 
 
 def encode(
@@ -124,3 +118,25 @@ def tokenize(p: Params, frames: dict[str, pd.DataFrame]) -> tuple[Any, dict[str,
         counts["sentences_cut"] = {s: int(sum(ds["truncated"])) for s, ds in dsd.items()}
         dsd = dsd.remove_columns("truncated")
     return dsd, info, counts
+
+
+def truncation_lines(truncation: dict[str, Any], limit: float | None) -> tuple[str, list[str]]:
+    """(tokenize's line: per split, the share of examples and of tokens cut at max_length; a
+    warning per split above TRUNCATION_WARNING unless validate.max_truncated_share bounds it).
+
+    The figures are validate's truncation report (validation.truncation_report), measured once."""
+    splits = {s: t for s, t in truncation.items() if isinstance(t, dict)}
+    max_length = truncation.get("max_length")
+    line = f"tokenize: cut at max_length {max_length}: " + "; ".join(
+        f"{s} {t['truncated']} of {t['examples']} examples ({t['share']:.1%})"
+        + (f", {t['tokens_cut']} of {t['tokens']} tokens ({t['tokens_share']:.1%})" if "tokens" in t else "")
+        for s, t in splits.items()
+    )
+    warnings = [
+        f"tokenize: warning: {t['share']:.1%} of {s} examples are longer than {max_length} tokens and lose "
+        f"their end; raise tokenize.max_length (null: the model's limit), or set "
+        f"validate.max_truncated_share to fail the run above a share"
+        for s, t in splits.items()
+        if t["share"] > TRUNCATION_WARNING and limit is None
+    ]
+    return line, warnings

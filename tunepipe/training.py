@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunepipe import assets, catalog, launch, model_card
+from tunepipe import adapters, assets, catalog, launch, model_card
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
+from tunepipe.checkpoints import folder as checkpoints_folder
 from tunepipe.devices import asks_cpu, choose_device, cpu_auto_precision
 from tunepipe.errors import PipelineError
 from tunepipe.freezing import GradualUnfreezing, apply_freezing, count_parameters
@@ -395,7 +396,8 @@ def train(
     or DVC output is touched.
     """
     model_dir = out_dir / "model" if out_dir else catalog.MODEL
-    checkpoints = out_dir / "checkpoints" if out_dir else catalog.CHECKPOINTS
+    adapter_dir = catalog.ADAPTER
+    checkpoints = out_dir / "checkpoints" if out_dir else checkpoints_folder()
     import torch
     from transformers import (
         DataCollatorForTokenClassification,
@@ -420,14 +422,6 @@ def train(
 
     world = launch.world_size()
     main = launch.is_main()
-    if os.environ.get(launch.LAUNCHED):  # the launching process prepared the checkpoints
-        run_dir = checkpoints / fingerprint(p, data_dir, world_size=world)
-        resume = os.environ.get(launch.RESUME) or None
-    else:
-        run_dir, resume = prepare_run(p, data_dir, checkpoints, world)
-    if resume and main:
-        print(f"train: resuming from {resume}")
-
     torch.manual_seed(t.seed)
     tok = load_tokenizer(p)
     # The saved tokenizer carries the length the model was trained (and is evaluated) with, so
@@ -443,13 +437,29 @@ def train(
         apply_freezing(model, "none" if t.freeze == "gradual" else t.freeze, t.freeze_layers)
     except ValueError as exc:
         raise PipelineError(f"params.yaml: train.freeze {t.freeze}: {exc}") from None
+    if t.gradient_checkpointing:
+        adapters.enable_gradient_checkpointing(model)
+    targets = None
+    if t.adapter == "lora":
+        model, targets = adapters.add_lora(model, p)
     params_count = count_parameters(model)
+    # After the model is built: a params mistake it reveals (LoRA's target modules) leaves no
+    # checkpoint folder behind.
+    if os.environ.get(launch.LAUNCHED):  # the launching process prepared the checkpoints
+        run_dir = checkpoints / fingerprint(p, data_dir, world_size=world)
+        resume = os.environ.get(launch.RESUME) or None
+    else:
+        run_dir, resume = prepare_run(p, data_dir, checkpoints, world)
+    if resume and main:
+        print(f"train: resuming from {resume}")
     if main:
         print(
             f"train: {device['device']} {device['precision']}, {params_count['trainable']:,} of "
             f"{params_count['total']:,} parameters trainable, {len(train_ds)} examples, "
             f"global batch {global_batch_size(t, world)} ({t.batch_size} x {world} processes x "
             f"{t.gradient_accumulation_steps} accumulation steps)"
+            + (f", LoRA r={t.lora.r} on {', '.join(targets)}" if targets else "")
+            + (", gradient checkpointing" if t.gradient_checkpointing else "")
         )
     trainer_class, weights_by_label = Trainer, None
     if t.class_weights:
@@ -512,6 +522,9 @@ def train(
     report = {
         "device": device,
         "parameters": params_count,
+        # LoRA's settings with the modules it adapted (None: the weights themselves trained)
+        "adapter": adapters.describe(p, targets),
+        "gradient_checkpointing": t.gradient_checkpointing,
         "class_weights": weights_by_label,
         "train_examples": len(train_ds),
         "batch": {
@@ -527,8 +540,21 @@ def train(
         "best_metric": {metric: state.best_metric},
         "best_checkpoint": Path(state.best_model_checkpoint).name if state.best_model_checkpoint else None,
     }
+    saved = trainer.model
+    if out_dir is None:  # a stage output, LoRA or not (a search trial keeps its merged model only)
+        with atomic_dir(adapter_dir, owned=True) as tmp:
+            if adapters.is_adapted(saved):
+                adapters.save_adapter(saved, tmp, p.model.name)
+            else:
+                write_text(tmp / "README.txt", adapters.NO_ADAPTER)
+    if adapters.is_adapted(saved):
+        saved = adapters.merged(saved)
     with atomic_dir(model_dir, owned=True) as tmp:  # a stage output (or a search trial's)
-        trainer.save_model(str(tmp))
+        if saved is trainer.model:
+            trainer.save_model(str(tmp))
+        else:  # the adapters merged in: a plain transformers folder, as save_model writes one
+            saved.save_pretrained(str(tmp), safe_serialization=True)
+            tok.save_pretrained(str(tmp))
         # A pickle holding run-specific paths: not needed to load the model, and it would make
         # the model's hash differ between identical runs. The params are in the lineage record.
         (tmp / "training_args.bin").unlink(missing_ok=True)
@@ -556,7 +582,7 @@ def train(
     if out_dir is None:
         write_json(catalog.TRAIN_REPORT, report)
         write_json(catalog.TRAIN_RUN, run)
-        write_text(catalog.CHECKPOINTS / "README.txt", CHECKPOINTS_NOTE)
+        write_text(checkpoints / "README.txt", CHECKPOINTS_NOTE)
     return report | run
 
 
@@ -566,7 +592,7 @@ def run_stage(p: Params, module: str) -> dict[str, Any] | None:
     where this process wrote it (None on other ranks and in a process that launched the run)."""
     world = launch.planned_world_size(p.train)
     if not launch.under_launcher() and world > 1:
-        _, resume = prepare_run(p, catalog.TOKENIZED, catalog.CHECKPOINTS, world)
+        _, resume = prepare_run(p, catalog.TOKENIZED, checkpoints_folder(), world)
         launch.relaunch(p.train, module, resume)
         return None
     report = train(p)

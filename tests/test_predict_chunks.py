@@ -1,0 +1,115 @@
+"""`tunepipe predict` streams: the input read, predicted and written a chunk at a time gives the
+same file as one pass over the whole input, at every chunk boundary and in every format, and an
+error in a later chunk leaves no output (and no temporary file) behind."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.helpers import build_classifier, review
+from tunepipe import cli
+from tunepipe.errors import PipelineError
+from tunepipe.prediction import predict_file
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Path:
+    return build_classifier(tiny_bert, tmp_path_factory.mktemp("clf") / "model", ["rotten", "fresh"])
+
+
+def rows(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    labels = ["fresh", "rotten"]
+    return pd.DataFrame(
+        {"id": [f"r{i:03d}" for i in range(n)], "text": [review(rng, labels[i % 2]) for i in range(n)]}
+    )
+
+
+def write(df: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True)
+    elif path.suffix == ".parquet":
+        df.to_parquet(path, index=False, row_group_size=4)
+    else:
+        path.write_text("".join(f"{t}\n\n" for t in df["text"]))
+    return path
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".txt"])
+@pytest.mark.parametrize("n", [1, 6, 7, 13])
+def test_chunked_output_equals_one_pass(tmp_path: Path, classifier: Path, suffix: str, n: int) -> None:
+    source = write(rows(n), tmp_path / f"in{suffix}")
+    out = ".jsonl" if suffix == ".jsonl" else ".csv"
+    whole = predict_file(str(classifier), source, tmp_path / f"whole{out}", "text", chunk_rows=10**6)
+    for size in (1, 3, 6, 7):
+        chunked = predict_file(str(classifier), source, tmp_path / f"c{size}{out}", "text", chunk_rows=size)
+        assert (tmp_path / f"c{size}{out}").read_bytes() == (tmp_path / f"whole{out}").read_bytes(), size
+        pd.testing.assert_frame_equal(chunked, whole)
+        assert chunked.attrs["rows"] == n and chunked.attrs["summary"] == whole.attrs["summary"]
+    assert len(whole) == n and leftovers(tmp_path) == []
+
+
+def test_jsonl_records_with_different_keys_keep_one_set_of_columns(tmp_path: Path, classifier: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "good film"}\n{"text": "dull", "note": "x"}\n{"text": "fine"}\n')
+    whole = predict_file(str(classifier), source, tmp_path / "whole.csv", "text", chunk_rows=10**6)
+    predict_file(str(classifier), source, tmp_path / "chunked.csv", "text", chunk_rows=1)
+    assert (tmp_path / "chunked.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert whole.columns.tolist()[:2] == ["text", "note"]
+
+
+def test_a_bad_row_in_a_later_chunk_leaves_no_output(tmp_path: Path, classifier: Path) -> None:
+    df = rows(10)
+    df.loc[8, "text"] = "   "
+    source = write(df, tmp_path / "in.csv")
+    output = tmp_path / "out.csv"
+    output.write_text("earlier predictions\n")
+    with pytest.raises(
+        PipelineError, match=r"column 'text' must hold non-empty text; 1 row\(s\) do not, e\.g\. row 9 "
+    ):
+        predict_file(str(classifier), source, output, "text", chunk_rows=3)
+    assert output.read_text() == "earlier predictions\n"  # not replaced by half a file
+    assert leftovers(tmp_path) == []
+
+
+def test_an_input_without_rows_writes_nothing(tmp_path: Path, classifier: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n")
+    with pytest.raises(PipelineError, match=r"in.csv: no rows to predict"):
+        predict_file(str(classifier), source, tmp_path / "out.csv", "text", chunk_rows=3)
+    assert not (tmp_path / "out.csv").exists() and leftovers(tmp_path) == []
+
+
+def test_token_tags_are_the_same_chunked(tmp_path: Path, tiny_bert: Path) -> None:
+    model = build_classifier(tiny_bert, tmp_path / "ner", ["O", "B-PER", "I-PER"], token=True)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"text": t}) + "\n" for t in rows(9)["text"]))
+    predict_file(str(model), source, tmp_path / "whole.jsonl", "text", chunk_rows=10**6)
+    predict_file(str(model), source, tmp_path / "chunked.jsonl", "text", chunk_rows=2)
+    assert (tmp_path / "chunked.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+
+
+def test_the_command_streams_and_reports_its_rows(
+    tmp_path: Path, classifier: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write(rows(11), tmp_path / "in.csv")
+    output = tmp_path / "out.csv"
+    cli.main(["predict", "--model", str(classifier), str(source), "-o", str(output), "--text-column", "text"])
+    printed = capsys.readouterr().out
+    written = pd.read_csv(tmp_path / "out.csv")
+    counts = written["predicted_label"].value_counts()
+    assert f"predicted 11 rows -> {tmp_path / 'out.csv'} (" in printed
+    assert all(f"{label}: {count}" in printed for label, count in counts.items())
