@@ -66,10 +66,16 @@ def retrain(
         if swept.folders:
             logger.info("%s", swept.describe())
         if after_crash:
-            check_rerun(after_crash)
+            # What the crashed run trained, not the deployment's defaults: its checkpoints are of that.
+            earlier = check_rerun(after_crash)
+            ref, branch = earlier.get("ref", ref), earlier.get("branch", branch)
+            registration = earlier.get("registration", registration)
+            promotion = earlier.get("promotion", promotion)
+            check_parameters(ref, branch)
             logger.info(
-                "re-run of crashed flow run %s: training resumes from its last checkpoint (%s)",
+                "re-run of crashed flow run %s (ref %s): training resumes from its last checkpoint (%s)",
                 after_crash,
+                ref or "as cloned",
                 checkpoints.folder(base),
             )
         if origin:
@@ -132,9 +138,10 @@ def retrain(
     return result
 
 
-def check_rerun(crashed: str) -> None:
+def check_rerun(crashed: str) -> dict[str, Any]:
     """A crashed run is run again once: when the run it replaces was itself such a re-run, stop
-    here (Failed, which notifies) instead of crashing the same way in a loop."""
+    here (Failed, which notifies) instead of crashing the same way in a loop. Returns the crashed
+    run's parameters."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -151,6 +158,7 @@ def check_rerun(crashed: str) -> None:
             f"{earlier.parameters['after_crash']} and crashed too: not run again; see both runs' "
             "logs, then start one with `prefect deployment run retrain/retrain`"
         )
+    return dict(earlier.parameters)
 
 
 def check_parameters(ref: str | None, branch: str | None = None) -> None:

@@ -3,7 +3,7 @@ Above one process (train.processes x train.nodes) it relaunches itself under tor
 
 from __future__ import annotations
 
-from tunepipe import catalog, params
+from tunepipe import catalog, params, step_times
 from tunepipe.stage import run
 from tunepipe.training import run_stage
 
@@ -16,6 +16,7 @@ def main() -> None:
             f"train: done in {report['train_runtime_s']} s, "
             f"best {report['best_metric']} at {report['best_checkpoint']}"
         )
+        print(step_times.describe(report["step_times"]))
 
 
 if __name__ == "__main__":

@@ -98,17 +98,19 @@ def kill_and_rerun(
 ) -> str:
     """SIGKILL the stage at `point` (a share of its run time, or `writing`), then run it normally.
 
-    A stage that finished before a timed kill (a machine faster this time) is run again with the
-    share of the time it just took; a write too short to be seen at 5 ms polls is tried 3 times.
+    A stage that finished before a timed kill (a machine faster this time, or a late point of a
+    stage whose run time varies) is run again with a share 0.85 times smaller of the time it just
+    took; a write too short to be seen at 5 ms polls is tried 5 times.
     """
-    for _ in range(3):
-        kill_now = writing(root) if point == "writing" else after(float(point) * seconds)
+    share = 0.0 if point == "writing" else float(point)
+    for _ in range(5):
+        kill_now = writing(root) if point == "writing" else after(share * seconds)
         code, elapsed = killed(root, stage, kill_now)
         if code == -signal.SIGKILL:
             in_process(root, stage, monkeypatch)
-            return f"{stage} killed at {point} ({elapsed:.2f} s of {seconds:.1f} s)"
+            return f"{stage} killed at {point} (share {share:.3f}: {elapsed:.2f} s of {seconds:.1f} s)"
         assert code == 0, f"{stage} failed ({code})"
-        seconds = elapsed
+        seconds, share = elapsed, share * 0.85
     raise AssertionError(f"{stage} always finished before the kill at {point}")
 
 

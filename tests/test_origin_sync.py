@@ -145,6 +145,26 @@ def test_checking_out_the_branch_keeps_a_registration_origin_lacks(
     assert on_origin_main(bare, commit)
 
 
+def test_a_pinned_run_in_a_fresh_clone_trains_the_pin_though_origin_registered_since(
+    team: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A deployment pins commit P; a later run registered on top of it and pushed. A worker's
+    fresh clone has origin's branch (with that registration) checked out: the pinned run trains P,
+    not origin's head (the registration is on origin, nothing is stranded to keep)."""
+    bare, _ = team
+    pinned = git(bare, "rev-parse", "main")
+    earlier = clone(bare, tmp_path / "earlier-run")
+    registration = register(earlier, "v0.1.0", "weights 1\n")
+    git(earlier, "push", "-q", "--follow-tags", "origin", "HEAD:refs/heads/main")
+    worker = clone(bare, tmp_path / "worker")
+    remote.fetch_tags(worker)
+
+    described = remote.checkout(worker, pinned, "main")
+
+    assert git(worker, "rev-parse", "HEAD") == pinned, described
+    assert registration not in git(worker, "rev-list", "HEAD")
+
+
 # --- a teammate pushed first ------------------------------------------------------------------
 
 

@@ -107,7 +107,7 @@ def checkout(root: Path, ref: str, branch: str | None = None) -> str:
         return f"{ref} (detached at {git(root, 'rev-parse', '--short', 'HEAD')})"
     if not heads:  # the branch's remote-tracking ref, for the upstream and the push's merge
         git(root, "fetch", "--quiet", "--", ORIGIN, f"+refs/heads/{name}:refs/remotes/{ORIGIN}/{name}")
-    if _unpushed_registrations(root, f"refs/heads/{name}", target):
+    if _unpushed_registrations(root, name, target):
         # The branch here holds a registration origin never got (its push failed): keep it,
         # with origin's branch merged in, so that this run pushes it instead of dropping it.
         git(root, "checkout", "--quiet", name, "--")
@@ -121,11 +121,17 @@ def checkout(root: Path, ref: str, branch: str | None = None) -> str:
 
 
 def _unpushed_registrations(root: Path, branch: str, target: str) -> list[str]:
-    """Registration commits (commits a registry tag names) on local `branch` that `target` lacks."""
-    if not _known(root, branch):
+    """Registration commits (commits a registry tag names) on local `branch` that neither `target`
+    nor origin's `branch` holds. One origin has is not stranded: a fresh clone's branch is
+    origin's, and a run pinned to an older commit must train that commit, not origin's head."""
+    local = f"refs/heads/{branch}"
+    if not _known(root, local):
         return []
     registered = {commit for _, commit in local_registry_tags(root).values()}
-    ahead = git(root, "rev-list", branch, f"^{target}", "--").splitlines()
+    excluded = [f"^{target}"]
+    if _known(root, f"refs/remotes/{ORIGIN}/{branch}"):
+        excluded.append(f"^refs/remotes/{ORIGIN}/{branch}")
+    ahead = git(root, "rev-list", local, *excluded, "--").splitlines()
     return [c for c in ahead if c in registered]
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunepipe import adapters, assets, catalog, launch, model_card
+from tunepipe import adapters, assets, catalog, launch, model_card, step_times
 from tunepipe.checkpoints import NOTE as CHECKPOINTS_NOTE
 from tunepipe.checkpoints import fingerprint, prepare_run
 from tunepipe.checkpoints import folder as checkpoints_folder
@@ -495,6 +495,8 @@ def train(
     trainer.add_callback(quiet_progress(t.logging_steps))
     if out_dir is None and main:  # a search trial logs no curves; under DDP rank 0 does
         trainer.add_callback(live_logger(t.logging_steps, metric_names(p.task, scheme or "none")))
+    steps = step_times.timer()
+    trainer.add_callback(steps)
     started = time.perf_counter()
     try:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -569,6 +571,8 @@ def train(
         "resumed_from": Path(resume).name if resume else None,
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        # how steady: per-step wall times of this process (a stall shows as steps over 3x the median)
+        "step_times": step_times.summary(steps.steps, steps.pauses),
         # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
         "cpu_auto_precision": (
             cpu_auto_precision() if asks_cpu(device["device"], t.precision, p.task) else None

@@ -1,0 +1,59 @@
+"""Step timing: the summary that says whether a run stalled, and the callback that feeds it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunepipe import step_times
+
+
+@pytest.mark.unit
+def test_a_stalled_step_is_counted_and_located() -> None:
+    stats = step_times.summary([0.1] * 20 + [0.5] + [0.1] * 5, [2.0, 1.5])
+    assert stats is not None
+    assert stats["steps"] == 26 and stats["median_s"] == 0.1
+    assert stats["max_s"] == 0.5 and stats["max_over_median"] == 5.0
+    assert stats["slow_steps"] == 1 and stats["slowest_step"] == 21
+    assert stats["between_steps_s"] == 3.5
+    assert "1 over 3x the median" in step_times.describe(stats)
+
+
+@pytest.mark.unit
+def test_steady_steps_report_no_stall_and_no_steps_report_none() -> None:
+    stats = step_times.summary([0.2, 0.21, 0.19, 0.5], [])
+    assert stats is not None and stats["slow_steps"] == 0 and stats["max_over_median"] == 2.44
+    assert "over" not in step_times.describe(stats).split(")")[-1]
+    assert step_times.summary([], []) is None
+    assert "no optimizer step" in step_times.describe(None)
+
+
+@pytest.mark.unit
+def test_the_timer_counts_batch_fetching_in_the_step_and_evaluations_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = iter([0.0, 1.0, 1.5, 2.5, 10.0, 11.0])  # begin, end, begin, end, begin, end
+    monkeypatch.setattr(step_times.time, "perf_counter", lambda: next(clock))
+    timer = step_times.timer()
+    timer.on_step_begin(None, None, None)  # 0.0
+    timer.on_step_end(None, None, None)  # 1.0
+    timer.on_step_begin(None, None, None)  # 1.5: 0.5 s fetching its batch, part of the step
+    timer.on_step_end(None, None, None)  # 2.5
+    timer.on_evaluate(None, None, None)
+    timer.on_step_begin(None, None, None)  # 10.0: 7.5 s evaluating, not a step
+    timer.on_step_end(None, None, None)  # 11.0
+    assert timer.steps == [1.0, 1.5, 1.0]
+    assert timer.pauses == [7.5]
+
+
+@pytest.mark.e2e
+def test_the_train_stage_reports_its_step_times(reproduced: tuple[Path, str]) -> None:
+    project, output = reproduced
+    run = json.loads((project / "reports/train_run.json").read_text())
+    train = json.loads((project / "reports/train.json").read_text())
+    stats = run["step_times"]
+    assert stats["steps"] == train["global_step"]
+    assert 0 < stats["median_s"] <= stats["p95_s"] <= stats["max_s"]
+    assert f"train: {stats['steps']} steps, median" in output

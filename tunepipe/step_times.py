@@ -1,0 +1,87 @@
+"""How steady training ran: the wall time of each optimizer step, summarised per run.
+
+A run that stalls (other processes on the CPU, thread oversubscription, a GPU throttling) shows as
+steps far above the median; the summary goes to reports/train_run.json and the train stage's
+output, so a slow run says whether it was uniformly slow or stalled in stretches. Evaluations
+and checkpoint saves happen between steps and are counted apart.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+SLOW_FACTOR = 3.0  # a step this many times the median counts as a stall
+
+
+def summary(steps: list[float], pauses: list[float]) -> dict[str, Any] | None:
+    """Median, 95th percentile and max step time, and how many steps took over SLOW_FACTOR x the
+    median; `pauses` (evaluations, saves between steps) only as a total. None without steps."""
+    if not steps:
+        return None
+    median = statistics.median(steps)
+    ordered = sorted(steps)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    slowest = max(steps)
+    return {
+        "steps": len(steps),
+        "median_s": round(median, 4),
+        "p95_s": round(p95, 4),
+        "max_s": round(slowest, 4),
+        "max_over_median": round(slowest / median, 2) if median > 0 else None,
+        "slow_steps": sum(s > SLOW_FACTOR * median for s in steps),
+        "slowest_step": steps.index(slowest) + 1,
+        "between_steps_s": round(sum(pauses), 1),
+    }
+
+
+def describe(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "train: no optimizer step timed (resumed at the end?)"
+    line = (
+        f"train: {stats['steps']} steps, median {stats['median_s']:.3f} s, p95 {stats['p95_s']:.3f} s, "
+        f"max {stats['max_s']:.3f} s ({stats['max_over_median']}x the median)"
+    )
+    if stats["slow_steps"]:
+        line += f"; {stats['slow_steps']} over {SLOW_FACTOR:g}x the median (the CPU or GPU was shared?)"
+    return line + f"; {stats['between_steps_s']} s in evaluations and saves"
+
+
+def timer() -> Any:
+    """A TrainerCallback recording each optimizer step's wall time (`.steps`: fetching its batches,
+    forward, backward, optimizer) and the time spent in evaluations and checkpoint saves between
+    steps (`.pauses`)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps: list[float] = []
+            self.pauses: list[float] = []
+            self._begin: float | None = None
+            self._end: float | None = None
+            self._busy = False  # an evaluation or a save since the last step ended
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            now = time.perf_counter()
+            self._begin = now
+            if self._end is not None:
+                if self._busy:
+                    self.pauses.append(now - self._end)
+                else:  # the batches were fetched after the last step ended: part of this step
+                    self._begin = self._end
+            self._busy = False
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            now = time.perf_counter()
+            if self._begin is not None:
+                self.steps.append(now - self._begin)
+            self._begin, self._end = None, now
+
+        def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._busy = True
+
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._busy = True
+
+    return StepTimer()
