@@ -58,6 +58,7 @@ class Hooks:
 
     posts: list[dict[str, Any]] = field(default_factory=list)
     server_log: Path | None = None
+    api: str | None = None
 
     def wait_for(self, flow_run_id: str, state: str, timeout: float) -> dict[str, Any]:
         start = time.monotonic()
@@ -73,7 +74,24 @@ class Hooks:
             problems = "\n".join(line for line in lines if "| ERROR" in line or "| WARNING" in line)
         raise AssertionError(
             f"no POST for flow run {flow_run_id} in state {state} in {timeout} s: {self.posts}\n"
-            f"server warnings and errors:\n{problems}"
+            f"server warnings and errors:\n{problems}\nautomation events:\n{self.automation_events()}"
+        )
+
+    def automation_events(self) -> str:
+        """What the server's automations did (triggered, actions run or failed), for a failure."""
+        import httpx
+
+        if not self.api:
+            return ""
+        body = {"filter": {"event": {"prefix": ["prefect.automation"]}}, "limit": 50}
+        try:
+            events = httpx.post(f"{self.api}/events/filter", json=body, timeout=10).json()["events"]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            return f"(could not read: {exc})"
+        return "\n".join(
+            f"{e['occurred']} {e['event']} {e['resource'].get('prefect.resource.name', '')} "
+            f"{json.dumps(e.get('payload', {}))[:300]}"
+            for e in events
         )
 
 
@@ -144,7 +162,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Path) -> Iterato
     with webhook_receiver() as (hook_url, hooks):
         try:
             server_log = logs / "server.log"
-            hooks.server_log = server_log
+            hooks.server_log, hooks.api = server_log, url
             procs.append(
                 start(
                     [*prefect, "server", "start", "--host", "127.0.0.1", "--port", port], env, server_log, tmp
