@@ -12,9 +12,10 @@ from tunepipe import step_times
 
 @pytest.mark.unit
 def test_a_stalled_step_is_counted_and_located() -> None:
-    stats = step_times.summary([0.1] * 20 + [0.5] + [0.1] * 5, [2.0, 1.5])
+    stats = step_times.summary([0.9] + [0.1] * 19 + [0.5] + [0.1] * 5, [2.0, 1.5])
     assert stats is not None
     assert stats["steps"] == 26 and stats["median_s"] == 0.1
+    assert stats["first_s"] == 0.9  # warming up: reported, not counted as a stall
     assert stats["max_s"] == 0.5 and stats["max_over_median"] == 5.0
     assert stats["slow_steps"] == 1 and stats["slowest_step"] == 21
     assert stats["between_steps_s"] == 3.5
@@ -23,8 +24,11 @@ def test_a_stalled_step_is_counted_and_located() -> None:
 
 @pytest.mark.unit
 def test_steady_steps_report_no_stall_and_no_steps_report_none() -> None:
-    stats = step_times.summary([0.2, 0.21, 0.19, 0.5], [])
+    stats = step_times.summary([2.0, 0.2, 0.21, 0.19, 0.5], [])
     assert stats is not None and stats["slow_steps"] == 0 and stats["max_over_median"] == 2.44
+    assert stats["slowest_step"] == 5
+    one = step_times.summary([0.3], [])
+    assert one is not None and one["median_s"] == one["first_s"] == 0.3
     assert "over" not in step_times.describe(stats).split(")")[-1]
     assert step_times.summary([], []) is None
     assert "no optimizer step" in step_times.describe(None)

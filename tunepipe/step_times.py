@@ -15,23 +15,28 @@ from typing import Any
 SLOW_FACTOR = 3.0  # a step this many times the median counts as a stall
 
 
-def summary(steps: list[float], pauses: list[float]) -> dict[str, Any] | None:
+def summary(timed: list[float], pauses: list[float]) -> dict[str, Any] | None:
     """Median, 95th percentile and max step time, and how many steps took over SLOW_FACTOR x the
-    median; `pauses` (evaluations, saves between steps) only as a total. None without steps."""
-    if not steps:
+    median; `pauses` (evaluations, saves between steps) only as a total. None without steps.
+
+    The first step warms up (allocations, kernel and primitive selection: several times a later
+    step, every run) and is reported on its own, out of the statistics."""
+    if not timed:
         return None
+    first, steps = timed[0], timed[1:] or timed[:1]
     median = statistics.median(steps)
     ordered = sorted(steps)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     slowest = max(steps)
     return {
-        "steps": len(steps),
+        "steps": len(timed),
+        "first_s": round(first, 4),
         "median_s": round(median, 4),
         "p95_s": round(p95, 4),
         "max_s": round(slowest, 4),
         "max_over_median": round(slowest / median, 2) if median > 0 else None,
         "slow_steps": sum(s > SLOW_FACTOR * median for s in steps),
-        "slowest_step": steps.index(slowest) + 1,
+        "slowest_step": steps.index(slowest) + 1 + (len(timed) > 1),
         "between_steps_s": round(sum(pauses), 1),
     }
 
@@ -41,7 +46,8 @@ def describe(stats: dict[str, Any] | None) -> str:
         return "train: no optimizer step timed (resumed at the end?)"
     line = (
         f"train: {stats['steps']} steps, median {stats['median_s']:.3f} s, p95 {stats['p95_s']:.3f} s, "
-        f"max {stats['max_s']:.3f} s ({stats['max_over_median']}x the median)"
+        f"max {stats['max_s']:.3f} s ({stats['max_over_median']}x the median; the first, warming up, "
+        f"{stats['first_s']:.3f} s)"
     )
     if stats["slow_steps"]:
         line += f"; {stats['slow_steps']} over {SLOW_FACTOR:g}x the median (the CPU or GPU was shared?)"
