@@ -86,6 +86,15 @@ def _artifact_name(root: str, name: str | None) -> str:
     return params.read(Path(root) / catalog.PARAMS).register.name
 
 
+def _model_artifact(root: str, model: str, name: str | None, registered: str | None) -> str:
+    """The artifact a `--model` belongs to: --name, else params.yaml's register.name
+    (`registered`), else "model" for a folder (a version without params.yaml is an error)."""
+    artifact = name or registered
+    if artifact is None:
+        artifact = "model" if Path(model).is_dir() else _artifact_name(root, name)
+    return artifact
+
+
 def _split_version(version: str, name: str | None) -> tuple[str, str | None]:
     """`model@v0.1.0` names the artifact too; an explicit --name wins."""
     from tunepipe.version import Tag
@@ -364,9 +373,7 @@ def predict(
     # version) and the text columns a model saved without them was trained on.
     p = params.read(params_file) if params_file.exists() else None
     defaults = (p.load.columns.text, p.load.columns.text_pair) if p is not None else None
-    artifact = name or (p.register.name if p is not None else None)
-    if artifact is None:
-        artifact = "model" if Path(model).is_dir() else _artifact_name(base, name)
+    artifact = _model_artifact(base, model, name, p.register.name if p is not None else None)
     # No -o: predict_file picks <input>.predictions.csv, or .conll when it reads CoNLL tokens
     # (a .txt file is CoNLL for a token classification model, one text per line for others).
     out = predict_file(
@@ -460,9 +467,7 @@ def evaluate_command(
             f"--out {out}: name a .json file (the evaluation) or a .csv file (the predictions)"
         )
     checks = parse_thresholds(thresholds, p)
-    artifact = name or (p.register.name if params_file.exists() else None)
-    if artifact is None:
-        artifact = "model" if Path(model).is_dir() else _artifact_name(base, name)
+    artifact = _model_artifact(base, model, name, p.register.name if params_file.exists() else None)
     evaluation, predictions = evaluate_source(
         model,
         source,
