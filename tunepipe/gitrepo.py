@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,20 @@ def git(root: Path, *args: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise PipelineError(f"git {' '.join(args)} failed in {root}: {proc.stderr.strip()}")
     return proc.stdout.rstrip("\r\n")
+
+
+def git_remote(root: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """A git command that talks to a remote (push, ls-remote), never prompting for a password: a
+    worker has no one to answer, and a command would hang. The caller reads returncode/stderr."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
 
 
 def blob(root: Path, rev: str, path: str) -> bytes | None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunepipe import catalog, params, remote
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import git, identity_args
+from tunepipe.gitrepo import git, git_remote, identity_args
 from tunepipe.io import check_path_name
 from tunepipe.sources import read_table, table_format
 from tunepipe.splitting import to_canonical
@@ -210,14 +210,7 @@ def dvc(base: Path, *args: str) -> str:
 
 def push_git(base: Path, branch: str) -> None:
     """The ingest commit to origin's branch; a rejected push names the commands that finish it."""
-    proc = subprocess.run(
-        ["git", "push", "--quiet", "--", remote.ORIGIN, f"HEAD:refs/heads/{branch}"],
-        cwd=base,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
+    proc = git_remote(base, "push", "--quiet", "--", remote.ORIGIN, f"HEAD:refs/heads/{branch}")
     if proc.returncode != 0:
         quoted = shlex.quote(branch)
         raise PipelineError(

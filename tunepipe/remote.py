@@ -6,7 +6,6 @@ DVC first and to git last: a version tag on the git remote always names bytes th
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 
 from tunepipe.argcheck import check_ref
 from tunepipe.errors import PipelineError
-from tunepipe.gitrepo import git, identity_args
+from tunepipe.gitrepo import git, git_remote, identity_args
 from tunepipe.version import SEPARATOR
 
 ORIGIN = "origin"
@@ -214,15 +213,7 @@ def origin_refs(root: Path, timeout: float = 120) -> dict[str, str]:
     """ref -> object id on origin, read from origin now (tags unpeeled: annotated tags compare by
     their tag object, so a tag re-made under the same name differs). Never prompts for a password:
     a worker has no one to answer, and `status` would hang."""
-    proc = subprocess.run(
-        ["git", "ls-remote", "--refs", "--", ORIGIN],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
+    proc = git_remote(root, "ls-remote", "--refs", "--", ORIGIN, timeout=timeout)
     if proc.returncode != 0:
         raise PipelineError(f"cannot read git remote {ORIGIN} (git ls-remote): {proc.stderr.strip()}")
     refs = {}
@@ -335,14 +326,7 @@ def publish(root: Path, log: Callable[[str], None] | None = None) -> Plan | None
         if current.branch and current.commits and current.origin_tip:
             _merge_origin(root, current)
             current = check_taken(root)
-        proc = subprocess.run(
-            ["git", "push", "--quiet", "--atomic", "--", ORIGIN, *current.refspecs()],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
+        proc = git_remote(root, "push", "--quiet", "--atomic", "--", ORIGIN, *current.refspecs())
         if proc.returncode == 0:
             return current
         if not any(reason in proc.stderr for reason in RETRYABLE):
