@@ -17,6 +17,7 @@ from pathlib import Path
 from tunepipe import automations, remote
 from tunepipe.argcheck import check_prefect_name, check_ref, check_remote, first_line
 from tunepipe.errors import PipelineError
+from tunepipe.gitrepo import git_remote
 
 PREFECT_FILE = "prefect.yaml"
 
@@ -142,13 +143,7 @@ def guard_deployments(
 
 def check_pushed(root: Path, url: str, ref: str) -> None:
     """Branch `ref` is on git remote `url`, where workers clone it."""
-    heads = subprocess.run(
-        ["git", "ls-remote", "--heads", "--", url, ref],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    heads = git_remote(root, "ls-remote", "--heads", "--", url, ref)
     if heads.returncode != 0:
         raise PipelineError(f"cannot read git remote {url}: {first_line(heads.stderr)}")
     if not heads.stdout.strip():
@@ -162,13 +157,7 @@ def deployed_commit(root: Path, url: str, branch: str) -> str:
     fetch it from there), so that runs train what was deployed, not what the branch holds later."""
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False)
     commit = head.stdout.strip()
-    tip = subprocess.run(
-        ["git", "ls-remote", "--heads", "--", url, branch],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
+    tip = git_remote(root, "ls-remote", "--heads", "--", url, branch).stdout.split()
     if not commit or not tip:
         raise PipelineError(f"cannot read HEAD or {url}'s {branch}: `git push origin {branch}` first")
     if tip[0] == commit:
