@@ -651,12 +651,8 @@ def _thresholds(
     if task == "regression":
         n, what = _evaluation_size(src, train_rows, SPLIT_SHARE)
         limit = _round_up(_margin(n, 1.0))
-        data["evaluate"]["thresholds"] = {"pearson": limit}
-        out.note(
-            "evaluate.thresholds",
-            {"pearson": limit},
-            f"a model that learnt nothing scores about 0; {limit} is beyond chance on {n} {what}",
-        )
+        why = f"a model that learnt nothing scores about 0; {limit} is beyond chance on {n} {what}"
+        _threshold(data, out, "pearson", limit, why)
         return
     if task == "token_classification":
         scheme = data["load"]["tag_scheme"]
@@ -666,13 +662,10 @@ def _thresholds(
             base = count / len(tags)
             n = len(tags) if "test" in frames else max(1, round(len(tags) * SPLIT_SHARE))
             limit = min(0.99, _round_up(base + _margin(n, math.sqrt(base * (1 - base)))))
-            data["evaluate"]["thresholds"] = {"accuracy": limit}
             data["train"]["metric_for_best_model"] = "accuracy"
-            out.note(
-                "evaluate.thresholds",
-                {"accuracy": limit},
-                f"tagging every word {common} scores {base:.3f}; the margin is the 95% interval on {n} words",
-            )
+            why = f"tagging every word {common} scores {base:.3f}; "
+            why += f"the margin is the 95% interval on {n} words"
+            _threshold(data, out, "accuracy", limit, why)
             return
         from tunepipe.tagging import entities
 
@@ -680,26 +673,25 @@ def _thresholds(
         if "test" not in frames:
             n = max(1, round(n * SPLIT_SHARE))
         limit = _round_up(_margin(n, 0.5))
-        data["evaluate"]["thresholds"] = {"f1": limit}
-        out.note(
-            "evaluate.thresholds",
-            {"f1": limit},
-            f"tagging every word O finds no entity (f1 0); {limit} is beyond chance on {n} test entities",
-        )
+        why = f"tagging every word O finds no entity (f1 0); {limit} is beyond chance on {n} test entities"
+        _threshold(data, out, "f1", limit, why)
         return
     counts = Counter(_label_text(v) for v in evaluation[label].dropna())
     common, count = counts.most_common(1)[0]
     base = count / sum(counts.values())
     n, what = _evaluation_size(src, train_rows, SPLIT_SHARE)
     limit = min(0.99, _round_up(base + _margin(n, math.sqrt(base * (1 - base)))))
-    data["evaluate"]["thresholds"] = {"accuracy": limit}
     split = "test" if "test" in frames else "train"
-    out.note(
-        "evaluate.thresholds",
-        {"accuracy": limit},
-        f"always answering {common} scores {base:.3f} on {split}; "
-        f"plus the 95% interval's half-width on {n} {what}",
-    )
+    why = f"always answering {common} scores {base:.3f} on {split}; "
+    why += f"plus the 95% interval's half-width on {n} {what}"
+    _threshold(data, out, "accuracy", limit, why)
+
+
+def _threshold(data: dict[str, Any], out: Inferred, metric: str, limit: float, why: str) -> None:
+    """The one threshold init sets: the task's headline metric, a margin above a model that
+    learnt nothing (printed with that baseline)."""
+    data["evaluate"]["thresholds"] = {metric: limit}
+    out.note("evaluate.thresholds", {metric: limit}, why)
 
 
 # --- writing ------------------------------------------------------------------------------------
