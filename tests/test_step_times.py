@@ -52,6 +52,48 @@ def test_the_timer_counts_batch_fetching_in_the_step_and_evaluations_apart(
     assert timer.pauses == [7.5]
 
 
+@pytest.mark.unit
+def test_a_long_batch_is_not_a_stall_per_padded_token() -> None:
+    # after the warm-up: a batch 4x as long taking 4x as long, then a true stall
+    timed = [0.9, 0.1, 0.1, 0.4, 0.1, 0.5, 0.1]
+    tokens = [1000, 1000, 1000, 4000, 1000, 1000, 1000]
+    stats = step_times.summary(timed, [], tokens)
+    assert stats is not None and stats["slow_steps"] == 2  # by wall time alone: both
+    assert stats["per_1k_tokens_median_s"] == 0.1
+    assert stats["per_token_max_over_median"] == 5.0 and stats["per_token_slow_steps"] == 1
+    assert "per padded token max 5.0x the median, 1 over 3x (stalls" in step_times.describe(stats)
+    steady = step_times.summary(timed[:5], [], tokens[:5])
+    assert steady is not None and steady["slow_steps"] == 1 and steady["per_token_slow_steps"] == 0
+    assert "(long batches" not in step_times.describe(steady) and "stalls" not in step_times.describe(steady)
+    # tokens not counted (a model fed without input_ids): the wall-time figures alone
+    assert "per_token_slow_steps" not in step_times.summary(timed, [], [0] * 7)  # type: ignore[operator]
+    assert "(long batches" in step_times.describe(step_times.summary(timed, []))
+
+
+@pytest.mark.unit
+def test_the_timer_counts_the_padded_tokens_of_training_forwards_only() -> None:
+    import torch
+
+    class Model(torch.nn.Module):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return input_ids.float().sum()
+
+    model = Model()
+    timer = step_times.timer()
+    timer.on_train_begin(None, None, None, model=model)
+    for batches in ([(4, 10)], [(4, 12), (2, 7)]):  # one step, then one of two accumulated batches
+        timer.on_step_begin(None, None, None)
+        for rows, length in batches:
+            model(input_ids=torch.ones(rows, length), attention_mask=torch.ones(rows, length))
+        timer.on_step_end(None, None, None)
+        model.eval()  # an evaluation between steps: not counted
+        model(input_ids=torch.ones(64, 50), attention_mask=torch.ones(64, 50))
+        model.train()
+    timer.on_train_end(None, None, None)
+    model(input_ids=torch.ones(3, 3), attention_mask=torch.ones(3, 3))  # the hook is gone
+    assert timer.tokens == [40, 62]
+
+
 @pytest.mark.e2e
 def test_the_train_stage_reports_its_step_times(reproduced: tuple[Path, str]) -> None:
     project, output = reproduced
@@ -61,3 +103,5 @@ def test_the_train_stage_reports_its_step_times(reproduced: tuple[Path, str]) ->
     assert stats["steps"] == train["global_step"]
     assert 0 < stats["median_s"] <= stats["p95_s"] <= stats["max_s"]
     assert f"train: {stats['steps']} steps, median" in output
+    assert stats["per_1k_tokens_median_s"] > 0 and stats["per_token_max_over_median"] >= 1
+    assert "per padded token max" in output

@@ -4,6 +4,10 @@ A run that stalls (other processes on the CPU, thread oversubscription, a GPU th
 steps far above the median; the summary goes to reports/train_run.json and the train stage's
 output, so a slow run says whether it was uniformly slow or stalled in stretches. Evaluations
 and checkpoint saves happen between steps and are counted apart.
+
+With length grouping a step's time follows its batch's padded length: the longest batches take
+several times the median step by design. Each step's time per padded token is summarised too; a
+stall shows there, where a long batch does not.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from typing import Any
 SLOW_FACTOR = 3.0  # a step this many times the median counts as a stall
 
 
-def summary(timed: list[float], pauses: list[float]) -> dict[str, Any] | None:
+def summary(
+    timed: list[float], pauses: list[float], tokens: list[int] | None = None
+) -> dict[str, Any] | None:
     """Median, 95th percentile and max step time, and how many steps took over SLOW_FACTOR x the
     median; `pauses` (evaluations, saves between steps) only as a total. None without steps.
+    `tokens`, the padded tokens each step trained on, adds the same per padded token.
 
     The first step warms up (allocations, kernel and primitive selection: several times a later
     step, every run) and is reported on its own, out of the statistics."""
@@ -38,6 +45,22 @@ def summary(timed: list[float], pauses: list[float]) -> dict[str, Any] | None:
         "slow_steps": sum(s > SLOW_FACTOR * median for s in steps),
         "slowest_step": steps.index(slowest) + 1 + (len(timed) > 1),
         "between_steps_s": round(sum(pauses), 1),
+        **per_token(timed, tokens),
+    }
+
+
+def per_token(timed: list[float], tokens: list[int] | None) -> dict[str, Any]:
+    """Seconds per 1,000 padded tokens: median and max over the steps after the first, and how
+    many took over SLOW_FACTOR x the median. Empty when a step's tokens were not counted."""
+    if not tokens or len(tokens) != len(timed) or min(tokens) <= 0:
+        return {}
+    rates = [s / n * 1000 for s, n in zip(timed, tokens, strict=True)]
+    rates = rates[1:] or rates
+    median = statistics.median(rates)
+    return {
+        "per_1k_tokens_median_s": round(median, 4),
+        "per_token_max_over_median": round(max(rates) / median, 2) if median > 0 else None,
+        "per_token_slow_steps": sum(r > SLOW_FACTOR * median for r in rates),
     }
 
 
@@ -50,25 +73,54 @@ def describe(stats: dict[str, Any] | None) -> str:
         f"{stats['first_s']:.3f} s)"
     )
     if stats["slow_steps"]:
-        line += f"; {stats['slow_steps']} over {SLOW_FACTOR:g}x the median (the CPU or GPU was shared?)"
+        line += f"; {stats['slow_steps']} over {SLOW_FACTOR:g}x the median"
+    if "per_token_max_over_median" in stats:
+        line += (
+            f"; per padded token max {stats['per_token_max_over_median']}x the median, "
+            f"{stats['per_token_slow_steps']} over {SLOW_FACTOR:g}x"
+        )
+        if stats["per_token_slow_steps"]:
+            line += " (stalls: the CPU or GPU was shared?)"
+    elif stats["slow_steps"]:
+        line += " (long batches, or the CPU or GPU was shared?)"
     return line + f"; {stats['between_steps_s']} s in evaluations and saves"
 
 
 def timer() -> Any:
     """A TrainerCallback recording each optimizer step's wall time (`.steps`: fetching its batches,
-    forward, backward, optimizer) and the time spent in evaluations and checkpoint saves between
-    steps (`.pauses`)."""
+    forward, backward, optimizer), the padded tokens it trained on (`.tokens`, counted by a hook on
+    the model's training forward passes) and the time spent in evaluations and checkpoint saves
+    between steps (`.pauses`)."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.steps: list[float] = []
             self.pauses: list[float] = []
+            self.tokens: list[int] = []
+            self._counted = 0
+            self._hook: Any = None
             self._begin: float | None = None
             self._end: float | None = None
             self._busy = False  # an evaluation or a save since the last step ended
 
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            model = kwargs.get("model")
+            if model is not None and self._hook is None:
+                self._hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self._hook is not None:
+                self._hook.remove()
+                self._hook = None
+
+        def _count(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if module.training and hasattr(ids, "numel"):
+                self._counted += int(ids.numel())
+
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._counted = 0
             now = time.perf_counter()
             self._begin = now
             if self._end is not None:
@@ -82,6 +134,7 @@ def timer() -> Any:
             now = time.perf_counter()
             if self._begin is not None:
                 self.steps.append(now - self._begin)
+                self.tokens.append(self._counted)
             self._begin, self._end = None, now
 
         def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -572,7 +572,7 @@ def train(
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         # how steady: per-step wall times of this process (a stall shows as steps over 3x the median)
-        "step_times": step_times.summary(steps.steps, steps.pauses),
+        "step_times": step_times.summary(steps.steps, steps.pauses, steps.tokens),
         # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
         "cpu_auto_precision": (
             cpu_auto_precision() if asks_cpu(device["device"], t.precision, p.task) else None
