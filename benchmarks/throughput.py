@@ -10,7 +10,8 @@ runs, interleaved (A, B, A, B, ...):
   learning rate, weight decay and warm-up), in up to three variants (`--plain`): `fp32` (Trainer's
   defaults on a CPU), `bf16` (`bf16=True`, the tuned script a user with bf16 units would write)
   and `bf16-grouped` (plus length grouping); the bf16 variants run where the CPU has bf16 units
-  (or on CUDA). The headline compares tunepipe with the fastest plain variant whose test accuracy
+  (or on CUDA), `fp32-grouped` (length grouping alone, the tuned script there) where it has none.
+  The headline compares tunepipe with the fastest plain variant whose test accuracy
   is within one point of the plain fp32 script's; `--target-accuracy` also prints, per arm, the
   train time when its test accuracy reached the target at this budget (time to accuracy).
   `--precisions auto fp32` adds a tunepipe arm per train.precision;
@@ -28,7 +29,7 @@ CUDA machine the same script runs unchanged (tunepipe in bf16 with the fused Ada
 script in Trainer's defaults there) and MFU is against the GPU's measured peaks.
 
     python benchmarks/throughput.py [--task sequence|token] [--rows 3000] [--repeats 2]
-        [--plain fp32 bf16 bf16-grouped] [--target-accuracy 0.76]
+        [--plain fp32 fp32-grouped bf16 bf16-grouped] [--target-accuracy 0.76]
 """
 
 from __future__ import annotations
@@ -216,11 +217,12 @@ def head_and_collator(token_task: bool, tok: Any) -> tuple[Any, Any]:
     return AutoModelForSequenceClassification, DataCollatorWithPadding(tok)
 
 
-PLAIN_VARIANTS = ("fp32", "bf16", "bf16-grouped")
+PLAIN_VARIANTS = ("fp32", "fp32-grouped", "bf16", "bf16-grouped")
 
 
 def plain_variants(asked: list[str] | None) -> list[str]:
-    """The plain arms to run: those asked, else fp32 and, where bf16 has units here, the tuned two."""
+    """The plain arms to run: those asked, else fp32 and the tuned two: bf16 and bf16 with length
+    grouping where bf16 has units here, else fp32 with length grouping."""
     import torch
 
     from tunepipe import devices
@@ -228,7 +230,7 @@ def plain_variants(asked: list[str] | None) -> list[str]:
     if asked:
         return asked
     has_bf16 = torch.cuda.is_available() or bool(devices.bf16_units(devices.cpu_flags()))
-    return list(PLAIN_VARIANTS) if has_bf16 else ["fp32"]
+    return ["fp32", "bf16", "bf16-grouped"] if has_bf16 else ["fp32", "fp32-grouped"]
 
 
 def precision_arguments(variant: str) -> dict[str, bool]:
@@ -395,7 +397,8 @@ def main() -> None:
         nargs="+",
         choices=PLAIN_VARIANTS,
         default=None,
-        help="plain script variants (default: fp32, plus bf16 and bf16-grouped where bf16 has units)",
+        help="plain script variants (default: fp32, plus bf16 and bf16-grouped where bf16 has units, "
+        "else fp32-grouped)",
     )
     parser.add_argument(
         "--target-accuracy",
