@@ -189,13 +189,16 @@ def plain_data(root: Path) -> tuple[dict[str, Any], Any, list[str], Any]:
     return p, tok, labels, encode
 
 
-def plain_accuracy(logits: Any, ds: Any, token_task: bool) -> float:
+def plain_accuracy(logits: Any, gold_labels: Any, token_task: bool) -> float:
+    """Accuracy of `logits` against `gold_labels` in the same row order: the label_ids
+    Trainer.predict returns. Under group_by_length Trainer (transformers 5) evaluates in
+    length-grouped order too, so its predictions do not follow the dataset's rows."""
     import numpy as np
 
     if not token_task:
-        return float((np.argmax(logits, axis=-1) == np.array(ds["label"])).mean())
+        return float((np.argmax(logits, axis=-1) == np.asarray(gold_labels)).mean())
     right = total = 0
-    for row, labels in zip(logits, ds["labels"], strict=False):
+    for row, labels in zip(logits, gold_labels, strict=False):
         gold = np.array(labels)
         keep = gold != -100
         right += int((np.argmax(row[: len(gold)], axis=-1)[keep] == gold[keep]).sum())
@@ -281,10 +284,10 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
         model=model, args=args, train_dataset=train_ds, processing_class=tok, data_collator=collator
     )
     result = trainer.train()
-    logits = trainer.predict(test_ds).predictions
+    predicted = trainer.predict(test_ds)
     return {
         "train_runtime_s": result.metrics["train_runtime"],
-        "accuracy": plain_accuracy(logits, test_ds, token_task),
+        "accuracy": plain_accuracy(predicted.predictions, predicted.label_ids, token_task),
     }
 
 
@@ -436,7 +439,9 @@ def main() -> None:
     from tunepipe import devices
 
     cuda = torch.cuda.is_available()
-    peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16")}
+    # bf16 without bf16 units is emulated: its "peak" would make every MFU figure meaningless
+    has_bf16 = cuda or bool(devices.bf16_units(devices.cpu_flags()))
+    peaks = {d: matmul_peak(d) for d in ("float32", "bfloat16") if d == "float32" or has_bf16}
     facts = model_facts(root)
     n = facts["non_embedding_parameters"]
     train_tokens = shuffled_train_tokens(root, args.rows)
@@ -444,7 +449,8 @@ def main() -> None:
     where = torch.cuda.get_device_name() if cuda else f"{os.cpu_count()} CPUs"
     print(
         f"machine: {where}, torch {torch.__version__}, {torch.get_num_threads()} threads; matmul peak "
-        f"fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s"
+        f"fp32 {peaks['float32'] / 1e12:.3f} TFLOP/s, "
+        + (f"bf16 {peaks['bfloat16'] / 1e12:.3f} TFLOP/s" if has_bf16 else "no bf16 units")
     )
     if not cuda:
         devices.cpu_auto_precision()  # prints its decision
@@ -456,8 +462,9 @@ def main() -> None:
         r["mfu"] = {d: 6 * n * r["tokens_s"] / f for d, f in peaks.items()}
         print(
             f"train {label:15}: {r['train_runtime_s']:7.1f} s, {r['samples_s']:6.1f} samples/s, "
-            f"{r['tokens_s']:7.0f} tokens/s, MFU {r['mfu']['float32']:.1%} of fp32 "
-            f"({r['mfu']['bfloat16']:.1%} of bf16), test accuracy {r['accuracy']:.4f}, "
+            f"{r['tokens_s']:7.0f} tokens/s, MFU {r['mfu']['float32']:.1%} of fp32"
+            + (f" ({r['mfu']['bfloat16']:.1%} of bf16)" if has_bf16 else "")
+            + f", test accuracy {r['accuracy']:.4f}, "
             f"peak RSS {r['rss_mib']:.0f} MiB, stage wall {r['wall_s']:.1f} s",
             flush=True,
         )
