@@ -19,6 +19,11 @@ from typing import Any
 SLOW_FACTOR = 3.0  # a step this many times the median counts as a stall
 
 
+def after_warmup(values: list[float]) -> list[float]:
+    """The steps' figures without the first, which warms up (a lone step is kept)."""
+    return values[1:] or values[:1]
+
+
 def summary(
     timed: list[float], pauses: list[float], tokens: list[int] | None = None
 ) -> dict[str, Any] | None:
@@ -30,7 +35,7 @@ def summary(
     step, every run) and is reported on its own, out of the statistics."""
     if not timed:
         return None
-    first, steps = timed[0], timed[1:] or timed[:1]
+    first, steps = timed[0], after_warmup(timed)
     median = statistics.median(steps)
     ordered = sorted(steps)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -54,8 +59,7 @@ def per_token(timed: list[float], tokens: list[int] | None) -> dict[str, Any]:
     many took over SLOW_FACTOR x the median. Empty when a step's tokens were not counted."""
     if not tokens or len(tokens) != len(timed) or min(tokens) <= 0:
         return {}
-    rates = [s / n * 1000 for s, n in zip(timed, tokens, strict=True)]
-    rates = rates[1:] or rates
+    rates = after_warmup([s / n * 1000 for s, n in zip(timed, tokens, strict=True)])
     median = statistics.median(rates)
     return {
         "per_1k_tokens_median_s": round(median, 4),
