@@ -10,7 +10,11 @@ runs, interleaved (A, B, A, B, ...):
   learning rate, weight decay and warm-up), in up to three variants (`--plain`): `fp32` (Trainer's
   defaults on a CPU), `bf16` (`bf16=True`, the tuned script a user with bf16 units would write)
   and `bf16-grouped` (plus length grouping); the bf16 variants run where the CPU has bf16 units
-  (or on CUDA), `fp32-grouped` (length grouping alone, the tuned script there) where it has none.
+  (or on CUDA), `fp32-grouped` (length grouping alone, the tuned script there) where it has none;
+  and that tuned script doing tunepipe's work besides its steps (`...-grouped-evaluated`: the
+  validation split evaluated train.evaluations_per_epoch times an epoch, a checkpoint saved at
+  each, the best loaded at the end), so that tunepipe's evaluations are compared with a plain
+  script's as well as with a script that evaluates nothing.
   The headline compares tunepipe with the fastest plain variant whose test accuracy
   is within one point of the plain fp32 script's; `--target-accuracy` also prints, per arm, the
   train time when its test accuracy reached the target at this budget (time to accuracy).
@@ -29,7 +33,8 @@ CUDA machine the same script runs unchanged (tunepipe in bf16 with the fused Ada
 script in Trainer's defaults there) and MFU is against the GPU's measured peaks.
 
     python benchmarks/throughput.py [--task sequence|token] [--rows 3000] [--repeats 2]
-        [--plain fp32 fp32-grouped bf16 bf16-grouped] [--target-accuracy 0.76]
+        [--plain fp32 fp32-grouped bf16 bf16-grouped bf16-grouped-evaluated ...]
+        [--target-accuracy 0.76]
 """
 
 from __future__ import annotations
@@ -220,12 +225,20 @@ def head_and_collator(token_task: bool, tok: Any) -> tuple[Any, Any]:
     return AutoModelForSequenceClassification, DataCollatorWithPadding(tok)
 
 
-PLAIN_VARIANTS = ("fp32", "fp32-grouped", "bf16", "bf16-grouped")
+PLAIN_VARIANTS = (
+    "fp32",
+    "fp32-grouped",
+    "fp32-grouped-evaluated",
+    "bf16",
+    "bf16-grouped",
+    "bf16-grouped-evaluated",
+)
 
 
 def plain_variants(asked: list[str] | None) -> list[str]:
-    """The plain arms to run: those asked, else fp32 and the tuned two: bf16 and bf16 with length
-    grouping where bf16 has units here, else fp32 with length grouping."""
+    """The plain arms to run: those asked, else fp32 and the tuned ones: bf16 and bf16 with length
+    grouping where bf16 has units here, else fp32 with length grouping; and the grouped script
+    evaluating as tunepipe does."""
     import torch
 
     from tunepipe import devices
@@ -233,7 +246,9 @@ def plain_variants(asked: list[str] | None) -> list[str]:
     if asked:
         return asked
     has_bf16 = torch.cuda.is_available() or bool(devices.bf16_units(devices.cpu_flags()))
-    return ["fp32", "bf16", "bf16-grouped"] if has_bf16 else ["fp32", "fp32-grouped"]
+    if has_bf16:
+        return ["fp32", "bf16", "bf16-grouped", "bf16-grouped-evaluated"]
+    return ["fp32", "fp32-grouped", "fp32-grouped-evaluated"]
 
 
 def precision_arguments(variant: str) -> dict[str, bool]:
@@ -254,7 +269,7 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
     p, tok, labels, encode = plain_data(root)
     t = p["train"]
     token_task = p["task"] == "token_classification"
-    splits = {s: pd.read_parquet(root / f"data/splits/{s}.parquet") for s in ("train", "test")}
+    splits = {s: pd.read_parquet(root / f"data/splits/{s}.parquet") for s in ("train", "validation", "test")}
     train_ds = encode(splits["train"]).shuffle(seed=t["seed"])
     train_ds = train_ds.select(range(min(t["max_train_samples"] or len(train_ds), len(train_ds))))
     test_ds = encode(splits["test"])
@@ -265,6 +280,18 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
         id2label=dict(enumerate(labels)),
         label2id={v: i for i, v in enumerate(labels)},
     )
+    evaluated: dict[str, Any] = {"save_strategy": "no"}
+    if variant.endswith("-evaluated"):  # as tunepipe: evaluate, save, keep the best
+        steps = max(1, -(-len(train_ds) // t["batch_size"]) // t["evaluations_per_epoch"])
+        evaluated = {
+            "eval_strategy": "steps",
+            "eval_steps": steps,
+            "save_strategy": "steps",
+            "save_steps": steps,
+            "save_total_limit": 2,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "accuracy",
+        }
     args = TrainingArguments(
         output_dir=str(out),
         num_train_epochs=t["epochs"],
@@ -274,14 +301,24 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
         weight_decay=t["weight_decay"],
         warmup_steps=t["warmup_ratio"],
         seed=t["seed"],
-        save_strategy="no",
         report_to="none",
         disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if variant.endswith("grouped") else "random",
+        train_sampling_strategy="group_by_length" if "-grouped" in variant else "random",
+        **evaluated,
         **precision_arguments(variant),
     )
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_ds, processing_class=tok, data_collator=collator
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=encode(splits["validation"]) if variant.endswith("-evaluated") else None,
+        processing_class=tok,
+        data_collator=collator,
+        compute_metrics=(
+            (lambda ep: {"accuracy": plain_accuracy(ep.predictions, ep.label_ids, token_task)})
+            if variant.endswith("-evaluated")
+            else None
+        ),
     )
     result = trainer.train()
     predicted = trainer.predict(test_ds)
@@ -332,6 +369,7 @@ def run_tunepipe_train(root: Path, precision: str) -> dict[str, Any]:
     metrics = json.loads((reports / "metrics.json").read_text())
     return {
         "train_runtime_s": run["train_runtime_s"],
+        "step_times": run["step_times"],
         "precision": report["device"]["precision"],
         "wall_s": wall,
         "rss_mib": rss,
@@ -468,6 +506,16 @@ def main() -> None:
             f"peak RSS {r['rss_mib']:.0f} MiB, stage wall {r['wall_s']:.1f} s",
             flush=True,
         )
+        if r.get("step_times"):  # where tunepipe's train time went
+            st = r["step_times"]
+            rest = r["train_runtime_s"] - st["in_steps_s"] - st["between_steps_s"]
+            print(
+                f"  {'':15}  {st['in_steps_s']:.1f} s in {st['steps']} steps, {st['evaluations_s']:.1f} s "
+                f"in {st['evaluations']} evaluations, {st['between_steps_s'] - st['evaluations_s']:.1f} s "
+                f"in checkpoint saves, {rest:.1f} s before the first step and after the last "
+                f"(data loading, model write and card)",
+                flush=True,
+            )
 
     arms = [f"tunepipe {p}" for p in args.precisions]
     variants = plain_variants(args.plain)

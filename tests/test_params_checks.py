@@ -63,6 +63,7 @@ BAD = [
     ("train: {early_stopping_patience: 0}", "train.early_stopping_patience: expected 1 or more, got 0"),
     ("train: {freeze_layers: -1}", "train.freeze_layers: expected 0 or more, got -1"),
     ("train: {max_train_samples: 0}", "train.max_train_samples: expected 1 or more, or null, got 0"),
+    ("train: {eval_max_samples: 0}", "train.eval_max_samples: expected 1 or more, or null, got 0"),
     ("train: {logging_steps: 0}", "train.logging_steps: expected 1 or more, got 0"),
     (
         "train: {master_addr: '-oProxyCommand=x', master_port: 29500}",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunepipe import step_times
+from tunepipe import catalog, step_times
 
 
 @pytest.mark.unit
@@ -50,6 +50,37 @@ def test_the_timer_counts_batch_fetching_in_the_step_and_evaluations_apart(
     timer.on_step_end(None, None, None)  # 11.0
     assert timer.steps == [1.0, 1.5, 1.0]
     assert timer.pauses == [7.5]
+
+
+@pytest.mark.unit
+def test_the_evaluation_and_save_after_the_last_step_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run's last evaluation and checkpoint come after its last step: no step begins after
+    # them, so train end closes the pause. Evaluations are told apart by the runtime they report.
+    clock = iter([0.0, 1.0, 6.0, 7.0, 15.0])  # begin, end, begin, end, train end
+    monkeypatch.setattr(step_times.time, "perf_counter", lambda: next(clock))
+    timer = step_times.timer()
+    timer.on_step_begin(None, None, None)
+    timer.on_step_end(None, None, None)
+    timer.on_evaluate(None, None, None, metrics={"eval_loss": 0.5, "eval_runtime": 4.0})
+    timer.on_save(None, None, None)
+    timer.on_step_begin(None, None, None)
+    timer.on_step_end(None, None, None)
+    timer.on_evaluate(None, None, None, metrics={"eval_loss": 0.4, "eval_runtime": 6.5})
+    timer.on_save(None, None, None)
+    timer.on_train_end(None, None, None)
+    assert timer.pauses == [5.0, 8.0] and timer.evaluations == [4.0, 6.5]
+    stats = step_times.summary(timer.steps, timer.pauses, evaluations=timer.evaluations)
+    assert stats is not None
+    assert stats["in_steps_s"] == 2.0 and stats["between_steps_s"] == 13.0
+    assert stats["evaluations"] == 2 and stats["evaluations_s"] == 10.5
+    assert "13.0 s in evaluations and saves (2 evaluations: 10.5 s)" in step_times.describe(stats)
+    # nothing after the last step: train end adds no pause
+    clock = iter([0.0, 1.0, 2.0])
+    quiet = step_times.timer()
+    quiet.on_step_begin(None, None, None)
+    quiet.on_step_end(None, None, None)
+    quiet.on_train_end(None, None, None)
+    assert quiet.pauses == []
 
 
 @pytest.mark.unit
@@ -105,3 +136,7 @@ def test_the_train_stage_reports_its_step_times(reproduced: tuple[Path, str]) ->
     assert f"train: {stats['steps']} steps, median" in output
     assert stats["per_1k_tokens_median_s"] > 0 and stats["per_token_max_over_median"] >= 1
     assert "per padded token max" in output
+    # every evaluation counted, the one after the last step too, inside the time between steps
+    curve = (project / catalog.live_curve("eval/loss")).read_text().splitlines()[1:]  # header
+    assert stats["evaluations"] == len(curve) > 0
+    assert 0 < stats["evaluations_s"] <= stats["between_steps_s"]

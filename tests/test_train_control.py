@@ -66,3 +66,45 @@ def test_gradient_accumulation_steps_make_the_global_batch(
     assert report["global_step"] == report["max_steps"] == 2 * 9  # 144 train rows / 16
     first = Path("reports/live/plots/metrics/train/loss.tsv").read_text().splitlines()[1].split("\t")
     assert first[0] == "5" and 0.5 < float(first[1]) < 0.9
+
+
+def test_a_large_validation_split_is_evaluated_on_a_fixed_sample_during_training(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train.eval_max_samples: every in-training evaluation scores the same seeded sample; the
+    stage says so, and the report and the model card record it."""
+    from transformers import TrainerCallback
+
+    from tasks import load, tokenize, validate
+    from tunepipe import catalog, params, training
+
+    class Evaluated(TrainerCallback):
+        rows: list[tuple[int, ...]] = []
+
+        def on_evaluate(self, args: object, state: object, control: object, **kwargs: object) -> None:
+            dataset = kwargs["eval_dataloader"].dataset  # type: ignore[attr-defined]
+            self.rows.append(tuple(tuple(ids) for ids in dataset["input_ids"]))
+
+    project = make_project(tmp_path / "p", tiny_bert)
+    set_params(project, **{"train.eval_max_samples": 10, "train.evaluations_per_epoch": 2})
+    monkeypatch.chdir(project)
+    for stage in (load, validate, tokenize):
+        stage.main()
+    whole = catalog.read_tokenized(catalog.TOKENIZED, ["validation"])["validation"]
+    capsys.readouterr()
+    report = training.train(params.read("params.yaml"), callbacks=(observer := Evaluated(),))
+    out = capsys.readouterr().out
+    assert len(observer.rows) >= 2 and len(set(observer.rows)) == 1  # the same rows every time
+    assert len(observer.rows[0]) == 10
+    every = {tuple(ids) for ids in whole["input_ids"]}
+    assert set(observer.rows[0]) <= every and len(every) > 10
+    assert report["validation_examples"] == {"evaluated": 10, "of": len(whole)}
+    assert f"on a fixed sample of 10 of the {len(whole)} validation rows (train.eval_max_samples)" in out
+    card = Path("models/model/README.md").read_text()
+    assert f"fixed sample of 10 of the {len(whole)} validation rows" in card
+
+    # the same seed, the same sample; without a limit, every row
+    again = training.validation_sample(whole, 10, params.read("params.yaml").train.seed)
+    assert {tuple(ids) for ids in again["input_ids"]} == set(observer.rows[0])
+    assert len(training.validation_sample(whole, None, 1)) == len(training.validation_sample(whole, 10**6, 1))
+    assert len(training.validation_sample(whole, None, 1)) == len(whole)

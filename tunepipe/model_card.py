@@ -266,6 +266,7 @@ def _procedure_section(facts: dict[str, Any]) -> str:
         f"(freeze: {md.text(t['freeze'])})",
         *_adapter_lines(r),
         f"- Training examples: {r['train_examples']}",
+        *_sampled_validation(r),
         f"- Epochs run: {r['epochs_run']} of {t['epochs']} ({r['global_step']} of {r['max_steps']} steps)",
         f"- Early stopping: patience {t['early_stopping_patience']} evaluations, minimum improvement "
         f"{t['early_stopping_threshold']}; "
@@ -275,6 +276,17 @@ def _procedure_section(facts: dict[str, Any]) -> str:
     ]
     hyper = md.table(["hyperparameter", "value"], [[k, json.dumps(v)] for k, v in t.items()])
     return "## Training procedure\n\n" + "\n".join(lines) + "\n\nparams.yaml `train:` as used:\n\n" + hyper
+
+
+def _sampled_validation(r: dict[str, Any]) -> list[str]:
+    """The in-training evaluations' sample, where train.eval_max_samples cut the validation split."""
+    v = r.get("validation_examples")
+    if not v or v["evaluated"] >= v["of"]:
+        return []
+    return [
+        f"- Checkpoints chosen on a fixed sample of {v['evaluated']:,} of the {v['of']:,} validation "
+        "rows (train.eval_max_samples)"
+    ]
 
 
 def _adapter_lines(r: dict[str, Any]) -> list[str]:

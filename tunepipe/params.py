@@ -552,6 +552,11 @@ class TrainParams(Section):
     max_train_samples: Annotated[Int | None, Range(ge=1)] = Field(
         None, description="Train on at most this many rows; null: all."
     )
+    eval_max_samples: Annotated[Int | None, Range(ge=1)] = Field(
+        None,
+        description="Evaluate during training on a fixed, seeded sample of at most this many "
+        "validation rows (a large validation split); null: all. The evaluate stage scores every row.",
+    )
     group_by_length: Bool = Field(True, description="Batch texts of similar length together.")
     logging_steps: Annotated[Int, Range(ge=1)] = Field(20, description="Optimizer steps between loss logs.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where training runs.")

@@ -25,11 +25,15 @@ def after_warmup(values: list[float]) -> list[float]:
 
 
 def summary(
-    timed: list[float], pauses: list[float], tokens: list[int] | None = None
+    timed: list[float],
+    pauses: list[float],
+    tokens: list[int] | None = None,
+    evaluations: list[float] | None = None,
 ) -> dict[str, Any] | None:
     """Median, 95th percentile and max step time, and how many steps took over SLOW_FACTOR x the
-    median; `pauses` (evaluations, saves between steps) only as a total. None without steps.
-    `tokens`, the padded tokens each step trained on, adds the same per padded token.
+    median; `pauses` (evaluations, saves between and after steps) only as a total, of which
+    `evaluations` (each one's runtime) apart. None without steps. `tokens`, the padded tokens
+    each step trained on, adds the same per padded token.
 
     The first step warms up (allocations, kernel and primitive selection: several times a later
     step, every run) and is reported on its own, out of the statistics."""
@@ -49,7 +53,10 @@ def summary(
         "max_over_median": round(slowest / median, 2) if median > 0 else None,
         "slow_steps": sum(s > SLOW_FACTOR * median for s in steps),
         "slowest_step": steps.index(slowest) + 1 + (len(timed) > 1),
+        "in_steps_s": round(sum(timed), 1),
         "between_steps_s": round(sum(pauses), 1),
+        "evaluations": len(evaluations or []),
+        "evaluations_s": round(sum(evaluations or []), 1),
         **per_token(timed, tokens),
     }
 
@@ -87,14 +94,17 @@ def describe(stats: dict[str, Any] | None) -> str:
             line += " (stalls: the CPU or GPU was shared?)"
     elif stats["slow_steps"]:
         line += " (long batches, or the CPU or GPU was shared?)"
-    return line + f"; {stats['between_steps_s']} s in evaluations and saves"
+    line += f"; {stats['between_steps_s']} s in evaluations and saves"
+    if stats.get("evaluations"):
+        line += f" ({stats['evaluations']} evaluations: {stats['evaluations_s']} s)"
+    return line
 
 
 def timer() -> Any:
     """A TrainerCallback recording each optimizer step's wall time (`.steps`: fetching its batches,
     forward, backward, optimizer), the padded tokens it trained on (`.tokens`, counted by a hook on
-    the model's training forward passes) and the time spent in evaluations and checkpoint saves
-    between steps (`.pauses`)."""
+    the model's training forward passes), the time spent in evaluations and checkpoint saves
+    between steps and after the last (`.pauses`) and each evaluation's runtime (`.evaluations`)."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -102,6 +112,7 @@ def timer() -> Any:
             self.steps: list[float] = []
             self.pauses: list[float] = []
             self.tokens: list[int] = []
+            self.evaluations: list[float] = []
             self._counted = 0
             self._hook: Any = None
             self._begin: float | None = None
@@ -114,6 +125,9 @@ def timer() -> Any:
                 self._hook = model.register_forward_pre_hook(self._count, with_kwargs=True)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self._busy and self._end is not None:  # the last evaluation and save, after the last step
+                self.pauses.append(time.perf_counter() - self._end)
+                self._busy = False
             if self._hook is not None:
                 self._hook.remove()
                 self._hook = None
@@ -143,6 +157,10 @@ def timer() -> Any:
 
         def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._busy = True
+            metrics = kwargs.get("metrics") or {}
+            runtime = next((v for k, v in metrics.items() if k.endswith("_runtime")), None)
+            if isinstance(runtime, int | float):
+                self.evaluations.append(float(runtime))
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self._busy = True

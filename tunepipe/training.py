@@ -128,6 +128,17 @@ def by_length(ds: Any) -> Any:
     return ds.select(np.argsort([len(ids) for ids in ds["input_ids"]], kind="stable"))
 
 
+def validation_sample(ds: Any, limit: int | None, seed: int) -> Any:
+    """The validation rows evaluated during training: all, or a fixed sample of `limit` of them.
+
+    On a large validation split each in-training evaluation can cost more than the steps between
+    two; a seeded sample chooses the checkpoint at a fraction of that, the same rows at every
+    evaluation and in every run (a resumed run too). The evaluate stage scores every row."""
+    if not limit or len(ds) <= limit:
+        return ds
+    return ds.shuffle(seed=seed).select(range(limit))
+
+
 def trained_length(info: dict[str, Any], data_dir: Path) -> int:
     """The length tokenize cut every example at (labels.json): the saved model keeps it."""
     length = info.get("max_length")
@@ -418,7 +429,9 @@ def train(
     if t.max_train_samples:
         train_ds = train_ds.select(range(min(t.max_train_samples, len(train_ds))))
     columns = [c for c in train_ds.column_names if c in MODEL_INPUTS]
-    train_ds, eval_ds = train_ds.select_columns(columns), by_length(dsd["validation"].select_columns(columns))
+    validation = dsd["validation"].select_columns(columns)
+    eval_ds = by_length(validation_sample(validation, t.eval_max_samples, t.seed))
+    train_ds = train_ds.select_columns(columns)
 
     world = launch.world_size()
     main = launch.is_main()
@@ -461,6 +474,11 @@ def train(
             + (f", LoRA r={t.lora.r} on {', '.join(targets)}" if targets else "")
             + (", gradient checkpointing" if t.gradient_checkpointing else "")
         )
+        if len(eval_ds) < len(validation):
+            print(
+                f"train: evaluating on a fixed sample of {len(eval_ds):,} of the {len(validation):,} "
+                "validation rows (train.eval_max_samples); the evaluate stage scores every row"
+            )
     trainer_class, weights_by_label = Trainer, None
     if t.class_weights:
         if p.task == "regression":
@@ -529,6 +547,7 @@ def train(
         "gradient_checkpointing": t.gradient_checkpointing,
         "class_weights": weights_by_label,
         "train_examples": len(train_ds),
+        "validation_examples": {"evaluated": len(eval_ds), "of": len(validation)},
         "batch": {
             "per_device": t.batch_size,
             "processes": world,
@@ -572,7 +591,7 @@ def train(
         "train_runtime_s": round(time.perf_counter() - started, 1),
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
         # how steady: per-step wall times of this process (a stall shows as steps over 3x the median)
-        "step_times": step_times.summary(steps.steps, steps.pauses, steps.tokens),
+        "step_times": step_times.summary(steps.steps, steps.pauses, steps.tokens, steps.evaluations),
         # what `precision: auto` chose on this CPU, and why (devices.cpu_auto_precision)
         "cpu_auto_precision": (
             cpu_auto_precision() if asks_cpu(device["device"], t.precision, p.task) else None
