@@ -79,7 +79,8 @@ def test_a_large_validation_split_is_evaluated_on_a_fixed_sample_during_training
     from tunepipe import catalog, params, training
 
     class Evaluated(TrainerCallback):
-        rows: list[tuple[int, ...]] = []
+        def __init__(self) -> None:
+            self.rows: list[tuple[tuple[int, ...], ...]] = []
 
         def on_evaluate(self, args: object, state: object, control: object, **kwargs: object) -> None:
             dataset = kwargs["eval_dataloader"].dataset  # type: ignore[attr-defined]
@@ -108,3 +109,42 @@ def test_a_large_validation_split_is_evaluated_on_a_fixed_sample_during_training
     assert {tuple(ids) for ids in again["input_ids"]} == set(observer.rows[0])
     assert len(training.validation_sample(whole, None, 1)) == len(training.validation_sample(whole, 10**6, 1))
     assert len(training.validation_sample(whole, None, 1)) == len(whole)
+
+
+def test_in_training_evaluations_batch_the_validation_rows_shortest_first(
+    tmp_path: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under train.group_by_length Trainer batches evaluation rows with its length-grouped sampler
+    too, in random groups padded to their longest row; the rows sorted by length must stay in
+    that order, each batch padded to a length close to its own."""
+    from transformers import TrainerCallback
+
+    from tasks import load, tokenize, validate
+    from tunepipe import params, training
+
+    class EvalBatches(TrainerCallback):
+        def __init__(self) -> None:
+            self.lengths: list[list[int]] = []
+
+        def on_train_begin(self, args: object, state: object, control: object, **kwargs: object) -> None:
+            kwargs["model"].register_forward_pre_hook(self.seen, with_kwargs=True)  # type: ignore[attr-defined]
+
+        def seen(self, module: torch.nn.Module, args: object, kwargs: dict[str, torch.Tensor]) -> None:
+            if not module.training:
+                self.lengths[-1].append(kwargs["input_ids"].shape[1])
+
+        def on_step_end(self, args: object, state: object, control: object, **kwargs: object) -> None:
+            if not self.lengths or self.lengths[-1]:
+                self.lengths.append([])
+
+    project = make_project(tmp_path / "p", tiny_bert)
+    set_params(project, **{"train.group_by_length": True, "train.eval_batch_size": 4, "train.epochs": 1})
+    monkeypatch.chdir(project)
+    for stage in (load, validate, tokenize):
+        stage.main()
+    observer = EvalBatches()
+    training.train(params.read("params.yaml"), callbacks=(observer,))
+    evaluations = [batches for batches in observer.lengths if batches]
+    assert evaluations and all(len(batches) > 3 for batches in evaluations)
+    for batches in evaluations:
+        assert batches == sorted(batches), batches

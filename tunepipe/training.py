@@ -176,6 +176,25 @@ def balanced_weights(label_ids: list[Any], num_labels: int) -> list[float]:
     return weights.round(6).tolist()
 
 
+def in_order_evaluation(base: type) -> type:
+    """`base` evaluating its validation rows in the order given: by_length's, shortest first.
+
+    Under train_sampling_strategy="group_by_length" Trainer (transformers 5) batches evaluation
+    rows with a LengthGroupedSampler too: on a split of some hundred rows, random groups of one
+    batch each, every batch padded to its longest row. That undid by_length's order and took an
+    evaluation of the default validation split about twice as long. Under DDP, Trainer's own
+    choice stays (it shards the rows between processes)."""
+    from torch.utils.data import SequentialSampler
+
+    class InOrderEvaluation(base):  # type: ignore[misc, valid-type]
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            if eval_dataset is None or self.args.world_size > 1:
+                return super()._get_eval_sampler(eval_dataset)
+            return SequentialSampler(eval_dataset)
+
+    return InOrderEvaluation
+
+
 def weighted_trainer(weights: list[float]) -> type:
     """A Trainer whose cross-entropy weighs each class (ids -100 ignored, as in the model's own loss)."""
     import torch
@@ -486,7 +505,7 @@ def train(
         weights = balanced_weights(list(train_ds["labels"]), len(labels))
         weights_by_label = dict(zip(labels, weights, strict=True))
         trainer_class = weighted_trainer(weights)
-    trainer = trainer_class(
+    trainer = in_order_evaluation(trainer_class)(
         model=model,
         args=training_arguments(p, run_dir, len(train_ds), device, metric, world),
         train_dataset=train_ds,
