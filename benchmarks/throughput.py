@@ -280,8 +280,9 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
         id2label=dict(enumerate(labels)),
         label2id={v: i for i, v in enumerate(labels)},
     )
+    evaluating = variant.endswith("-evaluated")  # as tunepipe: evaluate, save, keep the best
     evaluated: dict[str, Any] = {"save_strategy": "no"}
-    if variant.endswith("-evaluated"):  # as tunepipe: evaluate, save, keep the best
+    if evaluating:
         steps = max(1, -(-len(train_ds) // t["batch_size"]) // t["evaluations_per_epoch"])
         evaluated = {
             "eval_strategy": "steps",
@@ -311,12 +312,12 @@ def plain_train(root: Path, out: Path, variant: str = "fp32") -> dict[str, Any]:
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=encode(splits["validation"]) if variant.endswith("-evaluated") else None,
+        eval_dataset=encode(splits["validation"]) if evaluating else None,
         processing_class=tok,
         data_collator=collator,
         compute_metrics=(
             (lambda ep: {"accuracy": plain_accuracy(ep.predictions, ep.label_ids, token_task)})
-            if variant.endswith("-evaluated")
+            if evaluating
             else None
         ),
     )
