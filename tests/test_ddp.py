@@ -159,3 +159,52 @@ def test_a_killed_launcher_takes_torchrun_with_it(tmp_path: Path) -> None:
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the child outlived its launcher"
         time.sleep(0.05)
+
+
+EVAL_ORDER = """
+import json, os, random, sys
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+from transformers import Trainer, TrainingArguments
+from tunepipe.training import by_length, in_order_evaluation
+
+model_dir, out = sys.argv[1], sys.argv[2]
+random.seed(0)
+ids = [[2] + [7] * random.randint(1, 40) + [3] for _ in range(48)]
+# each row's label is its index: the gathered label_ids show the order predictions come back in
+rows = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(r) for r in ids],
+                          "labels": [float(i) for i in range(len(ids))]})
+rows = by_length(rows)
+args = TrainingArguments(output_dir=out, per_device_eval_batch_size=4, use_cpu=True, ddp_backend="gloo",
+                         train_sampling_strategy="group_by_length", report_to=[], seed=1)
+tok = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+trainer = in_order_evaluation(Trainer)(model=model, args=args, eval_dataset=rows,
+                                       data_collator=DataCollatorWithPadding(tok), processing_class=tok)
+lengths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader()]
+gathered = trainer.predict(rows).label_ids.tolist()
+with open(os.path.join(out, os.environ["RANK"] + ".json"), "w") as f:
+    json.dump({"lengths": lengths, "gathered": gathered, "expected": list(rows["labels"])}, f)
+"""
+
+
+def test_each_rank_evaluates_sorted_batches_and_the_gathered_rows_keep_their_order(
+    tmp_path: Path, tiny_bert: Path
+) -> None:
+    """Under group_by_length Trainer would batch evaluation rows in random length groups on every
+    rank; sharded in order instead, each process pads its batches to about their own length."""
+    script = tmp_path / "eval_order.py"
+    script.write_text(EVAL_ORDER)
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         str(script), str(tiny_bert), str(tmp_path)],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in ("0", "1")]
+    for rank in ranks:
+        assert len(rank["lengths"]) >= 6
+        assert rank["lengths"] == sorted(rank["lengths"]), rank["lengths"]
+        assert rank["gathered"] == rank["expected"]  # every row once, in the order given
+    assert ranks[0]["lengths"] != ranks[1]["lengths"]  # sharded, not each rank doing every row

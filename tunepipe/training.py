@@ -182,13 +182,14 @@ def in_order_evaluation(base: type) -> type:
     Under train_sampling_strategy="group_by_length" Trainer (transformers 5) batches evaluation
     rows with a LengthGroupedSampler too: on a split of some hundred rows, random groups of one
     batch each, every batch padded to its longest row. That undid by_length's order and took an
-    evaluation of the default validation split about twice as long. Under DDP, Trainer's own
-    choice stays (it shards the rows between processes)."""
+    evaluation of the default validation split about twice as long. Under DDP too: accelerate
+    shards the batches of whatever sampler Trainer gives (batch i to process i mod N), so each
+    process gets sorted batches and the gathered predictions keep the rows' order."""
     from torch.utils.data import SequentialSampler
 
     class InOrderEvaluation(base):  # type: ignore[misc, valid-type]
         def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-            if eval_dataset is None or self.args.world_size > 1:
+            if eval_dataset is None:
                 return super()._get_eval_sampler(eval_dataset)
             return SequentialSampler(eval_dataset)
 
