@@ -428,6 +428,12 @@ CASES = [
         params={"load.source": "data/raw/r.json"},
     ),
     Case(
+        "json list of lists",
+        r"r.json: item 2 of the list is list, not an object; expected a list of records",
+        files={"data/raw/r.json": '[\n{"category": "fresh", "text": "good"},\n["rotten", "bad"]\n]'},
+        params={"load.source": "data/raw/r.json"},
+    ),
+    Case(
         "json scalar",
         r"r.json: cannot read as json",
         files={"data/raw/r.json": "42"},

@@ -140,10 +140,17 @@ def _read_json(path: Path, encoding: str) -> pd.DataFrame:
     lets some invalid JSON through (a trailing comma)."""
     try:
         text = "\n".join(line for _, line in conll_io.read_lines(path, encoding))
-        json.loads(text, object_pairs_hook=_no_repeated_keys(str(path)))
+        value = json.loads(text, object_pairs_hook=_no_repeated_keys(str(path)))
     except json.JSONDecodeError as err:
         where = f"{path}, line {err.lineno}"
         raise PipelineError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    if isinstance(value, list):  # pandas would read a list of lists as numbered columns, padding with NaN
+        bad = next((i for i, item in enumerate(value, 1) if not isinstance(item, dict)), None)
+        if bad is not None:
+            raise PipelineError(
+                f"{path}: item {bad} of the list is {type(value[bad - 1]).__name__}, not an object; "
+                'expected a list of records such as {"text": ..., "label": ...} or a mapping of columns'
+            )
     try:
         return pd.read_json(path, encoding=encoding)
     except Exception as exc:
