@@ -57,23 +57,6 @@ def pytest_make_collect_report(
     return report
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The costliest files first (e2e, then stage, then unit; each file's tests kept together and in
-    order): a worker that draws a minutes-long file last would finish alone while the other idles,
-    so the cheap files go last, where they even the two workers out. The order depends on the
-    markers alone, so every xdist worker collects the same list (pyproject.toml turns off xdist's
-    own reordering, by test count, which put the many-test unit files first)."""
-
-    def rank(item: pytest.Item) -> int:
-        found = [i for i, name in enumerate(COSTS) if item.get_closest_marker(name)]
-        return -max(found, default=0)
-
-    files: dict[str, int] = {}
-    for item in items:
-        files[item.path.as_posix()] = min(files.get(item.path.as_posix(), 0), rank(item))
-    items.sort(key=lambda item: files[item.path.as_posix()])  # stable: collection order within a rank
-
-
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [r["text"] for r in make_reviews(400, seed=1)]
