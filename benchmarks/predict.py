@@ -5,6 +5,8 @@ peak RSS of `tunepipe predict` on a small and a large file (it should not grow w
 Every arm runs in its own process; peak RSS is that process's (getrusage(RUSAGE_CHILDREN)).
 
     python benchmarks/predict.py [--rows 2000] [--repeats 2] [--memory-rows 20000 200000] [--layers 6]
+
+`--repeats 0` runs the memory arm alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -22,8 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 from scale import synthetic_rows  # noqa: E402
 
+# Each arm's clock starts after its imports: predict_file imports torch and transformers itself,
+# which the plain script has done before its clock starts (some 5 s on a 2-core host).
 TUNEPIPE = """
 import sys, time
+import torch, transformers
 from tunepipe.prediction import predict_file
 model, source, out, precision = sys.argv[1:5]
 start = time.perf_counter()
@@ -123,40 +129,44 @@ def main() -> None:
         f"load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    model = make_model(work / "model", args.layers)
-    source = work / "rows.csv"
-    import pandas as pd
+    try:
+        model = make_model(work / "model", args.layers)
+        source = work / "rows.csv"
+        import pandas as pd
 
-    pd.DataFrame(synthetic_rows(args.rows, seed=1)).to_csv(source, index=False)
-    results: dict[str, list[dict[str, float]]] = {"tunepipe predict": [], "Trainer.predict": []}
-    for repeat in range(args.repeats):
-        for name, script in (("tunepipe predict", TUNEPIPE), ("Trainer.predict", PLAIN)):
-            r = arm(script, model, source, work / f"out-{repeat}.csv", precision)
-            results[name].append(r)
+        pd.DataFrame(synthetic_rows(args.rows, seed=1)).to_csv(source, index=False)
+        results: dict[str, list[dict[str, float]]] = {"tunepipe predict": [], "Trainer.predict": []}
+        for repeat in range(args.repeats):
+            for name, script in (("tunepipe predict", TUNEPIPE), ("Trainer.predict", PLAIN)):
+                r = arm(script, model, source, work / f"out-{repeat}.csv", precision)
+                results[name].append(r)
+                print(
+                    f"{name:<17} {r['rows']:>8} rows {r['seconds']:>7.1f} s {r['rows_per_s']:>7.0f} rows/s "
+                    f"peak {r['peak_gb']:.2f} GB (load avg {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+        if args.repeats:  # --repeats 0: the memory arm alone
+            medians = {k: statistics.median(r["rows_per_s"] for r in v) for k, v in results.items()}
             print(
-                f"{name:<17} {r['rows']:>8} rows {r['seconds']:>7.1f} s {r['rows_per_s']:>7.0f} rows/s "
-                f"peak {r['peak_gb']:.2f} GB (load avg {os.getloadavg()[0]:.1f})",
+                "median rows/s: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in medians.items())
+                + f"; ratio {medians['tunepipe predict'] / medians['Trainer.predict']:.2f}x",
                 flush=True,
             )
-    medians = {k: statistics.median(r["rows_per_s"] for r in v) for k, v in results.items()}
-    print(
-        "median rows/s: "
-        + ", ".join(f"{k} {v:.0f}" for k, v in medians.items())
-        + f"; ratio {medians['tunepipe predict'] / medians['Trainer.predict']:.2f}x",
-        flush=True,
-    )
-    if args.memory_rows:
-        small = make_model(work / "small", args.memory_layers)
-        for n in args.memory_rows:
-            big = work / f"rows{n}.csv"
-            pd.DataFrame(synthetic_rows(n, seed=2)).to_csv(big, index=False)
-            r = arm(TUNEPIPE, small, big, work / f"mem{n}.csv", precision)
-            print(
-                f"memory: tunepipe predict {n:>8} rows ({args.memory_layers}-layer model) "
-                f"{r['seconds']:>7.1f} s {r['rows_per_s']:>7.0f} rows/s peak {r['peak_gb']:.2f} GB "
-                f"(load avg {os.getloadavg()[0]:.1f})",
-                flush=True,
-            )
+        if args.memory_rows:
+            small = make_model(work / "small", args.memory_layers)
+            for n in args.memory_rows:
+                big = work / f"rows{n}.csv"
+                pd.DataFrame(synthetic_rows(n, seed=2)).to_csv(big, index=False)
+                r = arm(TUNEPIPE, small, big, work / f"mem{n}.csv", precision)
+                print(
+                    f"memory: tunepipe predict {n:>8} rows ({args.memory_layers}-layer model) "
+                    f"{r['seconds']:>7.1f} s {r['rows_per_s']:>7.0f} rows/s peak {r['peak_gb']:.2f} GB "
+                    f"(load avg {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    finally:  # a million-row run leaves some 350 MB of rows and predictions
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
