@@ -988,6 +988,19 @@ def params_docs_command(ctx: typer.Context, output: Output = None, root: Root = 
     _generate(ctx, root, "docs", output)
 
 
+def _one_line_summaries(group: typer.Typer) -> None:
+    """The commands table prints a docstring's first paragraph with its line breaks, which cut a
+    summary mid-sentence: give each command that paragraph as one line."""
+    for info in group.registered_commands:
+        doc = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.strip().split("\n\n")[0].split())
+
+
+_one_line_summaries(app)
+_one_line_summaries(params_app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `tunepipe ...`, `python -m tunepipe.cli ...`, or tests' `main([...])`.
 
