@@ -9,7 +9,7 @@ from tunepipe.splitting import describe_change, make_splits
 from tunepipe.stage import run
 
 # Changes to a supplied evaluation split (or rows kept that validate will refuse) are warnings.
-WARNINGS = ("overlap_dropped", "empty_texts_kept")
+WARNINGS = ("overlap_dropped", "empty_texts_kept", "missing_labels_kept")
 
 
 def main() -> None:

@@ -638,6 +638,13 @@ CASES = [
         stages=VALIDATE,
     ),
     Case(
+        "missing label, splits carved by label",
+        r"expect_column_values_to_not_be_null failed on column 'label'.*\n +source row 4: ",
+        files={"data/raw/reviews.csv": csv_of(GOOD[:3] + [dict(GOOD[3], category="")] + GOOD[4:])},
+        params={"load.split.group_by": None},  # stratified carving: a missing label used to stop it
+        stages=VALIDATE,
+    ),
+    Case(
         "empty text",
         r"expect_column_values_to_not_be_null failed on column 'text'",
         files={"data/raw/reviews.csv": csv_of(GOOD[:3] + [dict(GOOD[3], text="")] + GOOD[4:])},

@@ -64,6 +64,24 @@ def test_dropped_labels_and_duplicates(tmp_path: Path) -> None:
     assert sum(len(df) for df in splits.values()) == 100
 
 
+def test_rows_without_a_label_or_text_are_kept_stratified_and_said(tmp_path: Path) -> None:
+    """Validate names such rows; load keeps them, even through a stratified carve (which sklearn
+    refuses with "Input contains NaN" for a missing label), and says so with their rows."""
+    rows = make_reviews(100)
+    rows[9] = dict(rows[9], category=None)
+    rows[19] = dict(rows[19], text=None)
+    path = tmp_path / "r.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    splits, manifest = splitting.make_splits(load_params(str(path), split={"group_by": None}))
+    assert sum(len(df) for df in splits.values()) == 100
+    kept = {c["change"]: c for c in manifest["changes"]}
+    assert kept["missing_labels_kept"]["rows"] == 1
+    assert kept["missing_labels_kept"]["examples"][0]["source_row"] == 10
+    assert splitting.describe_change(kept["empty_texts_kept"]).endswith("e.g. row 20: (missing)")
+    labels = pd.concat(splits.values())["label"]
+    assert labels.isna().sum() == 1 and set(labels.dropna()) == {"rotten", "fresh"}
+
+
 def test_missing_column_names_file_and_column(reviews_csv: Path) -> None:
     p = load_params(str(reviews_csv), columns={"text": "review", "label": "category"})
     with pytest.raises(

@@ -211,13 +211,18 @@ def carve(
             return df.iloc[keep_idx], df.iloc[cut_idx]
         stratify = None
         if "label" in df.columns and not pd.api.types.is_float_dtype(df["label"]):
-            counts = df["label"].value_counts()
+            # A missing label is a stratum of its own: the rows reach validate, which names them.
+            strata = df["label"].astype(object).where(df["label"].notna(), MISSING_LABEL)
+            counts = strata.value_counts()
             fits = len(counts) <= min(n_cut, units - n_cut)
-            stratify = df["label"] if len(counts) > 1 and counts.min() >= 2 and fits else None
+            stratify = strata if len(counts) > 1 and counts.min() >= 2 and fits else None
         keep, cut = train_test_split(df, test_size=fraction, random_state=seed, stratify=stratify)
         return keep, cut
     except ValueError as exc:  # a case the checks above do not foresee: still one clear line
         raise PipelineError(f"carving {what} ({fraction:.0%}) from {units} rows failed: {exc}") from None
+
+
+MISSING_LABEL = "\x00missing"  # the stratum of rows without a label (sklearn sorts strata: a string)
 
 
 # Which split loses a shared row (load.overlap: drop): the evaluation split, and of validation
@@ -260,6 +265,8 @@ def resolve_overlap(
 
 
 def _short(text: Any, limit: int = 60) -> str:
+    if _missing(text):
+        return "(missing)"  # not 'nan', which could be a text
     text = str(text)
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
@@ -367,6 +374,18 @@ def _empty_texts(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] |
     return _change(split, origin, "empty_texts_kept", out[empty], text)
 
 
+def _missing_labels(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] | None:
+    """Rows without a label: like empty texts, kept for validate to name; said here."""
+    if "label" not in out.columns or not out["label"].isna().any():
+        return None
+    missing = out["label"].isna()
+    text = (
+        f"kept {int(missing.sum())} row(s) of {split} ({origin}) with a missing label; "
+        "validate fails on them: label or remove them in the source (predict takes unlabelled rows)"
+    )
+    return _change(split, origin, "missing_labels_kept", out[missing], text)
+
+
 def add_incoming(train: pd.DataFrame, p: LoadParams, task: str, manifest: dict[str, Any]) -> pd.DataFrame:
     """The source's train rows plus the rows `tunepipe ingest` added (data/raw/incoming), each
     file with the source's columns. Their rows are numbered after the source's, in file name
@@ -435,9 +454,8 @@ def make_splits(
             manifest["duplicates_removed"][split] = change["rows"] if change else 0
             if change:
                 changes.append(change)
-        empty = _empty_texts(out, split, origin[split])
-        if empty:
-            changes.append(empty)
+        for kept in (_empty_texts(out, split, origin[split]), _missing_labels(out, split, origin[split])):
+            changes += [kept] if kept else []
         canon[split] = out
     if p.dedupe == "all":
         # A text in two supplied splits would leak into the evaluation: never changed silently.
