@@ -15,9 +15,8 @@ def main() -> None:
     p = params.read(catalog.PARAMS)
     dsd, info, counts = tokenize(p, catalog.read_splits())
     catalog.write_tokenized(dsd, info, catalog.TOKENIZED)
-    print(
-        f"tokenize: {counts['rows']} examples, {len(info['labels'])} labels, max_length {info['max_length']}"
-    )
+    target = "a numeric target" if p.task == "regression" else f"{len(info['labels'])} labels"
+    print(f"tokenize: {counts['rows']} examples, {target}, max_length {info['max_length']}")
     if "sentences_cut" in counts:
         print(f"tokenize: sentences cut at max_length: {counts['sentences_cut']}")
     # Measured once, by validate (a dependency of this stage), on the same splits and max_length.

@@ -197,7 +197,7 @@ def test_single_file_carves_validation_and_test(tmp_path: Path, tiny_bert: Path)
     out = infer(tmp_path, tmp_path / "data.csv", tiny_bert)
     assert out.data["load"]["source"] == "data.csv"  # relative to the project root
     assert out.data["load"]["split"]["from_source"] == {}
-    assert "validation and test carved from train" in said(out, "splits")
+    assert said(out, "splits").endswith("validation and test carved from train (10% each)")
     assert said(out, "note:").startswith("note: the source is outside data/raw/")
 
 
@@ -217,7 +217,7 @@ def test_folder_without_validation_carves_it(tmp_path: Path, tiny_bert: Path) ->
     split_folder(tmp_path / "raw", reviews(90), names=("train", "test"))
     out = infer(tmp_path, tmp_path / "raw", tiny_bert)
     assert set(out.data["load"]["source"]) == {"train", "test"}
-    assert "validation carved from train" in said(out, "splits")
+    assert said(out, "splits").endswith("validation carved from train (10%)")
 
 
 def test_saved_dataset_maps_its_splits_and_skips_hidden_labels(tmp_path: Path, tiny_bert: Path) -> None:

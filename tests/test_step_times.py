@@ -74,6 +74,8 @@ def test_the_evaluation_and_save_after_the_last_step_are_counted(monkeypatch: py
     assert stats["in_steps_s"] == 2.0 and stats["between_steps_s"] == 13.0
     assert stats["evaluations"] == 2 and stats["evaluations_s"] == 10.5
     assert "13.0 s in evaluations and saves (2 evaluations: 10.5 s)" in step_times.describe(stats)
+    one = step_times.summary(timer.steps, timer.pauses, evaluations=timer.evaluations[:1])
+    assert one is not None and "(1 evaluation: 4.0 s)" in step_times.describe(one)
     # nothing after the last step: train end adds no pause
     clock = iter([0.0, 1.0, 2.0])
     quiet = step_times.timer()

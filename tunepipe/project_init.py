@@ -608,10 +608,8 @@ def _splits(src: Source, frames: dict[str, pd.DataFrame], load: dict[str, Any], 
         load["split"][s] = SPLIT_SHARE
     rows = ", ".join(f"{s} {len(frames[s])}" for s in present)
     if missing:
-        out.lines.append(
-            f"splits: {rows} rows supplied; "
-            f"{' and '.join(missing)} carved from train ({SPLIT_SHARE:.0%} each)"
-        )
+        share = f"{SPLIT_SHARE:.0%}" + (" each" if len(missing) > 1 else "")
+        out.lines.append(f"splits: {rows} rows supplied; {' and '.join(missing)} carved from train ({share})")
     else:
         out.lines.append(f"splits: {rows} rows, all supplied (none carved)")
 

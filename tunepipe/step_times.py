@@ -96,7 +96,8 @@ def describe(stats: dict[str, Any] | None) -> str:
         line += " (long batches, or the CPU or GPU was shared?)"
     line += f"; {stats['between_steps_s']} s in evaluations and saves"
     if stats.get("evaluations"):
-        line += f" ({stats['evaluations']} evaluations: {stats['evaluations_s']} s)"
+        count = stats["evaluations"]
+        line += f" ({count} evaluation{'s' if count != 1 else ''}: {stats['evaluations_s']} s)"
     return line
 
 
