@@ -181,6 +181,9 @@ def dedupe_key(df: pd.DataFrame) -> pd.Series:
     return df["text"]
 
 
+MISSING_LABEL = "\x00missing"  # the stratum of rows without a label (sklearn sorts strata: a string)
+
+
 def carve(
     df: pd.DataFrame, fraction: float, p: LoadParams, salt: int, what: str = "a split from train"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -220,9 +223,6 @@ def carve(
         return keep, cut
     except ValueError as exc:  # a case the checks above do not foresee: still one clear line
         raise PipelineError(f"carving {what} ({fraction:.0%}) from {units} rows failed: {exc}") from None
-
-
-MISSING_LABEL = "\x00missing"  # the stratum of rows without a label (sklearn sorts strata: a string)
 
 
 # Which split loses a shared row (load.overlap: drop): the evaluation split, and of validation
@@ -376,9 +376,9 @@ def _empty_texts(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] |
 
 def _missing_labels(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] | None:
     """Rows without a label: like empty texts, kept for validate to name; said here."""
-    if "label" not in out.columns or not out["label"].isna().any():
+    missing = out["label"].isna() if "label" in out.columns else pd.Series(False, index=out.index)
+    if not missing.any():
         return None
-    missing = out["label"].isna()
     text = (
         f"kept {int(missing.sum())} row(s) of {split} ({origin}) with a missing label; "
         "validate fails on them: label or remove them in the source (predict takes unlabelled rows)"
