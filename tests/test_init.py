@@ -201,6 +201,18 @@ def test_single_file_carves_validation_and_test(tmp_path: Path, tiny_bert: Path)
     assert said(out, "note:").startswith("note: the source is outside data/raw/")
 
 
+def test_rows_without_a_label_are_noted_with_their_rows(tmp_path: Path, tiny_bert: Path) -> None:
+    df = reviews(60)
+    df.loc[[4, 9], "category"] = None
+    df.to_csv(tmp_path / "data.csv", index=False)
+    out = infer(tmp_path, tmp_path / "data.csv", tiny_bert)
+    assert out.data["load"]["labels"] == ["fresh", "rotten"]
+    assert [line for line in out.lines if "have no" in line] == [
+        "note: 2 row(s) of train have no 'category' (row 5, 10): load keeps them and validate fails on "
+        "them; label or remove them"
+    ]
+
+
 def test_folder_of_split_files_by_name(tmp_path: Path, tiny_bert: Path) -> None:
     split_folder(tmp_path / "data/raw/splits", reviews(90))
     out = infer(tmp_path, tmp_path / "data/raw/splits", tiny_bert)

@@ -549,6 +549,13 @@ def infer(source: str, root: Path, opts: Options) -> Inferred:
                 out.lines.append(f"split {s}: left out (its {label_col!r} column is empty: hidden labels)")
                 continue
             frames[s] = df
+            if unlabelled := [i + 1 for i, v in enumerate(df[label_col].isna()) if v]:
+                out.lines.append(
+                    f"note: {len(unlabelled)} row(s) of {s} have no {label_col!r} (row "
+                    + ", ".join(map(str, unlabelled[:3]))
+                    + (", ..." if len(unlabelled) > 3 else "")
+                    + "): load keeps them and validate fails on them; label or remove them"
+                )
         task = _table_task(train[label_col], label_col, where, opts, out)
         if task == "regression":
             load["labels"] = []
