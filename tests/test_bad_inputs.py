@@ -638,6 +638,16 @@ CASES = [
         stages=VALIDATE,
     ),
     Case(
+        "rows without a group",
+        r"carving a test split from data/raw/reviews.csv: 2 row\(s\) have no 'movie_name' "
+        r"\(load.split.group_by\), e.g. row 3, 8; fill the column, or set load.split.group_by: null",
+        files={
+            "data/raw/reviews.csv": csv_of(
+                [dict(r, movie_name="") if i in (2, 7) else r for i, r in enumerate(GOOD)]
+            )
+        },
+    ),
+    Case(
         "missing label, splits carved by label",
         r"expect_column_values_to_not_be_null failed on column 'label'.*\n +source row 4: ",
         files={"data/raw/reviews.csv": csv_of(GOOD[:3] + [dict(GOOD[3], category="")] + GOOD[4:])},

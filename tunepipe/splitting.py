@@ -198,6 +198,13 @@ def carve(
             f"load.split.validation and load.split.test must be between 0 and 1, got {fraction} for {what}"
         )
     seed = p.split.seed + salt
+    if p.split.group_by and (no_group := df["group"].isna()).any():
+        rows = df.loc[no_group, "source_row"].tolist()
+        raise PipelineError(
+            f"carving {what}: {len(rows)} row(s) have no {p.split.group_by!r} (load.split.group_by), "
+            f"e.g. row {', '.join(map(str, rows[:3]))}; fill the column, or set load.split.group_by: null "
+            "to split rows instead of groups"
+        )
     units = df["group"].astype(str).nunique() if p.split.group_by else len(df)
     n_cut = math.ceil(fraction * units)
     if units - n_cut < 1 or n_cut < 1:
