@@ -364,33 +364,31 @@ def _drop_train_overlap(
     return dropped, changes
 
 
+def _kept(
+    out: pd.DataFrame, split: str, origin: str, rows: pd.Series, kind: str, what: str, fix: str
+) -> dict[str, Any] | None:
+    """Rows load keeps although validate refuses them (naming each): said here, with a few of them."""
+    if not rows.any():
+        return None
+    text = f"kept {int(rows.sum())} row(s) of {split} ({origin}) with {what}; validate fails on them: {fix}"
+    return _change(split, origin, kind, out[rows], text)
+
+
 def _empty_texts(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] | None:
-    """Rows with an empty or missing text: load keeps them (validate fails naming them); said here."""
     if "tokens" in out.columns:
         empty = out["tokens"].map(lambda t: t is None or len(t) == 0)
     else:
         empty = _blank(out["text"])
         if "text_pair" in out.columns:
             empty |= _blank(out["text_pair"])
-    if not empty.any():
-        return None
-    text = (
-        f"kept {int(empty.sum())} row(s) of {split} ({origin}) with an empty or missing text; "
-        "validate fails on them: fill or remove them in the source"
-    )
-    return _change(split, origin, "empty_texts_kept", out[empty], text)
+    fix = "fill or remove them in the source"
+    return _kept(out, split, origin, empty, "empty_texts_kept", "an empty or missing text", fix)
 
 
 def _missing_labels(out: pd.DataFrame, split: str, origin: str) -> dict[str, Any] | None:
-    """Rows without a label: like empty texts, kept for validate to name; said here."""
     missing = out["label"].isna() if "label" in out.columns else pd.Series(False, index=out.index)
-    if not missing.any():
-        return None
-    text = (
-        f"kept {int(missing.sum())} row(s) of {split} ({origin}) with a missing label; "
-        "validate fails on them: label or remove them in the source (predict takes unlabelled rows)"
-    )
-    return _change(split, origin, "missing_labels_kept", out[missing], text)
+    fix = "label or remove them in the source (predict takes unlabelled rows)"
+    return _kept(out, split, origin, missing, "missing_labels_kept", "a missing label", fix)
 
 
 def add_incoming(train: pd.DataFrame, p: LoadParams, task: str, manifest: dict[str, Any]) -> pd.DataFrame:
