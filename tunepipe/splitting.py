@@ -222,7 +222,7 @@ def carve(
         stratify = None
         if "label" in df.columns and not pd.api.types.is_float_dtype(df["label"]):
             # A missing label is a stratum of its own: the rows reach validate, which names them.
-            strata = df["label"].astype(object).where(df["label"].notna(), MISSING_LABEL)
+            strata = df["label"].fillna(MISSING_LABEL)
             counts = strata.value_counts()
             fits = len(counts) <= min(n_cut, units - n_cut)
             stratify = strata if len(counts) > 1 and counts.min() >= 2 and fits else None
