@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import get_state_exception
 
-from flows.pipeline import dvc_stage
+from flows.pipeline import dvc_stage, failed, quiet_logs, run_from_command_line
 from tunepipe import catalog
 from tunepipe import markup as md
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
-from tunepipe.search import run_search
+from tunepipe.search import check_request, run_search
 from tunepipe.search_apply import apply_best
-from tunepipe.stage import set_env_defaults
 
 DATA_STAGES = ("pretrained", "load", "validate", "tokenize")
 
@@ -59,10 +58,13 @@ def trial_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="search")
-def run_study(root: Path, trials: int | None) -> dict[str, Any]:
+def run_study(root: Path, trials: int | None) -> Any:
     import pandas as pd
 
-    result = run_search(params_mod.read(root / catalog.PARAMS), root, trials)
+    try:
+        result = run_search(params_mod.read(root / catalog.PARAMS), root, trials)
+    except PipelineError as exc:
+        return failed(exc, root)
     table = pd.read_csv(root / catalog.SEARCH_TRIALS_CSV)
     rows = json.loads(table.to_json(orient="records"))  # plain JSON types; no value yet -> null
     study = md.text(result["study_name"])
@@ -79,18 +81,30 @@ def apply_params(root: Path, best_params: dict[str, Any]) -> list[str]:
 
 
 @flow(name="tunepipe-search", log_prints=True)
-def search(root: str = ".", trials: int | None = None, apply: bool = False) -> dict[str, Any]:
-    """Bring the tokenized data up to date through DVC, run the study, optionally apply its best."""
+def search(root: str = ".", trials: int | None = None, apply: bool = False) -> Any:
+    """Bring the tokenized data up to date through DVC, run the study, optionally apply its best.
+
+    As the pipeline flow does, a failure the user can act on (a malformed search space, a stage's
+    `error:`) ends the flow Failed with that message and without a traceback."""
+    quiet_logs()
     base = Path(root).resolve()
-    params_mod.read(base / catalog.PARAMS)  # a broken params.yaml fails before any stage runs
-    for stage in DATA_STAGES:
-        dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage)
-    result = run_study(base, trials)
-    result["applied"] = None
-    if apply:
-        if result["best_trial"] is None:
-            raise PipelineError("search: no completed trial, nothing to apply")
-        result["applied"] = apply_params(base, result["best_params"])
+    try:
+        check_request(params_mod.read(base / catalog.PARAMS), trials)  # before any stage runs
+        for stage in DATA_STAGES:
+            state = dvc_stage.with_options(name=stage, task_run_name=stage)(base, stage, return_state=True)
+            if state.is_failed():
+                return failed(get_state_exception(state), base)
+        state = run_study(base, trials, return_state=True)
+        if state.is_failed():
+            return failed(get_state_exception(state), base)
+        result = state.result()
+        result["applied"] = None
+        if apply:
+            if result["best_trial"] is None:
+                raise PipelineError("search: no completed trial, nothing to apply")
+            result["applied"] = apply_params(base, result["best_params"])
+    except PipelineError as exc:
+        return failed(exc, base)
     return result
 
 
@@ -100,12 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, help="finished trials in all (default: search.trials)")
     parser.add_argument("--apply", action="store_true", help="write the best values into params.yaml")
     args = parser.parse_args(argv)
-    set_env_defaults()
-    try:
-        result = search(root=args.root, trials=args.trials, apply=args.apply)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    root = Path(args.root)
+
+    def start() -> Any:
+        check_request(params_mod.read(root / catalog.PARAMS), args.trials)  # before a Prefect server starts
+        return search(root=args.root, trials=args.trials, apply=args.apply, return_state=True)
+
+    result = run_from_command_line(root, start)
     import pandas as pd
 
     print(pd.DataFrame(result["table"]).to_string(index=False))

@@ -345,6 +345,49 @@ def test_search_flow_runs_the_data_stages_then_the_study(project: Path, prefect_
     assert lineage.search_record(project, params_mod.read(project / "params.yaml")) is None
 
 
+@pytest.mark.e2e
+def test_search_flow_fails_on_a_bad_space_before_any_stage(project: Path, prefect_backend: None) -> None:
+    from flows.search import search as search_flow
+    from tests.helpers import task_states
+
+    set_params(project, **{"search.space": {"learning_rat": [1e-3]}})
+    state = search_flow(root=str(project), return_state=True)
+    assert state.is_failed()
+    assert state.message == "params.yaml: search.space.learning_rat: not a train.* parameter"
+    assert task_states(state) == {}  # no data stage ran for a study that cannot start
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("change", "args", "message"),
+    [
+        ({"search.space": {}}, [], "params.yaml: search.space is empty; name the train.* values to search"),
+        ({"search.space": {"batch_size": []}}, [], "search.space.batch_size: an empty list"),
+        ({}, ["--trials", "-1"], "search: trials must be 0 or more, got -1"),
+    ],
+)
+def test_a_search_that_cannot_start_fails_before_a_prefect_server_starts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, Any],
+    args: list[str],
+    message: str,
+) -> None:
+    """One error line, no traceback, and no flow (whose temporary server alone takes seconds)."""
+    import flows.search
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    set_params(tmp_path, **change)
+    started: list[dict[str, Any]] = []
+    monkeypatch.setattr(flows.search, "search", lambda **kwargs: started.append(kwargs))
+    with pytest.raises(SystemExit) as exit_:
+        flows.search.main(["--root", str(tmp_path), *args])
+    assert exit_.value.code == 1 and started == []
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
 @pytest.mark.unit
 def test_search_command_passes_its_options_to_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
     import flows.search

@@ -346,6 +346,16 @@ def _optuna_quiet() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
+def check_request(p: Params, trials: int | None = None) -> int:
+    """The trials to finish in all; a malformed search.space or trial count fails here, before
+    the data stages run (the metric waits for the tokenized data: its tag scheme decides it)."""
+    check_space(p.search.space, p.search.sampler)
+    target = p.search.trials if trials is None else trials
+    if target < 0:
+        raise PipelineError(f"search: trials must be 0 or more, got {target}")
+    return target
+
+
 def run_search(p: Params, root: Path, trials: int | None = None) -> dict[str, Any]:
     """Run the study to `trials` finished trials in all (default search.trials; grid: also at most
     every point once), write search/trials.csv and search/best.json, and return the summary.
@@ -356,9 +366,7 @@ def run_search(p: Params, root: Path, trials: int | None = None) -> dict[str, An
     root = Path(root).resolve()
     if not catalog.has_tokenized(root / catalog.TOKENIZED):
         raise PipelineError(f"{root / catalog.TOKENIZED}: no tokenized data; run `dvc repro tokenize` first")
-    target = p.search.trials if trials is None else trials
-    if target < 0:
-        raise PipelineError(f"search: trials must be 0 or more, got {target}")
+    target = check_request(p, trials)
     study = make_study(p, root)
     metric = study.user_attrs["metric"]
     objective = make_objective(p, root, metric)
