@@ -29,7 +29,7 @@ ENTRY_WORDS = {
     "changed command": "command changed in dvc.yaml",
     "changed checksum": "stage definition changed in dvc.yaml",
 }
-NEVER_RUN = "never run"
+NEVER_RUN = "never completed (not in dvc.lock: never run, or each run failed)"
 
 _repr = reprlib.Repr()  # values in reasons stay short: a long list or string is elided
 _repr.maxstring = _repr.maxother = 30
