@@ -89,3 +89,24 @@ def test_target_modules_error_names_the_linear_layers() -> None:
                        r"BertForSequenceClassification \(bert\); its linear layers are named dense, key, "
                        r"query, value: set"):  # fmt: skip
         target_modules(model, ["query", "qkv"])
+
+
+def test_wrapping_a_model_in_lora_says_nothing_of_library_internals() -> None:
+    """peft reads transformers' deprecated `is_gradient_checkpointing`: a FutureWarning on every
+    LoRA train that the user can do nothing about."""
+    import warnings
+
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tunepipe import params
+    from tunepipe.adapters import add_lora
+
+    config = BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    )
+    p = params.parse({"train": {"adapter": "lora"}})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model, targets = add_lora(BertForSequenceClassification(config), p)
+    assert targets == ["query", "value"] and model.peft_config
+    assert [str(w.message) for w in seen] == []

@@ -8,6 +8,7 @@ the adapters alone (models/adapter/) for teams that keep one base model and swap
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,10 @@ def add_lora(model: Any, p: Params) -> tuple[Any, list[str]]:
         target_modules=targets,
         modules_to_save=head_modules(model),
     )
-    return get_peft_model(model, config), targets
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` alias: nothing a user can change.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, config), targets
 
 
 def check_gradient_checkpointing(model: Any) -> None:
