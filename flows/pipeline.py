@@ -31,7 +31,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State, get_state_exception
 
-from tunepipe import catalog, drift, dvcrepo, registry, remote, staleness
+from tunepipe import catalog, drift, dvcrepo, lineage, registry, remote, staleness
 from tunepipe import markup as md
 from tunepipe import params as params_mod
 from tunepipe import promotion as promotion_mod
@@ -304,6 +304,8 @@ def register_model(root: Path, p: params_mod.Params, found: dict[str, Any] | Non
         return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
     logger = get_run_logger()
     logger.info("registered %s at commit %s", result["tag"], result["commit"][:10])
+    if result["unversioned_inputs"]:
+        logger.warning("%s", lineage.unversioned_warning(result["tag"], result["unversioned_inputs"]))
     decision = result["promotion"]
     logger.info("%s: %s", promotion_mod.outcome(decision), decision["reason"])
     publish_promotion(decision)

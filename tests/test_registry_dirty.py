@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import copy_project, dvc, run, set_params
+from tests.helpers import copy_project, dvc, run, set_params, tunepipe
 from tunepipe import lineage, registry
 from tunepipe.gitrepo import changed_paths, git
 
@@ -62,3 +62,54 @@ def test_reregistration_after_a_param_change_records_a_clean_tree(
     (project / "notes.txt").write_text("edited after the run\n")
     record = lineage.build_lineage(project, "model", "v0.1.2", None)
     assert record["uncommitted_changes"] == ["notes.txt"]
+
+
+def test_a_registration_names_data_kept_in_neither_git_nor_dvc(
+    reproduced: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A source file nobody versioned: dvc.lock pins its hash, yet no remote can give it back, so
+    `tunepipe replay` of the version fails long after it shipped. The registration says so."""
+    project = copy_project(reproduced[0], tmp_path / "p")
+    run(["git", "rm", "-q", "--cached", "data/raw/reviews.csv"], project)  # the file stays, untracked
+    run(["git", "commit", "-q", "-m", "reviews.csv out of git"], project)
+    out = tunepipe(project, "register")
+    assert "registered model@v0.1.0" in out.stdout
+    assert (
+        "WARNING: model@v0.1.0 was trained on 1 file(s) in neither git nor DVC: data/raw/reviews.csv. "
+        "Its lineage pins them by hash only, so `tunepipe replay` cannot rebuild it"
+    ) in out.stderr
+    assert registry.read_lineage(project, "model", "v0.1.0")["unversioned_inputs"] == ["data/raw/reviews.csv"]
+    shown = tunepipe(project, "lineage", "v0.1.0").stdout
+    assert "  unversioned data    data/raw/reviews.csv (in neither git nor DVC)" in shown
+
+
+def test_versioned_inputs_are_those_in_the_head_commit_or_a_committed_dvc_file(tmp_path: Path) -> None:
+    from tunepipe.dvcrepo import unversioned_inputs
+
+    run(["git", "init", "-q"], tmp_path)
+    raw = tmp_path / "data" / "raw"
+    names = ("README.md", "in_git.csv", "added/a.csv", "added/b.csv", "one.csv", "loose.csv", "staged.csv")
+    for name in names:
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).write_text("text,label\n")
+    (raw / ".gitignore").write_text("/added\n/one.csv\n")
+    # What `dvc add` writes: a .dvc file beside the data, its outs relative to that folder.
+    (raw / "added.dvc").write_text("outs:\n- md5: 0123.dir\n  path: added\n")
+    (raw / "one.csv.dvc").write_text("outs:\n- md5: 4567\n  path: one.csv\n")
+    run(["git", "add", "data/raw/README.md", "data/raw/in_git.csv", "data/raw/.gitignore"], tmp_path)
+    run(["git", "add", "data/raw/added.dvc", "data/raw/one.csv.dvc"], tmp_path)
+    run(["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "-m", "x"], tmp_path)
+    run(["git", "add", "data/raw/staged.csv"], tmp_path)  # staged, not in the commit a registration makes
+    lock = {
+        "stages": {
+            "load": {"deps": [{"path": "tasks/load.py", "md5": "1"}, {"path": "data/raw", "md5": "2.dir"}]},
+            "train": {"deps": [{"path": "data/splits", "md5": "3.dir"}], "outs": [{"path": "data/splits"}]},
+        }
+    }
+    sources = ["data/raw/in_git.csv", "/elsewhere/rows.csv", "../sibling.csv"]
+    assert unversioned_inputs(tmp_path, lock, sources) == [
+        "data/raw/loose.csv",
+        "data/raw/staged.csv",
+        "/elsewhere/rows.csv",  # outside every pinned input: dvc.lock pins it by no hash at all
+        "../sibling.csv",
+    ]

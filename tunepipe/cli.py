@@ -299,7 +299,7 @@ def search(
 @app.command()
 def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     """Register the evaluated model as a new version (after `dvc repro`)."""
-    from tunepipe import params, registry, remote, report
+    from tunepipe import lineage, params, registry, remote, report
 
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
@@ -308,6 +308,8 @@ def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     )
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")
+    if result.get("unversioned_inputs"):
+        _warn(lineage.unversioned_warning(result["tag"], result["unversioned_inputs"]))
     for line in unpushed_lines(remote.unpushed(base)):  # the team sees it once it is on origin
         print(line)
 
@@ -550,6 +552,11 @@ def lineage(
         f"  registered commit   {record['registered_commit']}",
         f"  code commit         {record['code_commit']}"
         + (" (with uncommitted changes)" if record["uncommitted_changes"] else ""),
+        *(
+            [f"  unversioned data    {', '.join(record['unversioned_inputs'])} (in neither git nor DVC)"]
+            if record.get("unversioned_inputs")
+            else []
+        ),
         f"  model               {model['path']} md5 {model['md5']}",
         f"  data splits         {data['splits']['md5'] if data['splits'] else '-'}",
         f"  tokenized data      {_tokenized_line(data['tokenized'])}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import re
 import warnings
 from collections.abc import Iterator
@@ -174,6 +175,57 @@ def lock_outputs(lock: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     k: o[k] for k in ("size", "nfiles") if k in o
                 }
     return out
+
+
+def pinned_inputs(lock: dict[str, Any]) -> dict[str, str]:
+    """path -> md5 of every dep in dvc.lock that no stage writes: what a rebuild starts from."""
+    outs = set(lock_outputs(lock))
+    found: dict[str, str] = {}
+    for body in (lock.get("stages") or {}).values():
+        for dep in body.get("deps", []):
+            if dep["path"] not in outs and "md5" in dep:
+                found.setdefault(dep["path"], dep["md5"])
+    return found
+
+
+def unversioned_inputs(root: Path, lock: dict[str, Any], sources: list[str] | None = None) -> list[str]:
+    """The data a registration would name by hash only: files under dvc.lock's pinned data inputs
+    (data/raw) that HEAD's commit holds neither in git nor through a committed `.dvc` file, and
+    local `sources` (load.source paths) that no pinned input covers, which dvc.lock does not pin at
+    all. `tunepipe replay` cannot get either back from the team's remotes."""
+    root = Path(root).resolve()
+    committed = {
+        n for n in git(root, "ls-tree", "-r", "-z", "--name-only", "HEAD", check=False).split("\0") if n
+    }
+    by_dvc = []
+    for name in sorted(n for n in committed if n.endswith(".dvc")):
+        body = yaml.safe_load(git(root, "show", f"HEAD:{name}", check=False) or "null") or {}
+        folder = posixpath.dirname(name)
+        by_dvc += [
+            posixpath.normpath(posixpath.join(folder, o["path"])) for o in body.get("outs", []) if "path" in o
+        ]
+
+    def versioned(rel: str) -> bool:
+        return rel in committed or any(rel == d or rel.startswith(d + "/") for d in by_dvc)
+
+    pinned = [path for path in pinned_inputs(lock) if not path.endswith(".py")]
+    found: list[str] = []
+    for path in pinned:
+        target = root / path
+        files = [target] if target.is_file() else sorted(f for f in target.rglob("*") if f.is_file())
+        for file in files:
+            rel = file.relative_to(root).as_posix()
+            if file.name == ".gitignore" or file.suffix == ".dvc" or versioned(rel):
+                continue
+            found.append(rel)
+    for source in sources or []:
+        try:
+            rel = (root / source).resolve().relative_to(root).as_posix()
+        except ValueError:
+            rel = None
+        if rel is None or not any(rel == p or rel.startswith(p + "/") for p in pinned):
+            found.append(source)
+    return found
 
 
 def read_lock(root: Path, rev: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import yaml
 
 from tunepipe import assets, catalog, model_card
 from tunepipe import params as params_mod
-from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.dvcrepo import lock_outputs, read_lock, unversioned_inputs
 from tunepipe.dvcstore import md5_bytes, md5_file
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import changed_paths, git
@@ -59,6 +59,25 @@ def package_sources(p: params_mod.Params) -> dict[str, dict[str, Any]]:
     """`package:` sources of the load stage by content: DVC hashes data/raw (a dep of load), not a
     file inside an installed package, so the record pins it (a replay checks it before rebuilding)."""
     return {ref: file_pin(ref) for ref in package_refs(p)}
+
+
+def local_sources(p: params_mod.Params) -> list[str]:
+    """load.source paths on this machine (not `hub:` or `package:` references)."""
+    source = p.load.source
+    refs = source.values() if isinstance(source, dict) else [source]
+    prefixes = (assets.HUB_PREFIX, assets.PACKAGE_PREFIX)
+    return sorted({r for r in refs if isinstance(r, str) and r and not r.startswith(prefixes)})
+
+
+def unversioned_warning(tag: str, paths: list[str]) -> str:
+    """What a registration says of data it names by hash only."""
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"{tag} was trained on {len(paths)} file(s) in neither git nor DVC: {shown}. Its lineage pins "
+        "them by hash only, so `tunepipe replay` cannot rebuild it from the remotes; keep sources in "
+        "data/raw, `dvc add` each file and commit its .dvc file (then `dvc push`) before the next "
+        "registration"
+    )
 
 
 def package_refs(p: params_mod.Params) -> list[str]:
@@ -126,6 +145,8 @@ def build_lineage(root: Path, name: str, version: str, flow_run_id: str | None) 
         "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "code_commit": git(root, "rev-parse", "HEAD", check=False) or None,
         "uncommitted_changes": dirty,
+        # Data pinned by hash but kept in neither git nor DVC (or outside data/raw: not pinned at all).
+        "unversioned_inputs": unversioned_inputs(root, lock, local_sources(p)),
         "data": {
             "source": read_json(root / catalog.SPLITS / "manifest.json")["source"],
             "splits": outs.get(str(catalog.SPLITS)),

@@ -479,6 +479,8 @@ def version_card(record: dict[str, Any], name: str, tag: str, read: Reader) -> s
         "registered at": record.get("registered_at"),
         "model hash (DVC md5 of models/model as trained)": record["model"]["md5"],
         "uncommitted changes at registration": ", ".join(record.get("uncommitted_changes") or []) or None,
+        "data in neither git nor DVC at registration": ", ".join(record.get("unversioned_inputs") or [])
+        or None,
         "Prefect flow run": record.get("prefect_flow_run_id"),
         "promotion at registration": (
             f"{'promoted' if promotion['promote'] else 'not promoted'} to {promotion['stage']}: "

@@ -213,7 +213,13 @@ def register(
         g for g in ("data/.gitignore", "models/.gitignore", "reports/.gitignore") if (root / g).exists()
     ]
     commit = commit_and_tag(root, name, version, tracked, format_metrics(record["metrics"]))
-    result = {"version": version, "tag": format_tag(name, version), "commit": commit, "new": True}
+    result = {
+        "version": version,
+        "tag": format_tag(name, version),
+        "commit": commit,
+        "new": True,
+        "unversioned_inputs": record["unversioned_inputs"],
+    }
     if decision is not None:
         assigned = [assign_stage(root, name, version, STAGING)]
         if decision["promote"]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunepipe import catalog, dvcstore, lineage, registry, remote
 from tunepipe.argcheck import check_remote, first_line
-from tunepipe.dvcrepo import lock_outputs, read_lock
+from tunepipe.dvcrepo import lock_outputs, pinned_inputs, read_lock
 from tunepipe.errors import PipelineError
 from tunepipe.gitrepo import git
 from tunepipe.metrics import flatten, format_value, is_number
@@ -253,17 +253,6 @@ def pull_inputs(
         if r.get("note"):
             say(f"  note: {r['path']}: {r['note']}")
     return rows
-
-
-def pinned_inputs(lock: dict[str, Any]) -> dict[str, str]:
-    """path -> md5 of every dep in dvc.lock that no stage writes: what a rebuild starts from."""
-    outs = set(lock_outputs(lock))
-    found: dict[str, str] = {}
-    for body in (lock.get("stages") or {}).values():
-        for dep in body.get("deps", []):
-            if dep["path"] not in outs and "md5" in dep:
-                found.setdefault(dep["path"], dep["md5"])
-    return found
 
 
 def _manifest(clone: Path, dir_md5: str, source: str | None = None) -> dict[str, str]:

@@ -197,6 +197,7 @@ def lineage_facts(record: dict[str, Any]) -> list[list[str]]:
         ["registered at (UTC)", str(record.get("registered_at"))],
         ["code commit", str(record.get("code_commit"))],
         ["uncommitted changes", ", ".join(record.get("uncommitted_changes") or []) or "none"],
+        ["data in neither git nor DVC", ", ".join(record.get("unversioned_inputs") or []) or "none"],
         ["data source", "; ".join(f"{k}: {v}" for k, v in (data.get("source") or {}).items())],
         ["splits (DVC md5)", _hash(data.get("splits"))],
         *[[f"tokenized {s} (DVC md5)", _hash(v)] for s, v in (data.get("tokenized") or {}).items()],
