@@ -213,6 +213,26 @@ def test_rows_without_a_label_are_noted_with_their_rows(tmp_path: Path, tiny_ber
     ]
 
 
+def test_source_files_in_neither_git_nor_dvc_are_noted(tmp_path: Path, tiny_bert: Path) -> None:
+    """A registered model trained on them could never be replayed: say so before the first run."""
+    import subprocess
+
+    split_folder(tmp_path / "data/raw/splits", reviews(90))
+    git = ["git", "-c", "user.email=t@e", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "data/raw/splits/train.csv"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "train in git"], cwd=tmp_path, check=True)
+    # What `dvc add data/raw/splits/test.csv` leaves, committed.
+    (tmp_path / "data/raw/splits/test.csv.dvc").write_text("outs:\n- md5: 0123\n  path: test.csv\n")
+    subprocess.run([*git, "add", "data/raw/splits/test.csv.dvc"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "test in dvc"], cwd=tmp_path, check=True)
+    out = infer(tmp_path, tmp_path / "data/raw/splits", tiny_bert)
+    assert [line for line in out.lines if "neither git nor DVC" in line] == [
+        "note: data/raw/splits/dev.csv: in neither git nor DVC; a registered model trained on it cannot be "
+        "replayed from the remotes: `dvc add data/raw/splits/dev.csv`, then commit the .dvc file"
+    ]
+
+
 def test_folder_of_split_files_by_name(tmp_path: Path, tiny_bert: Path) -> None:
     split_folder(tmp_path / "data/raw/splits", reviews(90))
     out = infer(tmp_path, tmp_path / "data/raw/splits", tiny_bert)

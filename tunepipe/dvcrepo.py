@@ -188,11 +188,9 @@ def pinned_inputs(lock: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-def unversioned_inputs(root: Path, lock: dict[str, Any], sources: list[str] | None = None) -> list[str]:
-    """The data a registration would name by hash only: files under dvc.lock's pinned data inputs
-    (data/raw) that HEAD's commit holds neither in git nor through a committed `.dvc` file, and
-    local `sources` (load.source paths) that no pinned input covers, which dvc.lock does not pin at
-    all. `tunepipe replay` cannot get either back from the team's remotes."""
+def unversioned_files(root: Path, paths: list[str]) -> list[str]:
+    """Files at or under `paths` (relative to the project root) that HEAD's commit holds neither in
+    git nor through a committed `.dvc` file: no remote can give them back."""
     root = Path(root).resolve()
     committed = {
         n for n in git(root, "ls-tree", "-r", "-z", "--name-only", "HEAD", check=False).split("\0") if n
@@ -204,25 +202,29 @@ def unversioned_inputs(root: Path, lock: dict[str, Any], sources: list[str] | No
         by_dvc += [
             posixpath.normpath(posixpath.join(folder, o["path"])) for o in body.get("outs", []) if "path" in o
         ]
-
-    def versioned(rel: str) -> bool:
-        return rel in committed or any(rel == d or rel.startswith(d + "/") for d in by_dvc)
-
-    pinned = [path for path in pinned_inputs(lock) if not path.endswith(".py")]
     found: list[str] = []
-    for path in pinned:
+    for path in paths:
         target = root / path
         files = [target] if target.is_file() else sorted(f for f in target.rglob("*") if f.is_file())
         for file in files:
             rel = file.relative_to(root).as_posix()
-            if file.name == ".gitignore" or file.suffix == ".dvc" or versioned(rel):
+            if file.name == ".gitignore" or file.suffix == ".dvc" or rel in committed:
                 continue
-            found.append(rel)
+            if not any(rel == d or rel.startswith(d + "/") for d in by_dvc):
+                found.append(rel)
+    return found
+
+
+def unversioned_inputs(root: Path, lock: dict[str, Any], sources: list[str] | None = None) -> list[str]:
+    """The data a registration would name by hash only: files under dvc.lock's pinned data inputs
+    (data/raw) in neither git nor DVC, and local `sources` (load.source paths) that no pinned input
+    covers, which dvc.lock does not pin at all. `tunepipe replay` cannot get either back."""
+    root = Path(root).resolve()
+    pinned = [path for path in pinned_inputs(lock) if not path.endswith(".py")]
+    found = unversioned_files(root, pinned)
     for source in sources or []:
-        try:
-            rel = (root / source).resolve().relative_to(root).as_posix()
-        except ValueError:
-            rel = None
+        target = (root / source).resolve()
+        rel = target.relative_to(root).as_posix() if target.is_relative_to(root) else None
         if rel is None or not any(rel == p or rel.startswith(p + "/") for p in pinned):
             found.append(source)
     return found

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tunepipe import assets, catalog
+from tunepipe import assets, catalog, dvcrepo
 from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import write_text
@@ -103,7 +103,12 @@ def _split_of(path: Path) -> str | None:
 
 
 def _split_files(folder: Path) -> dict[str, Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix)
+    # `dvc add test.csv` leaves test.csv.dvc beside it: DVC's pointer, not another test file.
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix and p.suffix != ".dvc"
+    )
     found: dict[str, list[Path]] = {}
     for path in files:
         split = _split_of(path)
@@ -497,6 +502,12 @@ def infer(source: str, root: Path, opts: Options) -> Inferred:
             out.lines.append(
                 "note: the source is outside data/raw/, which the load stage depends on: "
                 "dvc repro will not notice when it changes (move it into data/raw/)"
+            )
+        elif (root / ".git").exists() and (loose := dvcrepo.unversioned_files(root, [str(r) for r in refs])):
+            out.lines.append(
+                f"note: {' '.join(loose)}: in neither git nor DVC; a registered model trained on "
+                f"{'it' if len(loose) == 1 else 'them'} cannot be replayed from the remotes: "
+                f"`dvc add {' '.join(loose)}`, then commit the .dvc file{'s' if len(loose) > 1 else ''}"
             )
     if src.fmt:
         out.note("load.format", src.fmt, "--format" if opts.fmt else "from the file suffix")
