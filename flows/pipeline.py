@@ -304,7 +304,7 @@ def register_model(root: Path, p: params_mod.Params, found: dict[str, Any] | Non
         return Completed(name="Cached", message=f"already registered as {result['tag']}", data=result)
     logger = get_run_logger()
     logger.info("registered %s at commit %s", result["tag"], result["commit"][:10])
-    if result["unversioned_inputs"]:
+    if result.get("unversioned_inputs"):
         logger.warning("%s", lineage.unversioned_warning(result["tag"], result["unversioned_inputs"]))
     decision = result["promotion"]
     logger.info("%s: %s", promotion_mod.outcome(decision), decision["reason"])
