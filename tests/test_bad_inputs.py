@@ -1197,6 +1197,25 @@ CASES = [
         params={"load.source": "data/raw/r.tsv"},
     ),
     Case(
+        "semicolon-separated csv",
+        r"reviews.csv: the header 'category;text;movie_name' is one column when read comma-separated "
+        r"\(csv\), but 3 at each semicolon: save the file comma-separated",
+        files={"data/raw/reviews.csv": csv_of(GOOD, sep=";")},
+    ),
+    Case(
+        "init on a tab-separated csv",
+        r"error: data/raw/tabs.csv: the header 'category\\ttext\\tmovie_name' is one column .* but 3 at each "
+        r"tab: .*, or read it as tsv \(load.format: tsv; `tunepipe init --format tsv`\)",
+        files={"data/raw/tabs.csv": csv_of(GOOD, sep="\t")},
+        cli=("init", "data/raw/tabs.csv", "--force"),
+    ),
+    Case(
+        "predict on a pipe-separated csv",
+        r"new.csv: the header 'id\|text' is one column when read comma-separated \(csv\), but 2 at each pipe",
+        files={"new.csv": "id|text\n1|good film\n"},
+        predict=predict_with(),
+    ),
+    Case(
         "json record names text twice",
         r"r.json: an object has the key\(s\) 'text' more than once",
         files={"data/raw/r.json": json.dumps(GOOD[:5])[:-1] + ', {"category": "fresh", "text": "a", '

@@ -50,12 +50,37 @@ def _check_header(path: Path, sep: str, encoding: str) -> None:
     header = pd.read_csv(
         path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding=encoding
     )
-    twice = _repeated(list(header.iloc[0])) if len(header) else []
+    names = list(header.iloc[0]) if len(header) else []
+    if len(names) == 1 and isinstance(names[0], str):
+        _check_separator(path, names[0], sep)
+    twice = _repeated(names)
     if twice:
         raise PipelineError(
             f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
             "rename or remove the duplicate so each column has one name"
         )
+
+
+SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
+
+
+def _check_separator(path: Path, header: str, sep: str) -> None:
+    """A header that reads as one column but splits into several names at another separator: a
+    semicolon CSV (as spreadsheets write it in many locales) would otherwise fail later as "no
+    text column", naming the whole header line as one column."""
+    for other, name in SEPARATORS.items():
+        parts = header.split(other)
+        if other != sep and len(parts) > 1 and all(p.strip() for p in parts):
+            kind = "csv" if sep == "," else "tsv"
+            raise PipelineError(
+                f"{path}: the header {header!r} is one column when read {SEPARATORS[sep]}-separated "
+                f"({kind}), but {len(parts)} at each {name}: save the file {SEPARATORS[sep]}-separated (e.g. "
+                f"pandas.read_csv(path, sep={other!r}).to_csv(new_path, index=False)){_tsv_hint(other)}"
+            )
+
+
+def _tsv_hint(found: str) -> str:
+    return ", or read it as tsv (load.format: tsv; `tunepipe init --format tsv`)" if found == "\t" else ""
 
 
 def _no_repeated_keys(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
