@@ -1252,6 +1252,19 @@ CASES = [
         cli=("evaluate", "--model", "m", "--no-verify", "scored.csv"),
     ),
     Case(
+        "evaluate label the model does not know, on several rows",
+        r"scored.csv: 2 label\(s\) the model was not trained with: 'meh' \(3 rows, first row 2\), 'so-so' "
+        r"\(row 4\); its labels",
+        files={
+            "scored.csv": csv_of(
+                [GOOD[0], *(dict(r, category="meh") for r in GOOD[1:3]), dict(GOOD[3], category="so-so")]
+                + [dict(GOOD[4], category="meh")]
+            )
+        },
+        setup=lambda root, m: copy_model(root, m.sequence),
+        cli=("evaluate", "--model", "m", "--no-verify", "scored.csv"),
+    ),
+    Case(
         "evaluate ill-formed tags without repair",
         r"tags.conll, line 5: tag 'I-PER' after 'O' is not IOB2 .*Set load.conll.tag_repair: fix",
         files={"tags.conll": "Ann B-PER\nsaid O\n\nhello O\nBob I-PER\n"},

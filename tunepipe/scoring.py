@@ -109,12 +109,15 @@ def check_labels(df: pd.DataFrame, labels: list[str], task: str, origin: str, co
     if task == "regression":
         return
     known = set(labels)
-    unknown: dict[str, int] = {}
+    unknown: dict[str, list[int]] = {}
     for row, value in seen:
         if value not in known:
-            unknown.setdefault(str(value), int(row))
+            unknown.setdefault(str(value), []).append(int(row))
     if unknown:
-        shown = ", ".join(f"{name!r} (row {row})" for name, row in list(unknown.items())[:5])
+        shown = ", ".join(
+            f"{name!r} ({f'{len(rows)} rows, first row' if len(rows) > 1 else 'row'} {rows[0]})"
+            for name, rows in list(unknown.items())[:5]
+        )
         raise PipelineError(
             f"{origin}: {len(unknown)} label(s) the model was not trained with: {shown}; its labels "
             f"(config.json id2label) are {', '.join(labels)}. Fix the file, or drop those rows "
