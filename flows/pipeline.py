@@ -492,6 +492,9 @@ def pipeline(
     return result
 
 
+UNREACHABLE = "Failed to reach API at"  # Prefect's RuntimeError when its API does not answer
+
+
 def run_from_command_line(root: Path, start: Callable[[], State]) -> dict[str, Any]:
     """A flow started from a shell: its result, or its error on stderr and the stage's exit code.
 
@@ -508,6 +511,17 @@ def run_from_command_line(root: Path, start: Callable[[], State]) -> dict[str, A
         # The flow's last line is the stage's own error, with the stage's exit code.
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(getattr(exc, "exit_code", 1))
+    except RuntimeError as exc:
+        if not str(exc).startswith(UNREACHABLE):
+            raise
+        # A PREFECT_API_URL that does not answer: Prefect raises before the flow run exists.
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        print(
+            f"error: {exc} (PREFECT_API_URL){cause}; start that server (`prefect server start`), or unset "
+            "PREFECT_API_URL and each run starts a temporary one",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

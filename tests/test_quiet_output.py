@@ -81,3 +81,30 @@ def test_a_failed_load_still_shows_the_report_its_error_points_to(
     with pytest.raises(RuntimeError, match="ignore_mismatched_sizes"), assets.quiet_load_report():
         AutoModelForSequenceClassification.from_pretrained(two, num_labels=3)
     assert [r for r in reports if REPORT in r and "MISMATCH" in r]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("flow", ["pipeline", "search"])
+def test_a_prefect_api_that_does_not_answer_is_one_error_line(
+    flow: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A PREFECT_API_URL left pointing at a stopped server: Prefect raises before the flow run
+    exists, with three chained tracebacks (some 140 lines)."""
+    import importlib
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    main = importlib.import_module(f"flows.{flow}").main
+    url = f"http://127.0.0.1:{port}/api"
+    with temporary_settings(updates={PREFECT_API_URL: url}), pytest.raises(SystemExit) as exit_:
+        main(["--root", str(tmp_path)])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Failed to reach API at {url}/ (PREFECT_API_URL): ")
+    assert "start that server (`prefect server start`), or unset PREFECT_API_URL" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
