@@ -149,3 +149,61 @@ def test_the_command_streams_and_reports_its_rows(
     counts = written["predicted_label"].value_counts()
     assert f"predicted 11 rows -> {tmp_path / 'out.csv'} (" in printed
     assert all(f"{label}: {count}" in printed for label, count in counts.items())
+
+
+# --- rows without text --------------------------------------------------------------------------
+
+
+def with_gaps(n: int, empty: dict[int, Any]) -> pd.DataFrame:
+    df = rows(n)
+    for i, value in empty.items():
+        df.loc[i, "text"] = value
+    return df
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_rows_without_text_are_skipped_in_place_when_asked(
+    tmp_path: Path, classifier: Path, suffix: str
+) -> None:
+    """Production tables have empty cells: with skip_empty the run goes on, every input row keeps
+    its place in the output (predictions join back by position), and the skipped rows are named."""
+    df = with_gaps(9, {1: "", 4: None, 8: "   "})
+    source = write(df, tmp_path / f"in{suffix}")
+    with pytest.raises(PipelineError, match=r"3 row\(s\) do not, e\.g\. row 2 \(empty\).*--skip-empty"):
+        predict_file(str(classifier), source, tmp_path / "refused.csv", "text")
+    full = write(df.drop(index=[1, 4, 8]), tmp_path / f"full{suffix}")
+    alone = predict_file(str(classifier), full, tmp_path / "alone.csv", "text")
+    for size in (1, 4, 10**6):
+        out = predict_file(
+            str(classifier), source, tmp_path / f"out{size}.csv", "text", chunk_rows=size, skip_empty=True
+        )
+        assert out.attrs["skipped"] == [2, 5, 9] and out.attrs["rows"] == 9
+        assert out.attrs["summary"] == alone.attrs["summary"]  # the skipped rows are not counted
+        written = pd.read_csv(tmp_path / f"out{size}.csv", dtype=str, keep_default_na=False)
+        assert written["id"].tolist() == df["id"].tolist()
+        blank = written.iloc[[1, 4, 8]]
+        assert (blank["predicted_label"] == "").all() and (blank["predicted_score"] == "").all()
+        kept = written.drop(index=[1, 4, 8]).reset_index(drop=True)
+        assert kept["predicted_label"].tolist() == alone["predicted_label"].tolist()
+
+
+def test_skip_empty_still_refuses_a_cell_that_is_not_text(tmp_path: Path, classifier: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "good film"}\n{"text": ""}\n{"text": 42}\n')
+    with pytest.raises(PipelineError, match=r"1 row\(s\) do not, e\.g\. row 3 \(int 42\)$"):
+        predict_file(str(classifier), source, tmp_path / "out.csv", "text", skip_empty=True)
+
+
+def test_the_command_counts_and_names_the_skipped_rows(
+    tmp_path: Path, tiny_bert: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_classifier(tiny_bert, tmp_path / "ner", ["O", "B-PER", "I-PER"], token=True)
+    source = write(with_gaps(5, {0: None, 3: ""}), tmp_path / "in.csv")
+    output = tmp_path / "out.csv"
+    cli.main(["predict", "--model", str(model), str(source), "-o", str(output), "--skip-empty"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"predicted 3 rows -> {output} (")
+    assert printed[1] == "skipped 2 row(s) without text (row 1, 4): their predicted_* cells are empty"
+    written = pd.read_csv(output, dtype=str, keep_default_na=False)
+    assert written["predicted_entities"].tolist()[0] == "" and written["predicted_entities"].tolist()[3] == ""
+    assert all(json.loads(v) is not None for v in written["predicted_entities"].iloc[[1, 2, 4]])

@@ -361,6 +361,14 @@ def predict(
             help="auto: bf16 on a GPU and on a CPU with fast bf16 matmuls, else fp32",
         ),
     ] = Precision.auto,
+    skip_empty: Annotated[
+        bool,
+        typer.Option(
+            "--skip-empty",
+            help="rows whose text is empty or missing get empty predicted_* cells, counted and named, "
+            "instead of failing the run",
+        ),
+    ] = False,
     no_verify: NoVerify = False,
     name: Name = None,
     root: Root = None,
@@ -392,8 +400,15 @@ def predict(
         precision=precision.value,
         default_columns=defaults,
         keep=False,  # streamed to the file: memory stays that of one chunk
+        skip_empty=skip_empty,
     )
-    print(f"predicted {out.attrs['rows']} rows -> {out.attrs['output']} ({out.attrs['summary']})")
+    skipped = out.attrs["skipped"]
+    predicted = out.attrs["rows"] - len(skipped)
+    print(f"predicted {predicted} rows -> {out.attrs['output']} ({out.attrs['summary']})")
+    if skipped:
+        more = f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+        shown = ", ".join(map(str, skipped[:10])) + more
+        print(f"skipped {len(skipped)} row(s) without text (row {shown}): their predicted_* cells are empty")
 
 
 @app.command("evaluate")

@@ -43,11 +43,17 @@ CHUNK_ROWS = 8192
 
 
 def check_text_column(
-    df: pd.DataFrame, columns: list[str], origin: str, tokens: bool = False, first_row: int = 1
+    df: pd.DataFrame,
+    columns: list[str],
+    origin: str,
+    tokens: bool = False,
+    first_row: int = 1,
+    skip_empty: bool = False,
 ) -> None:
     """Every cell to predict is a non-empty text (or, with `tokens`, a non-empty list of words):
     a number, a missing cell or an empty list is named by its row (counted from `first_row`, the
-    file's row number of a chunk's first row) instead of failing the tokenizer."""
+    file's row number of a chunk's first row) instead of failing the tokenizer. `skip_empty`:
+    empty and missing cells pass (predict_frame leaves their rows unpredicted)."""
     for col in columns:
         if col not in df.columns:
             raise PipelineError(
@@ -58,25 +64,41 @@ def check_text_column(
         problems = [
             (first_row + i, p)
             for i, v in enumerate(df[col])
-            if (p := _cell_problem(v, tokens and col == columns[0]))
+            if (p := _cell_problem(v, tokens and col == columns[0])) and not (skip_empty and p == EMPTY)
         ]
         if problems:
             shown = ", ".join(f"row {row} ({what})" for row, what in problems[:5])
             expected = "text or a list of words" if tokens else "text"
+            hint = (
+                " (`tunepipe predict --skip-empty` leaves empty rows unpredicted)"
+                if all(what == EMPTY for _, what in problems)
+                else ""
+            )
             raise PipelineError(
                 f"{origin}: column {col!r} must hold non-empty {expected}; {len(problems)} row(s) do not, "
-                f"e.g. {shown}"
+                f"e.g. {shown}{hint}"
             )
+
+
+EMPTY = "empty"
+
+
+def empty_rows(df: pd.DataFrame, columns: list[str], tokens: bool) -> pd.Series:
+    """Rows with an empty or missing cell in any of `columns`."""
+    empty = pd.Series(False, index=df.index)
+    for col in columns:
+        empty |= df[col].map(lambda v, t=tokens and col == columns[0]: _cell_problem(v, t) == EMPTY)
+    return empty
 
 
 def _cell_problem(value: Any, tokens: bool) -> str | None:
     if isinstance(value, str):
-        return None if value.strip() else "empty"
+        return None if value.strip() else EMPTY
     if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "empty"
+        return EMPTY
     if tokens and hasattr(value, "__len__") and not isinstance(value, dict | bytes):
         if len(value) == 0:
-            return "empty"
+            return EMPTY
         if not all(isinstance(w, str) and w.strip() for w in value):
             return "a word that is not a non-empty text"
         return None
@@ -92,6 +114,7 @@ def predict_frame(
     batch_size: int = 64,
     origin: str = "input",
     first_row: int = 1,
+    skip_empty: bool = False,
 ) -> pd.DataFrame:
     """Pure function of a model and a table: the table with the predictions added.
 
@@ -100,10 +123,30 @@ def predict_frame(
     (IOB tags: character spans with scores) or `predicted_words` (plain tags: each word's span,
     tag and score) for raw text, and `predicted_tags` (one per token) when the column holds
     token lists. An input column of the same name is an error, never overwritten.
+
+    `skip_empty`: a row whose text is empty or missing is not an error but gets empty predicted_*
+    cells; their file row numbers are in `attrs["skipped"]`.
     """
     task = task_of(model.config)
     columns = [c for c in (text_column, pair_column) if c]
-    check_text_column(df, columns, origin, tokens=task == "token_classification", first_row=first_row)
+    tokens = task == "token_classification"
+    check_text_column(df, columns, origin, tokens=tokens, first_row=first_row, skip_empty=skip_empty)
+    empty = empty_rows(df, columns, tokens) if skip_empty else None
+    if empty is not None and empty.any():
+        kept = df[~empty].reset_index(drop=True)
+        added = predicted_columns(model.config, (kept if len(kept) else df)[text_column])
+        check_no_clash(df, added, origin)
+        done = None
+        if len(kept):
+            done = predict_frame(model, tok, kept, text_column, pair_column, batch_size, origin)
+        out = df.copy()
+        for col in added:  # the predicted rows' values and dtype; NaN on the rows without text
+            values = done[col].to_numpy() if done is not None else []
+            out[col] = pd.Series(
+                values, index=df.index[~empty], dtype=object if done is None else None
+            ).reindex(df.index)
+        out.attrs["skipped"] = [first_row + i for i, e in enumerate(empty) if e]
+        return out
     check_no_clash(df, predicted_columns(model.config, df[text_column]), origin)
     max_length = max_length_of(model, tok)
     out = df.copy()
@@ -285,6 +328,7 @@ def predict_file(
     default_columns: tuple[str, str | None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
     keep: bool = True,
+    skip_empty: bool = False,
 ) -> pd.DataFrame:
     """Predict a CSV/JSONL/parquet table, a CoNLL file (tokens only, one per line) or a text file.
 
@@ -298,7 +342,9 @@ def predict_file(
     against dvc.lock first (resolve_model); `verify=False` takes it as it is, a registered
     version's mismatch going to `warn`. `precision`: as train.precision (auto: devices.choose).
     Without `text_column`: the columns the model was trained on (config.json `text_columns`),
-    else `default_columns` (the project's load.columns), else `text`.
+    else `default_columns` (the project's load.columns), else `text`. `skip_empty`: rows without
+    text get empty predicted_* cells instead of failing the run; their row numbers are in
+    `attrs["skipped"]`.
     """
     input_path = Path(input_path)
     if output_path is not None and Path(output_path).is_dir():
@@ -324,7 +370,7 @@ def predict_file(
     if same_file(input_path, output_path):  # the default name can be the input's own
         raise PipelineError(f"{output_path}: is the input file; give the predictions another name with -o")
     column = "tokens" if conll else text_column
-    summary, kept, rows = Summary(), [], 0
+    summary, kept, rows, skipped = Summary(), [], 0, []
     jsonl = output_path.suffix in (".jsonl", ".ndjson")
     # Chunk by chunk into a temporary file, renamed at the end: memory stays that of one chunk,
     # and an error part way (a bad row in a later chunk) leaves no half-written output.
@@ -341,7 +387,9 @@ def predict_file(
                 batch_size,
                 origin=str(input_path),
                 first_row=rows + 1,
+                skip_empty=skip_empty,
             )
+            skipped += out.attrs.get("skipped", [])
             rows += len(out)
             summary.add(out)
             if fh is not None:
@@ -353,7 +401,7 @@ def predict_file(
     result = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
     if conll:
         write_conll(result, output_path, PREDICTED_TAGS)
-    result.attrs.update(output=str(output_path), rows=rows, summary=summary.text())
+    result.attrs.update(output=str(output_path), rows=rows, summary=summary.text(), skipped=skipped)
     return result
 
 
@@ -364,7 +412,12 @@ def write_chunk(fh: TextIO, out: pd.DataFrame, jsonl: bool, header: bool) -> Non
         fh.write(out.to_json(orient="records", lines=True, force_ascii=False))
         return
     listed = [c for c in LIST_COLUMNS if c in out.columns]
-    shown = out.assign(**{c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False)) for c in listed})
+    shown = out.assign(
+        **{
+            c: out[c].map(lambda v: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else "")
+            for c in listed
+        }
+    )
     shown.to_csv(fh, index=False, header=header)
 
 
@@ -415,6 +468,9 @@ class Summary:
         self.total, self.n, self.low, self.high = 0.0, 0, float("inf"), float("-inf")
 
     def add(self, out: pd.DataFrame) -> Summary:
+        if out.attrs.get("skipped"):  # rows without text have no prediction to count
+            added = [c for c in (PREDICTED_LABEL, PREDICTED_SCORE, *LIST_COLUMNS) if c in out.columns]
+            out = out[out[added[0]].notna()]
         if PREDICTED_LABEL in out.columns:
             self.kind = "labels"
             self.counts.update(out[PREDICTED_LABEL])
