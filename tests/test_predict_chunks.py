@@ -207,3 +207,21 @@ def test_the_command_counts_and_names_the_skipped_rows(
     written = pd.read_csv(output, dtype=str, keep_default_na=False)
     assert written["predicted_entities"].tolist()[0] == "" and written["predicted_entities"].tolist()[3] == ""
     assert all(json.loads(v) is not None for v in written["predicted_entities"].iloc[[1, 2, 4]])
+
+
+@pytest.mark.parametrize("size", [1, 2, 10**6])
+def test_a_blank_line_of_a_one_column_csv_is_a_row(tmp_path: Path, classifier: Path, size: int) -> None:
+    """pandas skips blank lines: in a file of texts alone each later row would move up one, so
+    predictions no longer line up with the input and row numbers in errors point one line short.
+    Blank lines after the last text are the file's end."""
+    source = tmp_path / "in.csv"
+    source.write_text("text\ngood film\n\n   \ndull film\n\n\n")
+    with pytest.raises(PipelineError, match=r"row\(s\) do not, e\.g\. row 2 \(empty\)"):
+        predict_file(str(classifier), source, tmp_path / "refused.csv", "text", chunk_rows=size)
+    out = predict_file(
+        str(classifier), source, tmp_path / "out.csv", "text", chunk_rows=size, skip_empty=True
+    )
+    assert out.attrs["rows"] == 4 and out.attrs["skipped"] == [2, 3]
+    written = pd.read_csv(tmp_path / "out.csv", dtype=str, keep_default_na=False)
+    assert written["text"].tolist() == ["good film", "", "   ", "dull film"]
+    assert [v != "" for v in written["predicted_label"]] == [True, False, False, True]

@@ -24,7 +24,16 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     """Cells as written: text, never numbers guessed from it (`1.0` stays `1.0`, `007` stays
     `007`); only an empty cell is missing (`NA` and `null` are text too)."""
     try:
-        df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding)
+        single = _one_column(path, sep, encoding)
+        df = pd.read_csv(
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding,
+            skip_blank_lines=not single,
+        )
     except UnicodeDecodeError:
         raise PipelineError(decode_error(path, encoding)) from None
     except pd.errors.EmptyDataError:
@@ -37,7 +46,29 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         found = _csv_problem(path, sep, encoding)
         raise PipelineError(found or f"{path}: the rows have more fields than the header")
     _check_header(path, sep, encoding)
-    return df
+    return df.iloc[: len(df) - _trailing_blanks(df)] if single else df
+
+
+def _one_column(path: Path, sep: str, encoding: str) -> bool:
+    """Whether the header names one column. There a blank line is a row whose text is empty:
+    pandas would skip it, every later row moving up one (predictions would then no longer line
+    up with the input's rows, and row numbers in messages would be off). Blank lines after the
+    last row are the file's end, not rows."""
+    try:
+        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding=encoding)
+    except pd.errors.EmptyDataError:
+        return False
+    return header.shape[1] == 1
+
+
+def _trailing_blanks(df: pd.DataFrame) -> int:
+    """How many rows at the end of a one-column table are blank (missing or only spaces)."""
+    n = 0
+    for value in reversed(df.iloc[:, 0].tolist()):
+        if isinstance(value, str) and value.strip():
+            break
+        n += 1
+    return n
 
 
 def _repeated(names: list[str]) -> list[str]:
@@ -300,14 +331,29 @@ def iter_table(path: Path, fmt: str, rows: int, encoding: str = "utf-8") -> Iter
 def _iter_csv(path: Path, sep: str, rows: int, encoding: str) -> Iterator[pd.DataFrame]:
     try:
         _check_header(path, sep, encoding)
+        single = _one_column(path, sep, encoding)
         reader = pd.read_csv(
-            path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, chunksize=rows
+            path,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding,
+            chunksize=rows,
+            skip_blank_lines=not single,
         )
+        held: pd.DataFrame | None = None  # blank rows at a chunk's end: rows only if more follow
         with reader:
             for chunk in reader:
                 if not isinstance(chunk.index, pd.RangeIndex):
                     found = _csv_problem(path, sep, encoding)
                     raise PipelineError(found or f"{path}: the rows have more fields than the header")
+                if single:
+                    if held is not None:
+                        chunk = pd.concat([held, chunk], ignore_index=True)
+                    blank = _trailing_blanks(chunk)
+                    held = chunk.iloc[len(chunk) - blank :] if blank else None
+                    chunk = chunk.iloc[: len(chunk) - blank]
                 yield chunk
     except PipelineError:
         raise
