@@ -540,6 +540,9 @@ def main(argv: list[str] | None = None) -> None:
             f"registered: {reg['tag']} (commit {reg['commit'][:10]})"
             + ("" if reg["new"] else ", already registered")
         )
+        if reg.get("unversioned_inputs"):  # logged mid-run too; the last lines are the ones read
+            warning = lineage.unversioned_warning(reg["tag"], reg["unversioned_inputs"])
+            print(f"WARNING: {warning}", file=sys.stderr)
     decision = result.get("promotion")
     if decision:
         print(f"{promotion_mod.outcome(decision)}: {decision['reason']}")

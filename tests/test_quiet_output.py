@@ -108,3 +108,24 @@ def test_a_prefect_api_that_does_not_answer_is_one_error_line(
     assert err.startswith(f"error: Failed to reach API at {url}/ (PREFECT_API_URL): ")
     assert "start that server (`prefect server start`), or unset PREFECT_API_URL" in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.unit
+def test_the_flow_command_ends_with_the_unversioned_data_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The register task logs it mid-run, among Prefect's lines; the command's last lines repeat it."""
+    import flows.pipeline
+
+    registered = {"tag": "model@v0.1.0", "commit": "0123456789ab", "new": True}
+    result = {"metrics": {"accuracy": 0.9}, "registered": registered, "promotion": None}
+    monkeypatch.setattr(flows.pipeline, "run_from_command_line", lambda root, start: result)
+    flows.pipeline.main([])
+    assert "WARNING" not in capsys.readouterr().err
+    registered["unversioned_inputs"] = ["data/raw/my.csv"]
+    flows.pipeline.main([])
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "registered: model@v0.1.0 (commit 0123456789)"
+    assert err.startswith(
+        "WARNING: model@v0.1.0 was trained on 1 file(s) in neither git nor DVC: data/raw/my.csv."
+    )
