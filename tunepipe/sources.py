@@ -25,15 +25,7 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     `007`); only an empty cell is missing (`NA` and `null` are text too)."""
     try:
         single = _one_column(path, sep, encoding)
-        df = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding=encoding,
-            skip_blank_lines=not single,
-        )
+        df = pd.read_csv(path, **_as_written(sep, encoding, single))
     except UnicodeDecodeError:
         raise PipelineError(decode_error(path, encoding)) from None
     except pd.errors.EmptyDataError:
@@ -47,6 +39,18 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         raise PipelineError(found or f"{path}: the rows have more fields than the header")
     _check_header(path, sep, encoding)
     return df.iloc[: len(df) - _trailing_blanks(df)] if single else df
+
+
+def _as_written(sep: str, encoding: str, one_column: bool) -> dict[str, Any]:
+    """read_csv's arguments for cells as written (see _read_csv) and blank lines as _one_column says."""
+    return {
+        "sep": sep,
+        "dtype": str,
+        "keep_default_na": False,
+        "na_values": [""],
+        "encoding": encoding,
+        "skip_blank_lines": not one_column,
+    }
 
 
 def _one_column(path: Path, sep: str, encoding: str) -> bool:
@@ -332,16 +336,7 @@ def _iter_csv(path: Path, sep: str, rows: int, encoding: str) -> Iterator[pd.Dat
     try:
         _check_header(path, sep, encoding)
         single = _one_column(path, sep, encoding)
-        reader = pd.read_csv(
-            path,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=[""],
-            encoding=encoding,
-            chunksize=rows,
-            skip_blank_lines=not single,
-        )
+        reader = pd.read_csv(path, chunksize=rows, **_as_written(sep, encoding, single))
         held: pd.DataFrame | None = None  # blank rows at a chunk's end: rows only if more follow
         with reader:
             for chunk in reader:
