@@ -61,12 +61,16 @@ def package_sources(p: params_mod.Params) -> dict[str, dict[str, Any]]:
     return {ref: file_pin(ref) for ref in package_refs(p)}
 
 
+def source_refs(p: params_mod.Params) -> list[Any]:
+    """load.source's references: the one, or each split's."""
+    source = p.load.source
+    return list(source.values()) if isinstance(source, dict) else [source]
+
+
 def local_sources(p: params_mod.Params) -> list[str]:
     """load.source paths on this machine (not `hub:` or `package:` references)."""
-    source = p.load.source
-    refs = source.values() if isinstance(source, dict) else [source]
     prefixes = (assets.HUB_PREFIX, assets.PACKAGE_PREFIX)
-    return sorted({r for r in refs if isinstance(r, str) and r and not r.startswith(prefixes)})
+    return sorted({r for r in source_refs(p) if isinstance(r, str) and r and not r.startswith(prefixes)})
 
 
 def unversioned_warning(tag: str, paths: list[str]) -> str:
@@ -81,8 +85,7 @@ def unversioned_warning(tag: str, paths: list[str]) -> str:
 
 
 def package_refs(p: params_mod.Params) -> list[str]:
-    source = p.load.source
-    return sorted({s for s in (source.values() if isinstance(source, dict) else [source]) if is_package(s)})
+    return sorted({s for s in source_refs(p) if is_package(s)})
 
 
 def is_package(ref: Any) -> bool:
