@@ -150,6 +150,10 @@ BAD = [
     ("search: {trials: -1}", "search.trials: expected 0 or more, got -1"),
     ("search: {metric: accuracy_macro}", "search.metric: 'accuracy_macro' is not reported for task"),
     ("search: {space: {learning_rat: [0.1]}}", "search.space.learning_rat: not a train.* parameter"),
+    (
+        "search: {space: {lora.r: [4, 8], learning_rate: [0.001]}}",
+        "search.space.lora.r: train.adapter is none, so LoRA's values would change nothing in a trial",
+    ),
     ("search: {space: {batch_size: [16, 8.5]}}", "search.space.batch_size[1]: expected an integer"),
     ("search: {space: {device: [cpu, gpu]}}", "search.space.device[1]: expected one of auto, cpu, cuda"),
     ("search: {space: {warmup_ratio: {low: 0.0}}}", "search.space.warmup_ratio: a range is {low, high}"),

@@ -902,6 +902,7 @@ with warnings.catch_warnings():
             _check_across(self)
             if self.search.space:
                 self.search.space = _space(self.search.space, self.search.sampler)
+                _check_search_adapter(self)
             return self
 
 
@@ -986,6 +987,17 @@ def _check_across(p: Params) -> None:
             )
         if p.task == "sequence_classification" and metric in EXTRA_METRICS and metric not in extras:
             raise _bad(f"{at}: {metric} is reported only when evaluate.metrics lists it; add it there")
+
+
+def _check_search_adapter(p: Params) -> None:
+    """A search over LoRA's values without LoRA would spend its trials on values nothing reads."""
+    lora_keys = [k for k in p.search.space if k.startswith("lora.")]
+    if lora_keys and p.train.adapter != "lora":
+        raise _bad(
+            f"search.space.{lora_keys[0]}: train.adapter is {p.train.adapter}, so LoRA's values would "
+            f"change nothing in a trial; set train.adapter: lora, or remove {', '.join(lora_keys)} "
+            "from search.space"
+        )
 
 
 def _check_distributed(t: TrainParams) -> None:
