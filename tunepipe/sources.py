@@ -24,8 +24,10 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     """Cells as written: text, never numbers guessed from it (`1.0` stays `1.0`, `007` stays
     `007`); only an empty cell is missing (`NA` and `null` are text too)."""
     try:
-        single = _one_column(path, sep, encoding)
+        single = _check_header(path, sep, encoding) == 1
         df = pd.read_csv(path, **_as_written(sep, encoding, single))
+    except PipelineError:
+        raise
     except UnicodeDecodeError:
         raise PipelineError(decode_error(path, encoding)) from None
     except pd.errors.EmptyDataError:
@@ -37,12 +39,14 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         # Every row has one field more than the header: pandas would quietly make the first an index.
         found = _csv_problem(path, sep, encoding)
         raise PipelineError(found or f"{path}: the rows have more fields than the header")
-    _check_header(path, sep, encoding)
     return df.iloc[: len(df) - _trailing_blanks(df)] if single else df
 
 
 def _as_written(sep: str, encoding: str, one_column: bool) -> dict[str, Any]:
-    """read_csv's arguments for cells as written (see _read_csv) and blank lines as _one_column says."""
+    """read_csv's arguments for cells as written (see _read_csv). In a file of one column a blank
+    line is a row whose text is empty: pandas would skip it, every later row moving up one
+    (predictions would then no longer line up with the input's rows, and row numbers in messages
+    would be off). Blank lines after the last row are the file's end, not rows (_trailing_blanks)."""
     return {
         "sep": sep,
         "dtype": str,
@@ -51,18 +55,6 @@ def _as_written(sep: str, encoding: str, one_column: bool) -> dict[str, Any]:
         "encoding": encoding,
         "skip_blank_lines": not one_column,
     }
-
-
-def _one_column(path: Path, sep: str, encoding: str) -> bool:
-    """Whether the header names one column. There a blank line is a row whose text is empty:
-    pandas would skip it, every later row moving up one (predictions would then no longer line
-    up with the input's rows, and row numbers in messages would be off). Blank lines after the
-    last row are the file's end, not rows."""
-    try:
-        header = pd.read_csv(path, sep=sep, header=None, nrows=1, dtype=str, encoding=encoding)
-    except pd.errors.EmptyDataError:
-        return False
-    return header.shape[1] == 1
 
 
 def _trailing_blanks(df: pd.DataFrame) -> int:
@@ -79,9 +71,10 @@ def _repeated(names: list[str]) -> list[str]:
     return [name for name, n in Counter(names).items() if n > 1]
 
 
-def _check_header(path: Path, sep: str, encoding: str) -> None:
+def _check_header(path: Path, sep: str, encoding: str) -> int:
     """A column named twice is an error: pandas renames the second `text` to `text.1`, and the
-    columns mapping would quietly read the first. The header as written, read again unrenamed."""
+    columns mapping would quietly read the first. The header as written, read again unrenamed;
+    returns how many columns it names."""
     header = pd.read_csv(
         path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding=encoding
     )
@@ -94,6 +87,7 @@ def _check_header(path: Path, sep: str, encoding: str) -> None:
             f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
             "rename or remove the duplicate so each column has one name"
         )
+    return len(names)
 
 
 SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
@@ -334,8 +328,7 @@ def iter_table(path: Path, fmt: str, rows: int, encoding: str = "utf-8") -> Iter
 
 def _iter_csv(path: Path, sep: str, rows: int, encoding: str) -> Iterator[pd.DataFrame]:
     try:
-        _check_header(path, sep, encoding)
-        single = _one_column(path, sep, encoding)
+        single = _check_header(path, sep, encoding) == 1
         reader = pd.read_csv(path, chunksize=rows, **_as_written(sep, encoding, single))
         held: pd.DataFrame | None = None  # blank rows at a chunk's end: rows only if more follow
         with reader:
