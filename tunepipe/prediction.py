@@ -49,23 +49,24 @@ def check_text_column(
     tokens: bool = False,
     first_row: int = 1,
     skip_empty: bool = False,
-) -> None:
+) -> pd.Series:
     """Every cell to predict is a non-empty text (or, with `tokens`, a non-empty list of words):
     a number, a missing cell or an empty list is named by its row (counted from `first_row`, the
     file's row number of a chunk's first row) instead of failing the tokenizer. `skip_empty`:
-    empty and missing cells pass (predict_frame leaves their rows unpredicted)."""
+    empty and missing cells pass; returned is which rows have one (predict_frame leaves them
+    unpredicted), all False otherwise."""
     for col in columns:
         if col not in df.columns:
             raise PipelineError(
                 f"{origin}: no column {col!r}; columns are {', '.join(map(str, df.columns))} "
                 "(use --text-column)"
             )
+    empty = pd.Series(False, index=df.index)
     for col in columns:
-        problems = [
-            (first_row + i, p)
-            for i, v in enumerate(df[col])
-            if (p := _cell_problem(v, tokens and col == columns[0])) and not (skip_empty and p == EMPTY)
-        ]
+        found = [_cell_problem(v, tokens and col == columns[0]) for v in df[col]]
+        if skip_empty:
+            empty |= pd.Series([p == EMPTY for p in found], index=df.index)
+        problems = [(first_row + i, p) for i, p in enumerate(found) if p and not (skip_empty and p == EMPTY)]
         if problems:
             shown = ", ".join(f"row {row} ({what})" for row, what in problems[:5])
             expected = "text or a list of words" if tokens else "text"
@@ -78,17 +79,10 @@ def check_text_column(
                 f"{origin}: column {col!r} must hold non-empty {expected}; {len(problems)} row(s) do not, "
                 f"e.g. {shown}{hint}"
             )
+    return empty
 
 
 EMPTY = "empty"
-
-
-def empty_rows(df: pd.DataFrame, columns: list[str], tokens: bool) -> pd.Series:
-    """Rows with an empty or missing cell in any of `columns`."""
-    empty = pd.Series(False, index=df.index)
-    for col in columns:
-        empty |= df[col].map(lambda v, t=tokens and col == columns[0]: _cell_problem(v, t) == EMPTY)
-    return empty
 
 
 def _cell_problem(value: Any, tokens: bool) -> str | None:
@@ -130,9 +124,8 @@ def predict_frame(
     task = task_of(model.config)
     columns = [c for c in (text_column, pair_column) if c]
     tokens = task == "token_classification"
-    check_text_column(df, columns, origin, tokens=tokens, first_row=first_row, skip_empty=skip_empty)
-    empty = empty_rows(df, columns, tokens) if skip_empty else None
-    if empty is not None and empty.any():
+    empty = check_text_column(df, columns, origin, tokens=tokens, first_row=first_row, skip_empty=skip_empty)
+    if empty.any():
         kept = df[~empty].reset_index(drop=True)
         added = predicted_columns(model.config, (kept if len(kept) else df)[text_column])
         check_no_clash(df, added, origin)
