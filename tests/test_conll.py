@@ -259,3 +259,16 @@ def test_tag_repair_fix_counts_and_changes_tags(tmp_path: Path) -> None:
     # Plain tags (POS) are not IOB: nothing to repair, no count.
     pos = _write(tmp_path, "EU NNP\nsaid VBD\n\nin IN\n\nParis NNP\n", name="pos.conll")
     assert make_splits(_ner_params(pos, tag_repair="fix"), "token_classification")[1]["tags_repaired"] == {}
+
+
+def test_a_change_names_the_line_a_sentence_starts_on(tmp_path: Path) -> None:
+    """source_row of a CoNLL sentence is the file line it starts on: a change says `line`, not `row`."""
+    from tunepipe.report import _load_section
+    from tunepipe.splitting import describe_change, make_splits
+
+    text = "EU B-ORG\nsaid O\n\nPeter B-PER\n\nEU B-ORG\nsaid O\n\nin O\n\nRome B-LOC\n\n"
+    path = _write(tmp_path, text, name="ner.conll")
+    _, manifest = make_splits(_ner_params(path), "token_classification")
+    (change,) = [c for c in manifest["changes"] if c["change"] == "duplicates_removed"]
+    assert describe_change(change).endswith("e.g. line 6: 'EU said' (as line 1)")
+    assert "line 6: &#x27;EU said&#x27; (as line 1)" in _load_section({"manifest": manifest})

@@ -50,6 +50,15 @@ def test_evaluate_a_model_folder_on_the_test_file(
     assert evaluation["confusion_matrix"] == stage["confusion_matrix"]
     assert evaluation["thresholds"] == [] and evaluation["source"] == str(labelled)
 
+    # A blank line is skipped, as load skips it, and said (pandas alone skipped it silently).
+    lines = labelled.read_text().splitlines(keepends=True)
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("".join(lines[:3] + ["\n"] + lines[3:]))
+    code, out, err = cli(capsys, "evaluate", "--model", "models/model", str(gappy), "--json")
+    assert code == 0, err
+    assert "skipped 1 blank row(s) (every cell empty): row 3" in err
+    assert json.loads(out)["metrics"] == stage["metrics"]
+
     # Thresholds are optional; `params` checks the project's and a miss exits 1 with the metric named.
     code, out, err = cli(
         capsys, "evaluate", "--model", "models/model", str(labelled), "--thresholds", "params"

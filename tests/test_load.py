@@ -82,6 +82,35 @@ def test_rows_without_a_label_or_text_are_kept_stratified_and_said(tmp_path: Pat
     assert labels.isna().sum() == 1 and set(labels.dropna()) == {"rotten", "fresh"}
 
 
+def test_blank_lines_are_skipped_said_and_counted_as_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pandas skips blank lines of a CSV silently, and every later row's number was one short of
+    the file's; now they are a change load prints, and the rows after them keep their numbers
+    (in an ingested file too, numbered after the source's rows)."""
+    rows = make_reviews(40)
+    path = tmp_path / "r.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:4] + ["\n"] + lines[4:9] + [",,\n", "\n"] + lines[9:] + ["\n"]))
+    monkeypatch.chdir(tmp_path)
+    incoming = tmp_path / "data/raw/incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "new.csv").write_text("text,category,movie_name\n\nfresh air,fresh,new movie\n")
+    splits, manifest = splitting.make_splits(load_params(str(path), split={"group_by": None}))
+    skipped = [c for c in manifest["changes"] if c["change"] == "blank_rows_skipped"]
+    assert [(c["source"], c["rows"]) for c in skipped] == [(str(path), 3), ("data/raw/incoming/new.csv", 1)]
+    assert splitting.describe_change(skipped[0]).startswith(
+        f"skipped 3 blank row(s) of train ({path}): row 4, 10, 11 (every cell empty;"
+    )
+    canon = pd.concat(splits.values())
+    assert sum(len(df) for df in splits.values()) == 41
+    # the file's 12th record (its 13th line) is rows[8]; the ingested row follows the source's 43
+    assert canon.loc[canon["source_row"] == 12, "text"].item() == rows[8]["text"]
+    assert canon.loc[canon["text"] == "fresh air", "source_row"].item() == 45
+    assert manifest["incoming"]["data/raw/incoming/new.csv"]["source_rows"] == [44, 45]
+
+
 def test_missing_column_names_file_and_column(reviews_csv: Path) -> None:
     p = load_params(str(reviews_csv), columns={"text": "review", "label": "category"})
     with pytest.raises(

@@ -209,13 +209,20 @@ def test_the_command_counts_and_names_the_skipped_rows(
     assert all(json.loads(v) is not None for v in written["predicted_entities"].iloc[[1, 2, 4]])
 
 
+BLANK_LINES = {
+    "text alone": "text\ngood film\n\n   \ndull film\n\n\n",
+    "id and text": "id,text\na,good film\n\nb,   \nc,dull film\n\n,\n",
+}
+
+
+@pytest.mark.parametrize("table", list(BLANK_LINES))
 @pytest.mark.parametrize("size", [1, 2, 10**6])
-def test_a_blank_line_of_a_one_column_csv_is_a_row(tmp_path: Path, classifier: Path, size: int) -> None:
-    """pandas skips blank lines: in a file of texts alone each later row would move up one, so
-    predictions no longer line up with the input and row numbers in errors point one line short.
-    Blank lines after the last text are the file's end."""
+def test_a_blank_line_of_a_csv_is_a_row(tmp_path: Path, classifier: Path, size: int, table: str) -> None:
+    """pandas skips blank lines: each later row would move up one, so predictions no longer line
+    up with the input and row numbers in errors point one line short. Blank lines (or lines of
+    empty cells) after the last row are the file's end."""
     source = tmp_path / "in.csv"
-    source.write_text("text\ngood film\n\n   \ndull film\n\n\n")
+    source.write_text(BLANK_LINES[table])
     with pytest.raises(PipelineError, match=r"row\(s\) do not, e\.g\. row 2 \(empty\)"):
         predict_file(str(classifier), source, tmp_path / "refused.csv", "text", chunk_rows=size)
     out = predict_file(

@@ -502,6 +502,9 @@ def evaluate_command(
         _warn(f"repaired {evaluation['tags_repaired']} IOB2 tag(s) I-X -> B-X (load.conll.tag_repair: fix)")
     if evaluation.get("dropped_labels"):
         _warn(f"left out {evaluation['dropped_labels']} row(s) with a label in load.drop_labels")
+    if evaluation.get("blank_rows_skipped"):
+        rows = evaluation["blank_rows_skipped"]
+        _warn(f"skipped {len(rows)} blank row(s) (every cell empty): row {', '.join(map(str, rows[:10]))}")
     if out is not None:
         if out.suffix.lower() == ".json":
             write_json(out, evaluation)

@@ -412,6 +412,8 @@ def _metrics_section(facts: dict[str, Any]) -> str:
 
 def _load_section(facts: dict[str, Any]) -> str:
     """What load changed in the user's rows (data/splits/manifest.json), and where labels came from."""
+    from tunepipe.splitting import describe_example
+
     manifest = facts.get("manifest")
     if not manifest or "changes" not in manifest:  # none, or written before load recorded changes
         return ""
@@ -425,7 +427,7 @@ def _load_section(facts: dict[str, Any]) -> str:
             c["split"],
             c["change"].replace("_", " "),
             c["rows"],
-            "; ".join(f"row {e['source_row']}: {e['text']}" for e in c.get("examples", [])),
+            "; ".join(describe_example(e, c.get("unit", "row")) for e in c.get("examples", [])),
         ]
         for c in changes
     ]

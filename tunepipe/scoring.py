@@ -147,6 +147,8 @@ def evaluate_source(
         raise PipelineError(f"{model}: the model's config.json has no id2label; cannot name its predictions")
     df, origin = read_labelled(source, p.load, task, split)
     notes: dict[str, Any] = {}
+    if df.attrs.get("blank_rows"):  # blank lines: skipped, as load skips them
+        notes["blank_rows_skipped"] = df.attrs["blank_rows"]
     scheme = None
     if task == "token_classification":
         scheme = resolve_scheme(p.load.tag_scheme, [labels])

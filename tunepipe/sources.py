@@ -24,8 +24,8 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
     """Cells as written: text, never numbers guessed from it (`1.0` stays `1.0`, `007` stays
     `007`); only an empty cell is missing (`NA` and `null` are text too)."""
     try:
-        single = _check_header(path, sep, encoding) == 1
-        df = pd.read_csv(path, **_as_written(sep, encoding, single))
+        _check_header(path, sep, encoding)
+        df = pd.read_csv(path, **_as_written(sep, encoding))
     except PipelineError:
         raise
     except UnicodeDecodeError:
@@ -39,42 +39,53 @@ def _read_csv(path: Path, sep: str, encoding: str) -> pd.DataFrame:
         # Every row has one field more than the header: pandas would quietly make the first an index.
         found = _csv_problem(path, sep, encoding)
         raise PipelineError(found or f"{path}: the rows have more fields than the header")
-    return df.iloc[: len(df) - _trailing_blanks(df)] if single else df
+    return df.iloc[: len(df) - _trailing_blanks(df)]
 
 
-def _as_written(sep: str, encoding: str, one_column: bool) -> dict[str, Any]:
-    """read_csv's arguments for cells as written (see _read_csv). In a file of one column a blank
-    line is a row whose text is empty: pandas would skip it, every later row moving up one
-    (predictions would then no longer line up with the input's rows, and row numbers in messages
-    would be off). Blank lines after the last row are the file's end, not rows (_trailing_blanks)."""
+def _as_written(sep: str, encoding: str) -> dict[str, Any]:
+    """read_csv's arguments for cells as written (see _read_csv). A blank line is a record whose
+    cells are all empty: pandas would skip it, every later row moving up one (predictions would
+    no longer line up with the input's rows, row numbers in messages would be off, and load would
+    drop it without saying so). Blank lines after the last row are the file's end, not rows
+    (_trailing_blanks)."""
     return {
         "sep": sep,
         "dtype": str,
         "keep_default_na": False,
         "na_values": [""],
         "encoding": encoding,
-        "skip_blank_lines": not one_column,
+        "skip_blank_lines": False,
     }
 
 
+def blank_records(df: pd.DataFrame) -> pd.Series:
+    """Rows whose every cell is missing or only spaces: a blank line of a CSV or TSV, an empty
+    JSON object, an all-null parquet record."""
+    blank = pd.Series(True, index=df.index)
+    for name in df.columns:
+        col = df[name]
+        empty = col.isna()
+        if col.dtype == object or pd.api.types.is_string_dtype(col):
+            empty |= col.map(lambda v: isinstance(v, str) and not v.strip())
+        blank &= empty
+    return blank
+
+
 def _trailing_blanks(df: pd.DataFrame) -> int:
-    """How many rows at the end of a one-column table are blank (missing or only spaces)."""
-    n = 0
-    for value in reversed(df.iloc[:, 0].tolist()):
-        if isinstance(value, str) and value.strip():
-            break
-        n += 1
-    return n
+    """How many rows at the end of a table are blank (blank_records); only the tail is looked at."""
+    end = len(df)
+    while end and blank_records(df.iloc[end - 1 : end]).iat[0]:
+        end -= 1
+    return len(df) - end
 
 
 def _repeated(names: list[str]) -> list[str]:
     return [name for name, n in Counter(names).items() if n > 1]
 
 
-def _check_header(path: Path, sep: str, encoding: str) -> int:
+def _check_header(path: Path, sep: str, encoding: str) -> None:
     """A column named twice is an error: pandas renames the second `text` to `text.1`, and the
-    columns mapping would quietly read the first. The header as written, read again unrenamed;
-    returns how many columns it names."""
+    columns mapping would quietly read the first. The header as written, read again unrenamed."""
     header = pd.read_csv(
         path, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False, encoding=encoding
     )
@@ -87,7 +98,6 @@ def _check_header(path: Path, sep: str, encoding: str) -> int:
             f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
             "rename or remove the duplicate so each column has one name"
         )
-    return len(names)
 
 
 SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
@@ -328,20 +338,19 @@ def iter_table(path: Path, fmt: str, rows: int, encoding: str = "utf-8") -> Iter
 
 def _iter_csv(path: Path, sep: str, rows: int, encoding: str) -> Iterator[pd.DataFrame]:
     try:
-        single = _check_header(path, sep, encoding) == 1
-        reader = pd.read_csv(path, chunksize=rows, **_as_written(sep, encoding, single))
+        _check_header(path, sep, encoding)
+        reader = pd.read_csv(path, chunksize=rows, **_as_written(sep, encoding))
         held: pd.DataFrame | None = None  # blank rows at a chunk's end: rows only if more follow
         with reader:
             for chunk in reader:
                 if not isinstance(chunk.index, pd.RangeIndex):
                     found = _csv_problem(path, sep, encoding)
                     raise PipelineError(found or f"{path}: the rows have more fields than the header")
-                if single:
-                    if held is not None:
-                        chunk = pd.concat([held, chunk], ignore_index=True)
-                    blank = _trailing_blanks(chunk)
-                    held = chunk.iloc[len(chunk) - blank :] if blank else None
-                    chunk = chunk.iloc[: len(chunk) - blank]
+                if held is not None:
+                    chunk = pd.concat([held, chunk], ignore_index=True)
+                blank = _trailing_blanks(chunk)
+                held = chunk.iloc[len(chunk) - blank :] if blank else None
+                chunk = chunk.iloc[: len(chunk) - blank]
                 yield chunk
     except PipelineError:
         raise

@@ -17,7 +17,7 @@ import pandas as pd
 from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.params import LoadParams
-from tunepipe.sources import incoming_files, read_source_splits, read_table
+from tunepipe.sources import blank_records, incoming_files, read_source_splits, read_table
 from tunepipe.tagging import label_order, repair_iob2, resolve_scheme
 
 # The params key that fixes each missing column.
@@ -62,6 +62,10 @@ def to_canonical(
     out = pd.DataFrame({role: df[name].to_numpy() for role, name in wanted.items()})
     fmt = df.attrs.get("format")  # set by the CoNLL and word/TAG readers
     out["source_row"] = df["source_row"].to_numpy() if fmt else range(1, len(df) + 1)
+    blank = blank_records(df).to_numpy() if not fmt else None
+    skipped = out.loc[blank, "source_row"].tolist() if blank is not None and blank.any() else []
+    if skipped:  # blank lines: no example in them; numbered as rows so later rows keep their number
+        out = out[~blank].reset_index(drop=True)
     if task == "token_classification":
         for col in ("tokens", "tags"):
             out[col] = [
@@ -81,6 +85,7 @@ def to_canonical(
         for role in ("text", "text_pair"):
             if role in out.columns:
                 _check_text(out[role], wanted[role], origin, out["source_row"], role)
+    out.attrs["blank_rows"] = [int(r) for r in skipped]  # make_splits records them as a change
     return out
 
 
@@ -258,7 +263,7 @@ def resolve_overlap(
         if policy != "drop":
             rows = canon[loser][shared].head(3)
             pairs = zip(rows["source_row"], dedupe_key(rows), strict=True)
-            shown = "; ".join(f"row {r}: {_short(k)}" for r, k in pairs)
+            shown = "; ".join(f"{row_unit(rows)} {r}: {_short(k)}" for r, k in pairs)
             raise PipelineError(
                 f"{origin[loser]}: {count} row(s) of the {loser} split repeat texts of the {keeper} split "
                 f"({origin[keeper]}), e.g. {shown}; a text in both makes the {loser} score unreliable. "
@@ -299,13 +304,22 @@ def _shown(rows: pd.DataFrame, same_as: dict[Any, int] | None = None) -> list[di
     return out
 
 
+def row_unit(rows: pd.DataFrame) -> str:
+    """What source_row counts: the file line a sentence starts on for CoNLL and word/TAG files
+    (their readers fill `lines`), else the row."""
+    return "line" if "lines" in rows.columns and rows["lines"].notna().any() else "row"
+
+
+def describe_example(example: dict[str, Any], unit: str = "row") -> str:
+    return f"{unit} {example['source_row']}: {example['text']}" + (
+        f" (as {unit} {example['same_as_row']})" if "same_as_row" in example else ""
+    )
+
+
 def describe_change(change: dict[str, Any]) -> str:
     """One line for a change load made (printed by the stage, shown in the run report)."""
-    shown = "; ".join(
-        f"row {e['source_row']}: {e['text']}"
-        + (f" (as row {e['same_as_row']})" if "same_as_row" in e else "")
-        for e in change.get("examples", [])
-    )
+    unit = change.get("unit", "row")
+    shown = "; ".join(describe_example(e, unit) for e in change.get("examples", []))
     return change["text"] + (f", e.g. {shown}" if shown else "")
 
 
@@ -319,6 +333,23 @@ def _change(
         "rows": len(rows),
         "text": text,
         "examples": _shown(rows, same_as),
+        "unit": row_unit(rows),
+    }
+
+
+def _blank_rows_skipped(split: str, origin: str, rows: list[int]) -> dict[str, Any]:
+    shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
+    text = (
+        f"skipped {len(rows)} blank row(s) of {split} ({origin}): row {shown} (every cell empty; "
+        "later rows keep their numbers)"
+    )
+    return {
+        "split": split,
+        "source": origin,
+        "change": "blank_rows_skipped",
+        "rows": len(rows),
+        "text": text,
+        "examples": [],
     }
 
 
@@ -406,9 +437,13 @@ def add_incoming(train: pd.DataFrame, p: LoadParams, task: str, manifest: dict[s
     parts, start, added = [train], int(train["source_row"].max()) if len(train) else 0, {}
     for path in files:
         out = to_canonical(read_table(path, None, None, p.encoding), p, str(path), task)
+        blank = out.attrs.get("blank_rows", [])
+        read = len(out) + len(blank)  # rows as numbered in the file, its blank lines included
         out["source_row"] = out["source_row"] + start
-        added[path.as_posix()] = {"rows": len(out), "source_rows": [start + 1, start + len(out)]}
-        start += len(out)
+        added[path.as_posix()] = {"rows": len(out), "source_rows": [start + 1, start + read]}
+        if blank:
+            added[path.as_posix()]["blank_rows"] = blank
+        start += read
         parts.append(out)
     manifest["incoming"] = added
     return pd.concat(parts, ignore_index=True)
@@ -436,8 +471,12 @@ def make_splits(
     }
     changes: list[dict[str, Any]] = []
     read = {split: to_canonical(df, p, origin[split], task) for split, df in frames.items()}
+    blank = {(split, origin[split]): out.attrs.get("blank_rows", []) for split, out in read.items()}
     if "train" in read:
         read["train"] = add_incoming(read["train"], p, task, manifest)
+        for path, added in manifest.get("incoming", {}).items():
+            blank[("train", path)] = added.get("blank_rows", [])
+    changes += [_blank_rows_skipped(split, where, rows) for (split, where), rows in blank.items() if rows]
     if task == "token_classification":
         manifest["tags_repaired"] = repair_tags(read, p, origin)
     for split, out in read.items():
