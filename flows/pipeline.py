@@ -297,6 +297,7 @@ def register_model(root: Path, p: params_mod.Params, found: dict[str, Any] | Non
             decide=decide,
             page=registration_page,
             extra={"drift": found} if found is not None else None,
+            require_versioned=p.register.require_versioned,
         )
     except PipelineError as exc:
         return failed(exc, root)
@@ -452,6 +453,10 @@ def pipeline(
     base = Path(root).resolve()
     try:
         p = params_mod.read(base / catalog.PARAMS, {"promote": promotion} if promotion else None)
+        if registration and p.register.require_versioned:  # refused now, not after training
+            loose = dvcrepo.unversioned_before_run(base, lineage.local_sources(p))
+            if loose:
+                raise PipelineError(lineage.unversioned_refusal(loose))
         states: dict[str, str] = {}
         # With a DVC remote, a stage that ran elsewhere is restored from the remote's run-cache.
         pull = remote.dvc_remote(base) is not None

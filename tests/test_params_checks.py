@@ -144,6 +144,7 @@ BAD = [
     ),
     ("task: regression\nevaluate: {thresholds: {mse: {max: .inf}}}", "thresholds.mse.max: expected a finite"),
     ("register: {bump: huge}", "register.bump: expected one of major, minor, patch, got 'huge'"),
+    ("register: {require_versioned: maybe}", "register.require_versioned: expected true or false"),
     ("register: {license: Apache 2.0}", "register.license: expected a license id as the Hugging Face hub"),
     ("register: {name: ../../etc}", "register.name: expected a name of letters, digits, '.', '_', '+'"),
     ("search: {sampler: random}", "search.sampler: expected one of tpe, grid, got 'random'"),

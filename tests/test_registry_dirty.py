@@ -72,6 +72,18 @@ def test_a_registration_names_data_kept_in_neither_git_nor_dvc(
     project = copy_project(reproduced[0], tmp_path / "p")
     run(["git", "rm", "-q", "--cached", "data/raw/reviews.csv"], project)  # the file stays, untracked
     run(["git", "commit", "-q", "-m", "reviews.csv out of git"], project)
+    # register.require_versioned makes it a refusal: no commit, no tag.
+    set_params(project, **{"register.require_versioned": True})
+    head = git(project, "rev-parse", "HEAD")
+    refused = tunepipe(project, "register", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: register.require_versioned: the training data has 1 file(s) in neither git nor DVC: "
+        "data/raw/reviews.csv; `dvc add` each file and commit its .dvc file (then `dvc push`), or set "
+        "register.require_versioned: false to register with a warning"
+    )
+    assert git(project, "rev-parse", "HEAD") == head and git(project, "tag", "--list") == ""
+    set_params(project, **{"register.require_versioned": False})
     out = tunepipe(project, "register")
     assert "registered model@v0.1.0" in out.stdout
     assert (
@@ -113,3 +125,34 @@ def test_versioned_inputs_are_those_in_the_head_commit_or_a_committed_dvc_file(t
         "/elsewhere/rows.csv",  # outside every pinned input: dvc.lock pins it by no hash at all
         "../sibling.csv",
     ]
+
+
+def test_a_run_that_could_not_register_is_refused_before_its_first_stage(tmp_path: Path) -> None:
+    """register.require_versioned is checked when the flow starts (dvc.yaml names data/raw before
+    dvc.lock pins it), not after a train of many minutes."""
+    import flows.pipeline
+    from tests.helpers import REPO
+    from tunepipe.dvcrepo import declared_inputs, unversioned_before_run
+
+    for name in ("dvc.yaml", "params.yaml"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    raw = tmp_path / "data/raw"
+    raw.mkdir(parents=True)
+    (raw / "README.md").write_text("sources\n")
+    (raw / "mine.csv").write_text("text,label\ngood,pos\n")
+    run(["git", "init", "-q"], tmp_path)
+    run(["git", "add", "dvc.yaml", "params.yaml", "data/raw/README.md"], tmp_path)
+    run(["git", "-c", "user.email=t@e", "-c", "user.name=t", "commit", "-q", "-m", "x"], tmp_path)
+    assert declared_inputs(tmp_path) == ["data/raw"]
+    assert unversioned_before_run(tmp_path, ["data/raw/mine.csv", "/elsewhere/rows.csv"]) == [
+        "data/raw/mine.csv",
+        "/elsewhere/rows.csv",
+    ]
+    set_params(tmp_path, **{"register.require_versioned": True, "load.source": "data/raw/mine.csv"})
+    state = flows.pipeline.pipeline.fn(root=str(tmp_path))
+    assert state.is_failed()
+    assert state.message.startswith(
+        "register.require_versioned: the training data has 1 file(s) in neither git nor DVC: "
+        "data/raw/mine.csv;"
+    )
+    assert not (tmp_path / "data/pretrained.json").exists() and not (tmp_path / "data/splits").exists()

@@ -304,7 +304,11 @@ def register(ctx: typer.Context, name: Name = None, root: Root = None) -> None:
     base = Path(_root(ctx, root))
     p = params.read(base / catalog.PARAMS)
     result = registry.register(  # checks the name
-        base, name or p.register.name, p.register.bump, page=report.registration_page
+        base,
+        name or p.register.name,
+        p.register.bump,
+        page=report.registration_page,
+        require_versioned=p.register.require_versioned,
     )
     state = "registered" if result["new"] else "already registered as"
     print(f"{state} {result['tag']} (commit {result['commit'][:10]})")

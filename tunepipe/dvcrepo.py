@@ -219,8 +219,29 @@ def unversioned_inputs(root: Path, lock: dict[str, Any], sources: list[str] | No
     """The data a registration would name by hash only: files under dvc.lock's pinned data inputs
     (data/raw) in neither git nor DVC, and local `sources` (load.source paths) that no pinned input
     covers, which dvc.lock does not pin at all. `tunepipe replay` cannot get either back."""
-    root = Path(root).resolve()
-    pinned = [path for path in pinned_inputs(lock) if not path.endswith(".py")]
+    return _unversioned(
+        Path(root).resolve(), [p for p in pinned_inputs(lock) if not p.endswith(".py")], sources
+    )
+
+
+def declared_inputs(root: Path) -> list[str]:
+    """The data dvc.yaml's stages read and none writes (data/raw): what dvc.lock pins once they run."""
+    stages = (yaml.safe_load((Path(root) / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    outs = {o if isinstance(o, str) else next(iter(o)) for b in stages.values() for o in b.get("outs") or []}
+    deps = {d for b in stages.values() for d in b.get("deps") or [] if isinstance(d, str)}
+
+    def written(dep: str) -> bool:
+        return any(dep == o or dep.startswith(o + "/") for o in outs)
+
+    return sorted(d for d in deps if d.startswith("data/") and not written(d))
+
+
+def unversioned_before_run(root: Path, sources: list[str] | None = None) -> list[str]:
+    """unversioned_inputs before a run, when dvc.lock may not pin the inputs yet (dvc.yaml does)."""
+    return _unversioned(Path(root).resolve(), declared_inputs(root), sources)
+
+
+def _unversioned(root: Path, pinned: list[str], sources: list[str] | None) -> list[str]:
     found = unversioned_files(root, pinned)
     for source in sources or []:
         target = (root / source).resolve()

@@ -84,6 +84,16 @@ def unversioned_warning(tag: str, paths: list[str]) -> str:
     )
 
 
+def unversioned_refusal(paths: list[str]) -> str:
+    """Why register.require_versioned refuses a registration (or a run that would end in one)."""
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (
+        f"register.require_versioned: the training data has {len(paths)} file(s) in neither git nor DVC: "
+        f"{shown}; `dvc add` each file and commit its .dvc file (then `dvc push`), or set "
+        "register.require_versioned: false to register with a warning"
+    )
+
+
 def package_refs(p: params_mod.Params) -> list[str]:
     return sorted({s for s in source_refs(p) if is_package(s)})
 

@@ -800,6 +800,13 @@ class RegisterParams(Section):
     ] = Field(
         None, description="The license the model card states (e.g. apache-2.0, mit, other); null: none."
     )
+    require_versioned: Bool = Field(
+        False,
+        description=(
+            "Refuse to register a model trained on data in neither git nor DVC (no remote holds it, so "
+            "`tunepipe replay` could not rebuild the version); false: register it and warn."
+        ),
+    )
 
 
 class PromoteParams(Section):

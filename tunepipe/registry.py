@@ -27,7 +27,7 @@ from tunepipe.io import (
     write_json,
     write_text,
 )
-from tunepipe.lineage import REGISTERED_FILES, build_lineage
+from tunepipe.lineage import REGISTERED_FILES, build_lineage, unversioned_refusal
 from tunepipe.metrics import format_metrics
 from tunepipe.version import Tag, Version, format_tag, next_version, version_of
 
@@ -160,6 +160,7 @@ def register(
     decide: Callable[[str], dict[str, Any]] | None = None,
     page: Callable[[Path, dict[str, Any], str], str] | None = None,
     extra: dict[str, Any] | None = None,
+    require_versioned: bool = False,
 ) -> dict[str, Any]:
     """Register the current, evaluated model as a new version; returns {version, tag, commit, new}.
 
@@ -169,6 +170,8 @@ def register(
     `page(root, record, tag)`: the version's run report (report.registration_page), committed
     beside its lineage record; without it none is (`tunepipe report` then builds one from it).
     `extra`: more of the run's findings for the lineage record (the flow's drift report).
+    `require_versioned` (register.require_versioned): refuse a model trained on data in neither
+    git nor DVC, which the lineage would name by hash only.
     """
     root = Path(root).resolve()
     check_path_name(name, "artifact name")
@@ -198,6 +201,8 @@ def register(
     known = versions(root, name)
     version = next_version(known[-1] if known else None, bump_part)
     record = build_lineage(root, name, version, flow_run_id)
+    if require_versioned and record["unversioned_inputs"]:
+        raise PipelineError(unversioned_refusal(record["unversioned_inputs"]))
     decision = decide(version) if decide is not None else None
     if decision is not None:
         record["promotion"] = decision
