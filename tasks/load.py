@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from tunepipe import catalog, params
-from tunepipe.splitting import describe_change, make_splits
+from tunepipe.changes import describe_change
+from tunepipe.splitting import make_splits
 from tunepipe.stage import run
 
 # Changes to a supplied evaluation split (or rows kept that validate will refuse) are warnings.

@@ -263,8 +263,9 @@ def test_tag_repair_fix_counts_and_changes_tags(tmp_path: Path) -> None:
 
 def test_a_change_names_the_line_a_sentence_starts_on(tmp_path: Path) -> None:
     """source_row of a CoNLL sentence is the file line it starts on: a change says `line`, not `row`."""
+    from tunepipe.changes import describe_change
     from tunepipe.report import _load_section
-    from tunepipe.splitting import describe_change, make_splits
+    from tunepipe.splitting import make_splits
 
     text = "EU B-ORG\nsaid O\n\nPeter B-PER\n\nEU B-ORG\nsaid O\n\nin O\n\nRome B-LOC\n\n"
     path = _write(tmp_path, text, name="ner.conll")

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from tests.helpers import make_reviews
-from tunepipe import params, sources, splitting
+from tunepipe import changes, params, sources, splitting
 from tunepipe.errors import PipelineError
 
 pytestmark = pytest.mark.unit
@@ -77,7 +77,7 @@ def test_rows_without_a_label_or_text_are_kept_stratified_and_said(tmp_path: Pat
     kept = {c["change"]: c for c in manifest["changes"]}
     assert kept["missing_labels_kept"]["rows"] == 1
     assert kept["missing_labels_kept"]["examples"][0]["source_row"] == 10
-    assert splitting.describe_change(kept["empty_texts_kept"]).endswith("e.g. row 20: (missing)")
+    assert changes.describe_change(kept["empty_texts_kept"]).endswith("e.g. row 20: (missing)")
     labels = pd.concat(splits.values())["label"]
     assert labels.isna().sum() == 1 and set(labels.dropna()) == {"rotten", "fresh"}
 
@@ -100,7 +100,7 @@ def test_blank_lines_are_skipped_said_and_counted_as_rows(
     splits, manifest = splitting.make_splits(load_params(str(path), split={"group_by": None}))
     skipped = [c for c in manifest["changes"] if c["change"] == "blank_rows_skipped"]
     assert [(c["source"], c["rows"]) for c in skipped] == [(str(path), 3), ("data/raw/incoming/new.csv", 1)]
-    assert splitting.describe_change(skipped[0]).startswith(
+    assert changes.describe_change(skipped[0]).startswith(
         f"skipped 3 blank row(s) of train ({path}): row 4, 10, 11 (every cell empty;"
     )
     canon = pd.concat(splits.values())

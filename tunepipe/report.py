@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tunepipe import catalog
+from tunepipe.changes import describe_example
 from tunepipe.io import atomic_dir, write_text
 from tunepipe.markup import html
 from tunepipe.version import format_tag
@@ -412,8 +413,6 @@ def _metrics_section(facts: dict[str, Any]) -> str:
 
 def _load_section(facts: dict[str, Any]) -> str:
     """What load changed in the user's rows (data/splits/manifest.json), and where labels came from."""
-    from tunepipe.splitting import describe_example
-
     manifest = facts.get("manifest")
     if not manifest or "changes" not in manifest:  # none, or written before load recorded changes
         return ""

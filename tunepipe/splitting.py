@@ -310,19 +310,6 @@ def row_unit(rows: pd.DataFrame) -> str:
     return "line" if "lines" in rows.columns and rows["lines"].notna().any() else "row"
 
 
-def describe_example(example: dict[str, Any], unit: str = "row") -> str:
-    return f"{unit} {example['source_row']}: {example['text']}" + (
-        f" (as {unit} {example['same_as_row']})" if "same_as_row" in example else ""
-    )
-
-
-def describe_change(change: dict[str, Any]) -> str:
-    """One line for a change load made (printed by the stage, shown in the run report)."""
-    unit = change.get("unit", "row")
-    shown = "; ".join(describe_example(e, unit) for e in change.get("examples", []))
-    return change["text"] + (f", e.g. {shown}" if shown else "")
-
-
 def _change(
     split: str, origin: str, kind: str, rows: pd.DataFrame, text: str, same_as: dict[Any, int] | None = None
 ) -> dict[str, Any]:
