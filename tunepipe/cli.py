@@ -10,7 +10,9 @@ the library does not import them; `_flow_main` loads them from the project root 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import os
 import sys
@@ -941,7 +943,8 @@ def doctor(
             path.unlink()  # the cache file is tunepipe's own (devices.cache_path)
     os.environ.pop(devices.DECISION_ENV, None)  # read the cache (or measure), not an inherited answer
     devices.cpu_auto_precision.cache_clear()
-    decision = devices.cpu_auto_precision()
+    with contextlib.redirect_stderr(io.StringIO()):  # its line is printed below, with the figures
+        decision = devices.cpu_auto_precision()
     info = devices.doctor()
     print(f"cpu: {info['cpu']}")
     print(f"cores: {info['cores']['usable']} usable of {info['cores']['machine']}")
