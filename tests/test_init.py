@@ -213,6 +213,23 @@ def test_rows_without_a_label_are_noted_with_their_rows(tmp_path: Path, tiny_ber
     ]
 
 
+def test_blank_lines_are_noted_and_later_rows_keep_their_numbers(tmp_path: Path, tiny_bert: Path) -> None:
+    """init reads the file as load does: blank lines are not rows without a label, and a note's row
+    numbers are the file's."""
+    df = reviews(60)
+    df.loc[9, "category"] = None
+    df.to_csv(tmp_path / "data.csv", index=False)
+    lines = (tmp_path / "data.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "data.csv").write_text("".join(lines[:3] + ["\n"] + lines[3:] + ["\n"]))
+    out = infer(tmp_path, tmp_path / "data.csv", tiny_bert)
+    assert [line for line in out.lines if "blank" in line or "have no" in line] == [
+        "note: 1 blank row(s) of train (row 3): load skips them, and says so",
+        "note: 1 row(s) of train have no 'category' (row 11): load keeps them and validate fails on "
+        "them; label or remove them",
+    ]
+    assert said(out, "splits").startswith("splits: train 60 rows supplied")
+
+
 def test_source_files_in_neither_git_nor_dvc_are_noted(tmp_path: Path, tiny_bert: Path) -> None:
     """A registered model trained on them could never be replayed: say so before the first run."""
     import subprocess

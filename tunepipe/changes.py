@@ -7,8 +7,10 @@ from typing import Any
 
 
 def describe_example(example: dict[str, Any], unit: str = "row") -> str:
-    """One of a change's first rows; `unit` is `line` where source_row is a CoNLL file line."""
-    return f"{unit} {example['source_row']}: {example['text']}" + (
+    """One of a change's first rows; `unit` is `line` where source_row is a CoNLL file line. A
+    blank row has no text to show (None)."""
+    text = "" if example["text"] is None else f": {example['text']}"
+    return f"{unit} {example['source_row']}{text}" + (
         f" (as {unit} {example['same_as_row']})" if "same_as_row" in example else ""
     )
 

@@ -24,7 +24,7 @@ from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import write_text
 from tunepipe.params import LOAD_FORMATS, TASK_TYPES, ConllParams, LoadParams, Params
-from tunepipe.sources import COMPRESSION, TOKEN_FORMATS, infer_format, read_source, read_table
+from tunepipe.sources import COMPRESSION, TOKEN_FORMATS, blank_records, infer_format, read_source, read_table
 
 HEADER = "# yaml-language-server: $schema=params.schema.json\n"
 EXAMPLES_DIR = "examples"
@@ -151,7 +151,14 @@ def _as_ref(path: Path, root: Path) -> str:
 
 
 def _read_file(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
+    """A source file's rows as load reads them: blank ones left out (attrs `blank_rows`, for a
+    note), the others keeping their row number in the index."""
     df = read_table(path, fmt, ConllParams(), encoding)
+    blank = blank_records(df) if fmt not in TOKEN_FORMATS else None
+    if blank is not None and blank.any():
+        rows = [int(i) + 1 for i in df.index[blank]]
+        df = df[~blank]
+        df.attrs["blank_rows"] = rows
     if len(df) == 0:
         raise PipelineError(f"{path}: no rows (only a header, or nothing but blank lines); add the examples")
     return df
@@ -560,7 +567,14 @@ def infer(source: str, root: Path, opts: Options) -> Inferred:
                 out.lines.append(f"split {s}: left out (its {label_col!r} column is empty: hidden labels)")
                 continue
             frames[s] = df
-            if unlabelled := [i + 1 for i, v in enumerate(df[label_col].isna()) if v]:
+            if blank := df.attrs.get("blank_rows"):
+                out.lines.append(
+                    f"note: {len(blank)} blank row(s) of {s} (row "
+                    + ", ".join(map(str, blank[:3]))
+                    + (", ..." if len(blank) > 3 else "")
+                    + "): load skips them, and says so"
+                )
+            if unlabelled := [int(i) + 1 for i, v in zip(df.index, df[label_col].isna(), strict=True) if v]:
                 out.lines.append(
                     f"note: {len(unlabelled)} row(s) of {s} have no {label_col!r} (row "
                     + ", ".join(map(str, unlabelled[:3]))

@@ -325,10 +325,9 @@ def _change(
 
 
 def _blank_rows_skipped(split: str, origin: str, rows: list[int]) -> dict[str, Any]:
-    shown = ", ".join(map(str, rows[:10])) + (" ..." if len(rows) > 10 else "")
     text = (
-        f"skipped {len(rows)} blank row(s) of {split} ({origin}): row {shown} (every cell empty; "
-        "later rows keep their numbers)"
+        f"skipped {len(rows)} blank row(s) of {split} ({origin}) (every cell empty; later rows keep "
+        "their numbers)"
     )
     return {
         "split": split,
@@ -336,7 +335,7 @@ def _blank_rows_skipped(split: str, origin: str, rows: list[int]) -> dict[str, A
         "change": "blank_rows_skipped",
         "rows": len(rows),
         "text": text,
-        "examples": [],
+        "examples": [{"source_row": r, "text": None} for r in rows[:EXAMPLES]],
     }
 
 
