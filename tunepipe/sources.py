@@ -83,6 +83,15 @@ def _repeated(names: list[str]) -> list[str]:
     return [name for name, n in Counter(names).items() if n > 1]
 
 
+def _no_column_twice(path: Path, where: str, names: list[Any]) -> None:
+    twice = _repeated(names)
+    if twice:
+        raise PipelineError(
+            f"{path}: {where} names column(s) {', '.join(map(repr, twice))} more than once; "
+            "rename or remove the duplicate so each column has one name"
+        )
+
+
 def _check_header(path: Path, sep: str, encoding: str) -> None:
     """A column named twice is an error: pandas renames the second `text` to `text.1`, and the
     columns mapping would quietly read the first. The header as written, read again unrenamed."""
@@ -92,12 +101,7 @@ def _check_header(path: Path, sep: str, encoding: str) -> None:
     names = list(header.iloc[0]) if len(header) else []
     if len(names) == 1 and isinstance(names[0], str):
         _check_separator(path, names[0], sep)
-    twice = _repeated(names)
-    if twice:
-        raise PipelineError(
-            f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
-            "rename or remove the duplicate so each column has one name"
-        )
+    _no_column_twice(path, "the header", names)
 
 
 SEPARATORS = {",": "comma", "\t": "tab", ";": "semicolon", "|": "pipe"}
@@ -232,12 +236,7 @@ def _read_parquet_schema(path: Path) -> None:
     """A parquet file may name a column twice too; say so rather than pyarrow's field dump."""
     import pyarrow.parquet as pq
 
-    twice = _repeated(pq.read_schema(path).names)
-    if twice:
-        raise PipelineError(
-            f"{path}: the file names column(s) {', '.join(map(repr, twice))} more than once; "
-            "rename or remove the duplicate so each column has one name"
-        )
+    _no_column_twice(path, "the file", pq.read_schema(path).names)
 
 
 READERS: dict[str, Callable[[Path, str], pd.DataFrame]] = {
