@@ -152,8 +152,9 @@ def _as_ref(path: Path, root: Path) -> str:
 
 def _read_file(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
     """A source file's rows as load reads them: blank ones left out (attrs `blank_rows`, for a
-    note), the others keeping their row number in the index."""
-    df = read_table(path, fmt, ConllParams(), encoding)
+    note), the others keeping their position in the file as their index (0-based; a parquet
+    file's own stored index is not a row number)."""
+    df = read_table(path, fmt, ConllParams(), encoding).reset_index(drop=True)
     blank = blank_records(df) if fmt not in TOKEN_FORMATS else None
     if blank is not None and blank.any():
         rows = [int(i) + 1 for i in df.index[blank]]
