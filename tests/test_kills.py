@@ -84,10 +84,12 @@ def writing(root: Path) -> Killer:
     before = stamps()
 
     def kill_now(_root: Path, _elapsed: float) -> bool:
-        temp = any(root.glob(".*.tmp-*")) or any(root.glob("*/.*.tmp-*")) or any(root.glob("*/*/.*.tmp-*"))
         try:
+            temp = (
+                any(root.glob(".*.tmp-*")) or any(root.glob("*/.*.tmp-*")) or any(root.glob("*/*/.*.tmp-*"))
+            )
             return temp or stamps() != before
-        except FileNotFoundError:  # a temporary file went between listing and stat
+        except FileNotFoundError:  # a temporary file or folder went between listing and reading it
             return True
 
     return kill_now

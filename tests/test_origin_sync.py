@@ -409,16 +409,13 @@ def test_register_says_what_origin_lacks_and_how_to_push_it(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from types import SimpleNamespace
-
     from tunepipe import cli, params, registry
 
     bare, _ = team
     worker = clone(bare, tmp_path / "worker")
     commit = register(worker, "v0.1.0", "weights 1\n")
-    monkeypatch.setattr(
-        params, "read", lambda path: SimpleNamespace(register=SimpleNamespace(name="model", bump="patch"))
-    )
+    defaults = params.parse({})  # register.name model, bump patch
+    monkeypatch.setattr(params, "read", lambda path: defaults)
     monkeypatch.setattr(
         registry, "register", lambda *a, **k: {"tag": "model@v0.1.0", "commit": commit, "new": True}
     )
