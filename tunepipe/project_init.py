@@ -24,7 +24,14 @@ from tunepipe import params as params_mod
 from tunepipe.errors import PipelineError
 from tunepipe.io import write_text
 from tunepipe.params import LOAD_FORMATS, TASK_TYPES, ConllParams, LoadParams, Params
-from tunepipe.sources import COMPRESSION, TOKEN_FORMATS, blank_records, infer_format, read_source, read_table
+from tunepipe.sources import (
+    COMPRESSION,
+    TOKEN_FORMATS,
+    drop_blank_records,
+    infer_format,
+    read_source,
+    read_table,
+)
 
 HEADER = "# yaml-language-server: $schema=params.schema.json\n"
 EXAMPLES_DIR = "examples"
@@ -154,11 +161,9 @@ def _read_file(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
     """A source file's rows as load reads them: blank ones left out (attrs `blank_rows`, for a
     note), the others keeping their position in the file as their index (0-based; a parquet
     file's own stored index is not a row number)."""
-    df = read_table(path, fmt, ConllParams(), encoding).reset_index(drop=True)
-    blank = blank_records(df) if fmt not in TOKEN_FORMATS else None
-    if blank is not None and blank.any():
-        rows = [int(i) + 1 for i in df.index[blank]]
-        df = df[~blank]
+    df = read_table(path, fmt, ConllParams(), encoding)
+    if fmt not in TOKEN_FORMATS:
+        df, rows = drop_blank_records(df)
         df.attrs["blank_rows"] = rows
     if len(df) == 0:
         raise PipelineError(f"{path}: no rows (only a header, or nothing but blank lines); add the examples")

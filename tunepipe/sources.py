@@ -58,7 +58,7 @@ def _as_written(sep: str, encoding: str) -> dict[str, Any]:
     }
 
 
-def blank_records(df: pd.DataFrame) -> pd.Series:
+def _blank_records(df: pd.DataFrame) -> pd.Series:
     """Rows whose every cell is missing or only spaces: a blank line of a CSV or TSV, an empty
     JSON object, an all-null parquet record."""
     blank = pd.Series(True, index=df.index)
@@ -71,10 +71,20 @@ def blank_records(df: pd.DataFrame) -> pd.Series:
     return blank
 
 
+def drop_blank_records(df: pd.DataFrame) -> tuple[pd.DataFrame, list[int]]:
+    """`df` without its blank records, each other row indexed by its 0-based position in the file
+    (not a parquet file's own stored index), and the 1-based rows left out."""
+    df = df.reset_index(drop=True)
+    blank = _blank_records(df)
+    if not blank.any():
+        return df, []
+    return df[~blank], [int(i) + 1 for i in df.index[blank]]
+
+
 def _trailing_blanks(df: pd.DataFrame) -> int:
-    """How many rows at the end of a table are blank (blank_records); only the tail is looked at."""
+    """How many rows at the end of a table are blank (_blank_records); only the tail is looked at."""
     end = len(df)
-    while end and blank_records(df.iloc[end - 1 : end]).iat[0]:
+    while end and _blank_records(df.iloc[end - 1 : end]).iat[0]:
         end -= 1
     return len(df) - end
 

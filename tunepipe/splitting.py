@@ -17,7 +17,7 @@ import pandas as pd
 from tunepipe import catalog
 from tunepipe.errors import PipelineError
 from tunepipe.params import LoadParams
-from tunepipe.sources import blank_records, incoming_files, read_source_splits, read_table
+from tunepipe.sources import drop_blank_records, incoming_files, read_source_splits, read_table
 from tunepipe.tagging import label_order, repair_iob2, resolve_scheme
 
 # The params key that fixes each missing column.
@@ -59,13 +59,12 @@ def to_canonical(
             f"{origin}: missing {', '.join(f'{r} column {names[r]!r}' for r in missing)}; "
             f"the file has columns {', '.join(map(str, df.columns))} ({fixes})"
         )
-    out = pd.DataFrame({role: df[name].to_numpy() for role, name in wanted.items()})
     fmt = df.attrs.get("format")  # set by the CoNLL and word/TAG readers
-    out["source_row"] = df["source_row"].to_numpy() if fmt else range(1, len(df) + 1)
-    blank = blank_records(df).to_numpy() if not fmt else None
-    skipped = out.loc[blank, "source_row"].tolist() if blank is not None and blank.any() else []
-    if skipped:  # blank lines: no example in them; numbered as rows so later rows keep their number
-        out = out[~blank].reset_index(drop=True)
+    skipped: list[int] = []
+    if not fmt:  # blank lines hold no example; the rows after them keep their number
+        df, skipped = drop_blank_records(df)
+    out = pd.DataFrame({role: df[name].to_numpy() for role, name in wanted.items()})
+    out["source_row"] = df["source_row"].to_numpy() if fmt else df.index.to_numpy() + 1
     if task == "token_classification":
         for col in ("tokens", "tags"):
             out[col] = [
@@ -85,7 +84,7 @@ def to_canonical(
         for role in ("text", "text_pair"):
             if role in out.columns:
                 _check_text(out[role], wanted[role], origin, out["source_row"], role)
-    out.attrs["blank_rows"] = [int(r) for r in skipped]  # make_splits records them as a change
+    out.attrs["blank_rows"] = skipped  # make_splits records them as a change
     return out
 
 
